@@ -1,0 +1,1 @@
+"""Turning iOS backups into snapshots and back: import, export, extract."""

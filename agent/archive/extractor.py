@@ -1,0 +1,100 @@
+"""`coffer extract`: the files themselves, as plain files under `DIR/<domain>/<relative path>`.
+
+Names come from a device and are treated as hostile: every path goes through
+`safe_relative_path`, is checked to resolve inside `DIR`, and rows that cannot be made safe
+are skipped and reported. Symlink rows are reported, never created. Files appear atomically
+with their modification times.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.archive.parallel import bounded_map
+from agent.archive.progress import Progress
+from agent.archive.view import open_view
+from agent.ios.records import FileRecord
+from agent.ios.safety import safe_relative_path
+from agent.pipeline.reader import BlobReader
+from agent.repository.repository import Repository
+from agent.repository.snapshot import FileRow
+
+
+@dataclass
+class ExtractResult:
+    snapshot_id: str
+    files: int = 0
+    bytes: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def _matches(glob: str | None, domain: str, relative_path: str) -> bool:
+    if glob is None:
+        return True
+    return fnmatch.fnmatchcase(f"{domain}/{relative_path}", glob) or fnmatch.fnmatchcase(relative_path, glob)
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return os.path.commonpath([root, path.resolve()]) == str(root)
+
+
+def extract_snapshot(
+    repository: Repository,
+    reference: str,
+    target: Path,
+    *,
+    categories: list[str] | None,
+    path_glob: str | None,
+    progress: bool,
+    workers: int = 4,
+) -> ExtractResult:
+    view = open_view(repository, reference, categories)
+    target.mkdir(parents=True, exist_ok=True)
+    root = target.resolve()
+    result = ExtractResult(view.entry.snapshot_id)
+    chosen: list[tuple[str, FileRow, FileRecord, Path]] = []
+    for category, row, record in view.records():
+        if not _matches(path_glob, record.domain, record.relative_path) or record.is_directory:
+            continue
+        relative = safe_relative_path(record.domain, record.relative_path)
+        reason = None
+        if relative is None:
+            reason = "unsafe name"
+        elif record.is_symlink:
+            reason = f"symlink to {record.target!r} (not created)"
+        elif not _inside(root, root / relative):
+            reason = "would resolve outside the target folder"
+        if reason is not None or relative is None:
+            result.skipped.append({"domain": record.domain, "path": record.relative_path, "reason": reason or ""})
+            continue
+        chosen.append((category, row, record, root / relative))
+
+    index = repository.load_index()
+    with BlobReader(repository, index) as reader, Progress("extract", sum(r.size for _, r, _, _ in chosen), enabled=progress) as bar:
+
+        def write(item: tuple[str, FileRow, FileRecord, Path]) -> None:
+            category, row, record, destination = item
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if not _inside(root, destination.parent):
+                raise OSError(f"{destination.parent} resolves outside {root}")
+            fd, temporary = tempfile.mkstemp(prefix=".coffer-", dir=destination.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    for piece in reader.read_stream(category, row.chunks):
+                        handle.write(piece)
+                        bar.advance(len(piece))
+                os.utime(temporary, (record.mtime, record.mtime))
+                os.replace(temporary, destination)
+            finally:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+
+        for _ in bounded_map(write, chosen, workers=workers, in_flight=workers * 2):
+            pass
+    result.files = len(chosen)
+    result.bytes = sum(row.size for _, row, _, _ in chosen)
+    return result

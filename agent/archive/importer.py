@@ -1,0 +1,104 @@
+"""`coffer import DIR`: ingest a Finder/iTunes/idevicebackup2 backup folder as a snapshot.
+
+Encrypted backups are decrypted with their password and stored as plaintext, so they
+deduplicate and compress like anything else; the keybag and per-file keys stay in the
+snapshot so `coffer export` rebuilds the original ciphertext byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.archive.builder import CommitResult, SnapshotBuilder
+from agent.archive.parallel import bounded_map
+from agent.archive.progress import Progress
+from agent.errors import UsageError
+from agent.ios.categories import classify
+from agent.ios.folder import MANIFEST_PLIST, BackupFolder
+from agent.ios.records import FileRecord
+from agent.pipeline.chunker import is_sqlite_name
+from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
+from agent.repository.repository import Repository
+
+
+@dataclass
+class ImportResult:
+    commit: CommitResult
+    writer: WriterStats
+    skipped: int
+    warnings: list[str]
+
+
+def locate_backup_folder(path: Path) -> Path:
+    """Accept the backup folder itself or a backup root holding exactly one device folder."""
+    if (path / MANIFEST_PLIST).is_file():
+        return path
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a folder")
+    candidates = [child for child in sorted(path.iterdir()) if (child / MANIFEST_PLIST).is_file()]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UsageError(f"{path} is not an iOS backup folder (no Manifest.plist)")
+    raise UsageError(f"{path} holds backups of several devices: name one of {', '.join(c.name for c in candidates)}")
+
+
+def default_workers() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+def import_folder(
+    repository: Repository, path: Path, *, backup_password: str | None, progress: bool, workers: int | None = None
+) -> ImportResult:
+    folder = BackupFolder.open(locate_backup_folder(path), backup_password)
+    writer = BlobWriter(repository, repository.load_index())
+    builder = SnapshotBuilder(repository, writer)
+    workers = workers or default_workers()
+    files = [r for r in folder.records if r.is_file]
+    for record in folder.records:
+        if not record.is_file:
+            builder.add(record, None)
+
+    with Progress("import", sum(r.size for r in files), enabled=progress) as bar:
+
+        def store(record: FileRecord) -> None:
+            category = classify(record.domain, record.relative_path).value
+            stored: StoredStream = writer.store_file(
+                category,
+                _counted(folder.open_plaintext(record), bar),
+                relative_path=record.relative_path,
+                sqlite_hint=is_sqlite_name(record.relative_path),
+            )
+            builder.add(record, stored, category)
+
+        try:
+            for _ in bounded_map(store, files, workers=workers, in_flight=workers * 2):
+                pass
+        except BaseException:
+            # Keep what was uploaded indexed, so the next run resumes instead of starting over.
+            with contextlib.suppress(Exception):
+                writer.flush()
+            raise
+    commit = builder.commit(
+        device=folder.device,
+        source="import",
+        info_plist=folder.info_plist,
+        status_plist=folder.status_plist,
+        manifest_plist=folder.manifest_plist,
+        manifest_db=folder.manifest_db_bytes,
+        is_encrypted=folder.is_encrypted,
+        skipped=folder.skipped,
+        backup_password=backup_password if folder.is_encrypted else None,
+        other_files={name: (folder.path / name).read_bytes() for name in folder.other_files},
+    )
+    return ImportResult(commit, writer.stats, len(folder.skipped), folder.warnings)
+
+
+def _counted(pieces: Iterable[bytes], bar: Progress) -> Iterator[bytes]:
+    for piece in pieces:
+        bar.advance(len(piece))
+        yield piece

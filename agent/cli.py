@@ -1,0 +1,93 @@
+"""The `coffer` command: parse the command line, run one command, map errors to exit codes.
+
+Global options are accepted before or after the command. Every `CofferError` becomes one
+line on stderr and its exit code (DESIGN.md section 4); SIGTERM is handled like Ctrl-C, so
+a stopped command unwinds through the same clean-up paths and leaves the repository
+consistent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.commands import archive_commands, key_commands, repository_commands, retention_commands, sim_commands
+from agent.commands.context import Context
+from agent.errors import CofferError, UsageError
+
+EXIT_INTERRUPTED = 130
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `coffer {self.prog.split(' ', 1)[-1]} --help`)".replace("coffer coffer", "coffer"))
+
+
+def _common_options() -> argparse.ArgumentParser:
+    # SUPPRESS keeps a value given before the command from being reset by the subparser's default.
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("global options")
+    group.add_argument("--repo", "-r", default=argparse.SUPPRESS, help="repository: a path, file://… or s3://bucket/prefix")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON document on stdout")
+    group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    group.add_argument("--key-file", default=argparse.SUPPRESS, help="a station or category key file")
+    group.add_argument("--recovery-key-file", default=argparse.SUPPRESS, help="a file holding the recovery key")
+    group.add_argument("--password-file", default=argparse.SUPPRESS, help="a file holding the passphrase")
+    group.add_argument("--limit-upload", type=int, default=argparse.SUPPRESS, help="bytes per second to storage")
+    group.add_argument("--limit-download", type=int, default=argparse.SUPPRESS, help="bytes per second from storage")
+    group.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log details on stderr")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = _ArgumentParser(
+        prog="coffer",
+        parents=[common],
+        description="End-to-end encrypted, deduplicating backups of iPhones and iPads.",
+    )
+    parser.add_argument("--version", action="version", version=f"coffer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser)
+    for module in (repository_commands, archive_commands, retention_commands, key_commands, sim_commands):
+        module.register(sub, common)
+    return parser
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    ctx = None
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        ctx = Context(args)
+        return int(args.handler(ctx))
+    except CofferError as exc:
+        print(f"coffer: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("coffer: interrupted; the repository is consistent and the next run resumes", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: still one line, details with --verbose
+        logging.getLogger("coffer").debug("internal error", exc_info=True)
+        print(f"coffer: internal error: {type(exc).__name__}: {exc} (rerun with --verbose for details)", file=sys.stderr)
+        return 1
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `coffer` subcommands, one module per group; `agent.cli` parses and dispatches."""

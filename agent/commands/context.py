@@ -1,0 +1,82 @@
+"""What every command gets: parsed options, output helpers, and lazily opened repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import UsageError
+from agent.keys.sources import SecretOptions, resolve_secret
+from agent.repository.repository import Repository
+from agent.storage.base import Storage
+from agent.storage.url import open_storage
+
+DEFAULT_REPOSITORY_ENV = "COFFER_REPOSITORY"
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    _storage: Storage | None = field(default=None, repr=False)
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def progress(self) -> bool:
+        return not getattr(self.args, "quiet", False) and sys.stderr.isatty()
+
+    @property
+    def secret_options(self) -> SecretOptions:
+        return SecretOptions(
+            key_file=getattr(self.args, "key_file", None),
+            recovery_key_file=getattr(self.args, "recovery_key_file", None),
+            password_file=getattr(self.args, "password_file", None),
+        )
+
+    def repository_url(self) -> str:
+        import os
+
+        url = getattr(self.args, "repo", None) or os.environ.get(DEFAULT_REPOSITORY_ENV)
+        if not url:
+            raise UsageError("no repository: give --repo URL or set COFFER_REPOSITORY")
+        return url
+
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = open_storage(self.repository_url(), **self.storage_options())
+        return self._storage
+
+    def storage_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.repository_url().startswith("s3://"):
+            for name in ("limit_upload", "limit_download"):
+                value = getattr(self.args, name, None)
+                if value:
+                    options[name] = value
+        return options
+
+    def open_repository(self) -> Repository:
+        return Repository.open(self.storage(), resolve_secret(self.secret_options))
+
+    def close(self) -> None:
+        if self._storage is not None:
+            self._storage.close()
+
+    # --- output -----------------------------------------------------------------
+    def emit(self, document: Any, human: str | None = None) -> None:
+        """Print the JSON document with --json, else the human text (both on stdout)."""
+        if self.json:
+            json.dump(document, sys.stdout, indent=2, sort_keys=True, default=str)
+            sys.stdout.write("\n")
+        elif human is not None:
+            sys.stdout.write(human if human.endswith("\n") else human + "\n")
+        sys.stdout.flush()
+
+    def note(self, text: str) -> None:
+        """Human-only remarks: stderr, so --json stdout stays one document."""
+        print(text, file=sys.stderr, flush=True)

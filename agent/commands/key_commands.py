@@ -1,0 +1,133 @@
+"""`coffer key …`: add, list, remove and change key slots; station and category key files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from agent.commands.context import Context
+from agent.commands.format import iso, table, timestamp
+from agent.errors import UsageError
+from agent.ios.categories import Category
+from agent.keys import slots
+from agent.keys.sources import checked_passphrase, prompt_new_passphrase, read_secret_file
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    key = sub.add_parser("key", parents=[common], help="manage key slots")
+    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="{add,list,remove,passwd,export-category}")
+
+    p = key_sub.add_parser("add", parents=[common], help="add a passphrase slot, or a put-only station key file")
+    p.add_argument("--put-only", action="store_true", help="a key file that can add backups but read nothing")
+    p.add_argument("--output", type=Path, help="where to write the key file (with --put-only)")
+    p.add_argument("--label", help="a label for the slot (stored encrypted)")
+    p.add_argument("--new-password-file", help="the new passphrase (else COFFER_NEW_PASSWORD or a prompt)")
+    p.set_defaults(handler=cmd_add)
+
+    p = key_sub.add_parser("export-category", parents=[common], help="a key file that reads one category only")
+    p.add_argument("category", choices=[c.value for c in Category], metavar="CATEGORY")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--label")
+    p.set_defaults(handler=cmd_export_category)
+
+    p = key_sub.add_parser("list", parents=[common], help="list key slots")
+    p.set_defaults(handler=cmd_list)
+
+    p = key_sub.add_parser("remove", parents=[common], help="remove a key slot")
+    p.add_argument("slot", help="slot ID or prefix (see `coffer key list`)")
+    p.set_defaults(handler=cmd_remove)
+
+    p = key_sub.add_parser("passwd", parents=[common], help="change the passphrase of the slot in use")
+    p.add_argument("--new-password-file", help="the new passphrase (else COFFER_NEW_PASSWORD or a prompt)")
+    p.set_defaults(handler=cmd_passwd)
+
+
+def _new_passphrase(ctx: Context) -> str:
+    """The passphrase to set: never the one that unlocked (COFFER_PASSWORD is the current one)."""
+    if ctx.args.new_password_file:
+        return checked_passphrase(read_secret_file(ctx.args.new_password_file, "new password file"))
+    if "COFFER_NEW_PASSWORD" in os.environ:
+        return checked_passphrase(os.environ["COFFER_NEW_PASSWORD"])
+    return prompt_new_passphrase("new passphrase")
+
+
+def cmd_add(ctx: Context) -> int:
+    repository = ctx.open_repository()
+    repository.keys.require_full()
+    if ctx.args.put_only:
+        if not ctx.args.output:
+            raise UsageError("--put-only needs --output FILE for the station key file")
+        name = slots.add_key_file_slot(repository.storage, "put-only", repository.keys.put_only(), ctx.args.output, ctx.args.label)
+        what = f"put-only station key written to {ctx.args.output}"
+    else:
+        if ctx.args.output:
+            raise UsageError("--output goes with --put-only")
+        name = slots.add_passphrase_slot(
+            repository.storage, repository.config.kdf, _new_passphrase(ctx), repository.keys, ctx.args.label
+        )
+        what = "passphrase slot added"
+    repository.record_slots(added=[name])
+    ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX)}, f"{what} (slot {name.removeprefix(slots.SLOT_PREFIX)[:8]})")
+    return 0
+
+
+def cmd_export_category(ctx: Context) -> int:
+    repository = ctx.open_repository()
+    repository.keys.require_full()
+    share = repository.keys.category_share(ctx.args.category)
+    name = slots.add_key_file_slot(repository.storage, "category", share, ctx.args.output, ctx.args.label or ctx.args.category)
+    repository.record_slots(added=[name])
+    ctx.emit(
+        {"id": name.removeprefix(slots.SLOT_PREFIX), "category": ctx.args.category, "output": str(ctx.args.output)},
+        f"key file for category {ctx.args.category} written to {ctx.args.output}",
+    )
+    return 0
+
+
+def cmd_list(ctx: Context) -> int:
+    repository = ctx.open_repository()
+    infos = slots.list_slots(repository.storage, repository.keys.auth_key)
+    document = [
+        {
+            "id": i.name.removeprefix(slots.SLOT_PREFIX),
+            "short_id": i.short_id,
+            "kind": i.kind,
+            "created": iso(i.created),
+            "label": i.label,
+            "current": i.name == repository.slot_name,
+        }
+        for i in infos
+    ]
+    rows = [[("*" if d["current"] else " ") + d["short_id"], d["kind"], timestamp(i.created), d["label"] or ""] for d, i in zip(document, infos, strict=True)]
+    ctx.emit(document, table(["ID", "Kind", "Created", "Label"], rows))
+    return 0
+
+
+def cmd_remove(ctx: Context) -> int:
+    repository = ctx.open_repository()
+    repository.keys.require_full()
+    name = slots.find_slot(repository.storage, ctx.args.slot)
+    if name == repository.slot_name:
+        raise UsageError("refusing to remove the slot in use: unlock with another key to remove this one")
+    full_slots = [i for i in slots.list_slots(repository.storage, repository.keys.auth_key) if i.kind in ("passphrase", "recovery", "contact")]
+    if len(full_slots) <= 1 and any(i.name == name for i in full_slots):
+        raise UsageError("refusing to remove the last slot that can read everything")
+    repository.storage.delete(name)
+    repository.record_slots(removed=[name])
+    ctx.emit({"removed": name.removeprefix(slots.SLOT_PREFIX)}, f"removed key slot {name.removeprefix(slots.SLOT_PREFIX)[:8]}")
+    return 0
+
+
+def cmd_passwd(ctx: Context) -> int:
+    repository = ctx.open_repository()
+    repository.keys.require_full()
+    old = repository.slot_name
+    name = slots.add_passphrase_slot(repository.storage, repository.config.kdf, _new_passphrase(ctx), repository.keys, None)
+    repository.record_slots(added=[name], removed=[old] if old != name else [])
+    if old != name:
+        kinds = {i.name: i.kind for i in slots.list_slots(repository.storage, repository.keys.auth_key)}
+        if kinds.get(old) == "passphrase":
+            repository.storage.delete(old)
+    ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX)}, "passphrase changed")
+    return 0

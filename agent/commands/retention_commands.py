@@ -1,0 +1,86 @@
+"""`coffer forget` and `coffer prune`: retention per device, and reclaiming space."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.commands.context import Context
+from agent.commands.format import size, table, timestamp
+from agent.errors import UsageError
+from agent.repository.prune import DEFAULT_GRACE_SECONDS, PruneReport, prune
+from agent.repository.retention import RetentionPolicy, select
+from agent.repository.snapshot import SNAPSHOT_PREFIX
+from agent.repository.tombstones import write_tombstone
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("forget", parents=[common], help="remove snapshots by a retention policy, per device")
+    for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        p.add_argument(f"--keep-{name}", type=int, default=0, metavar="N")
+    p.add_argument("--prune", action="store_true", help="run prune afterwards")
+    p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be removed")
+    p.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_forget)
+
+    p = sub.add_parser("prune", parents=[common], help="delete data no snapshot needs (two-phase, safe with running backups)")
+    p.add_argument("--dry-run", "-n", action="store_true")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        metavar="SECONDS",
+        help="keep marked packs this long before deleting them (default one hour)",
+    )
+    p.set_defaults(handler=cmd_prune)
+
+
+def _prune_document(report: PruneReport) -> dict[str, int]:
+    return {
+        "packs_deleted": report.packs_deleted,
+        "bytes_deleted": report.bytes_deleted,
+        "packs_marked": report.packs_marked,
+        "packs_repacked": report.packs_repacked,
+        "packs_kept_alive": report.packs_kept_alive,
+    }
+
+
+def _prune_text(report: PruneReport) -> str:
+    return (
+        f"prune: deleted {report.packs_deleted} packs ({size(report.bytes_deleted)}), "
+        f"marked {report.packs_marked} for deletion after the grace period, repacked {report.packs_repacked}"
+    )
+
+
+def cmd_forget(ctx: Context) -> int:
+    args = ctx.args
+    policy = RetentionPolicy(args.keep_last, args.keep_hourly, args.keep_daily, args.keep_weekly, args.keep_monthly, args.keep_yearly)
+    if policy.empty:
+        raise UsageError("give at least one --keep-* rule")
+    repository = ctx.open_repository()
+    repository.keys.require_full()
+    keep, remove = select(repository.snapshots(), policy)
+    if remove and not args.dry_run:
+        write_tombstone(repository, [e.snapshot_id for e in remove])
+        for entry in remove:
+            repository.storage.delete(SNAPSHOT_PREFIX + entry.snapshot_id)
+    document: dict[str, object] = {
+        "keep": [e.snapshot_id for e in keep],
+        "remove": [e.snapshot_id for e in remove],
+        "dry_run": args.dry_run,
+    }
+    rows = [[e.short_id, timestamp(e.header.time), e.header.device.get("name", ""), "keep" if e in keep else "remove"]
+            for e in sorted(keep + remove, key=lambda e: e.header.time)]
+    text = table(["ID", "Time", "Device", "Action"], rows)
+    if args.prune and not args.dry_run:
+        report = prune(repository, grace_seconds=args.grace)
+        document["prune"] = _prune_document(report)
+        text += "\n" + _prune_text(report)
+    ctx.emit(document, text)
+    return 0
+
+
+def cmd_prune(ctx: Context) -> int:
+    repository = ctx.open_repository()
+    report = prune(repository, grace_seconds=ctx.args.grace, dry_run=ctx.args.dry_run, on_progress=ctx.note)
+    ctx.emit(_prune_document(report), _prune_text(report))
+    return 0

@@ -1,0 +1,26 @@
+"""`coffer sim`: run simulated iPhones in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agent.commands.context import Context
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("sim", parents=[common], help="run simulated devices (prints USBMUXD_SOCKET_ADDRESS=…)")
+    p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--profile", choices=["tiny", "small", "medium", "large"], default="small")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--password", help="turn device backup encryption on with this password")
+    p.add_argument("--state-dir", type=Path, help="keep device state (pairing, content) here")
+    p.add_argument("--port", type=int, default=0, help="usbmuxd TCP port on 127.0.0.1 (default: any free one)")
+    p.set_defaults(handler=cmd_sim)
+
+
+def cmd_sim(ctx: Context) -> int:
+    from agent.sim.run import run_sim
+
+    args = ctx.args
+    return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port)

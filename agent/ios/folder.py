@@ -1,0 +1,424 @@
+"""A backup folder on disk (the `<UDID>/` directory of ios-protocol.md section 6.1): opening one as Finder,
+iTunes or pymobiledevice3 wrote it (encrypted or not) with every row checked, streaming file contents, and
+writing folders back: byte-exact, decrypted, or a subset of the rows."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import BackupFormatError, WrongSecretError
+from agent.ios.encryption import (
+    ClassKeys,
+    Keybag,
+    decrypt_manifest_db,
+    decrypt_stream,
+    encrypt_manifest_db,
+    encrypt_stream,
+    encrypted_size,
+    unwrap_file_key,
+)
+from agent.ios.identity import DeviceIdentity
+from agent.ios.manifest_db import ManifestRow, manifest_db_bytes, read_manifest_rows, write_atomically
+from agent.ios.plists import dump_binary, load_plist_dict
+from agent.ios.records import KNOWN_FLAGS, FileRecord, file_id_for
+from agent.ios.safety import SkippedEntry, file_id_problem, path_problem
+
+INFO_PLIST = "Info.plist"
+STATUS_PLIST = "Status.plist"
+MANIFEST_PLIST = "Manifest.plist"
+MANIFEST_DB = "Manifest.db"
+METADATA_FILES = (INFO_PLIST, STATUS_PLIST, MANIFEST_PLIST, MANIFEST_DB)
+PIECE_SIZE = 1 << 20
+_PARTIAL_SUFFIX = ".partial"
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+@dataclass
+class BackupFolder:
+    """An opened backup folder. The plists are kept as raw bytes for byte-exact export, next to their parsed
+    dictionaries. `manifest_db_bytes` is Manifest.db as stored (encrypted or not), `plaintext_manifest_db` the
+    SQLite image; `records` are the usable rows, `skipped` the rows refused with a reason, `warnings` the
+    oddities that did not stop a row. `other_files` are further top-level files to carry along on export."""
+
+    path: Path
+    info_plist: bytes
+    status_plist: bytes
+    manifest_plist: bytes
+    info: dict[str, Any]
+    status: dict[str, Any]
+    manifest: dict[str, Any]
+    manifest_db_bytes: bytes
+    plaintext_manifest_db: bytes
+    class_keys: ClassKeys | None
+    device: DeviceIdentity
+    records: list[FileRecord] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    other_files: list[str] = field(default_factory=list)
+    _blob_directories: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_encrypted(self) -> bool:
+        return self.class_keys is not None
+
+    @classmethod
+    def open(cls, path: Path, password: str | None = None) -> BackupFolder:
+        """Open and check a backup folder. For an encrypted backup the password is checked first, before any
+        other file is read: none given, or a wrong one, raises WrongSecretError. Damaged metadata raises
+        BackupFormatError naming the file; unusable rows land in `skipped`."""
+        if not path.is_dir():
+            raise BackupFormatError(f"{path} is not a backup folder (not a directory)")
+        manifest_plist = _read_metadata(path, MANIFEST_PLIST)
+        manifest = load_plist_dict(manifest_plist, str(path / MANIFEST_PLIST))
+        class_keys = _unlock(path, manifest, password)
+        info_plist = _read_metadata(path, INFO_PLIST)
+        status_plist = _read_metadata(path, STATUS_PLIST)
+        info = load_plist_dict(info_plist, str(path / INFO_PLIST))
+        status = load_plist_dict(status_plist, str(path / STATUS_PLIST))
+        stored_db = _read_metadata(path, MANIFEST_DB)
+        plaintext_db = stored_db
+        if class_keys is not None:
+            manifest_key = manifest.get("ManifestKey")
+            if not isinstance(manifest_key, bytes):
+                raise BackupFormatError(f"{path / MANIFEST_PLIST} is encrypted but has no ManifestKey")
+            try:
+                plaintext_db = decrypt_manifest_db(class_keys, manifest_key, stored_db)
+            except BackupFormatError as error:
+                raise BackupFormatError(f"{path / MANIFEST_DB} cannot be decrypted: {error}") from error
+        folder = cls(
+            path=path,
+            info_plist=info_plist,
+            status_plist=status_plist,
+            manifest_plist=manifest_plist,
+            info=info,
+            status=status,
+            manifest=manifest,
+            manifest_db_bytes=stored_db,
+            plaintext_manifest_db=plaintext_db,
+            class_keys=class_keys,
+            device=DeviceIdentity.from_plists(info, manifest),
+        )
+        if password is not None and class_keys is None:
+            folder.warnings.append("a backup password was given, but this backup is not encrypted")
+        folder._load_rows(read_manifest_rows(plaintext_db, str(path / MANIFEST_DB)))
+        folder._scan_top_level()
+        return folder
+
+    def open_plaintext(self, record: FileRecord) -> Iterator[bytes]:
+        """A file's plaintext in pieces of about 1 MiB, decrypted if the backup is encrypted. Raises
+        BackupFormatError if the blob no longer matches its recorded size."""
+        if not record.is_file:
+            raise ValueError(f"{record.domain}/{record.relative_path} is not a regular file")
+        blob_path = self.path / record.blob_name
+        try:
+            # O_NOFOLLOW: a blob swapped for a symlink after `open` checked it is refused, not followed.
+            descriptor = os.open(blob_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as error:
+            raise BackupFormatError(f"cannot read {blob_path}: {error.strerror}") from error
+        with open(descriptor, "rb") as handle:
+            pieces = iter(lambda: handle.read(PIECE_SIZE), b"")
+            if self.class_keys is not None:
+                if record.wrapped_key is None:
+                    raise BackupFormatError(f"{record.domain}/{record.relative_path} has no per-file key")
+                file_key = unwrap_file_key(self.class_keys, record.wrapped_key)
+                yield from decrypt_stream(file_key, pieces, record.size)
+                return
+            produced = 0
+            for piece in pieces:
+                produced += len(piece)
+                if produced > record.size:
+                    break
+                yield piece
+            if produced != record.size:
+                raise BackupFormatError(
+                    f"{blob_path} changed: it no longer has its recorded size of {record.size} bytes"
+                )
+
+    def _load_rows(self, rows: list[ManifestRow]) -> None:
+        seen: set[str] = set()
+        for row in rows:
+            record, reason = self._check_row(row, seen)
+            if record is None:
+                self.skipped.append(
+                    SkippedEntry(_text(row.file_id), _text(row.domain), _text(row.relative_path), reason)
+                )
+            else:
+                seen.add(record.file_id)
+                self.records.append(record)
+
+    def _check_row(self, row: ManifestRow, seen: set[str]) -> tuple[FileRecord | None, str]:
+        """The record and "" if the row is usable, else None and the reason."""
+        if not (
+            isinstance(row.file_id, str)
+            and isinstance(row.domain, str)
+            and isinstance(row.relative_path, str)
+            and isinstance(row.flags, int)
+            and isinstance(row.blob, bytes)
+        ):
+            return None, "the row has wrongly typed columns"
+        reason = file_id_problem(row.file_id) or path_problem(row.domain, row.relative_path)
+        if reason:
+            return None, reason
+        if row.flags not in KNOWN_FLAGS:
+            return None, f"unknown flags value {row.flags}"
+        if row.file_id in seen:
+            return None, "duplicate fileID"
+        try:
+            record = FileRecord.from_row(row.file_id, row.domain, row.relative_path, row.flags, row.blob)
+        except BackupFormatError as error:
+            return None, f"unreadable file record: {error}"
+        if record.file_id != file_id_for(record.domain, record.relative_path):
+            self.warnings.append(
+                f"{record.file_id}: fileID is not sha1 of {record.domain}-{record.relative_path}; row kept"
+            )
+        if record.is_file:
+            return self._check_file(record)
+        return record, ""
+
+    def _check_file(self, record: FileRecord) -> tuple[FileRecord | None, str]:
+        if record.size < 0:
+            return None, f"negative size {record.size}"
+        expected = record.size
+        if self.class_keys is not None:
+            if record.wrapped_key is None:
+                return None, "encrypted backup row without an EncryptionKey"
+            try:
+                unwrap_file_key(self.class_keys, record.wrapped_key)
+            except BackupFormatError as error:
+                return None, str(error)
+            expected = encrypted_size(record.size)
+        if not self._is_blob_directory(record.file_id[:2]):
+            return None, "blob directory is missing or is not a real directory"
+        try:
+            status = os.lstat(self.path / record.blob_name)
+        except FileNotFoundError:
+            return None, "blob missing from the backup folder"
+        except OSError as error:
+            return None, f"blob unreadable: {error.strerror}"
+        if not stat.S_ISREG(status.st_mode):
+            return None, "blob is not a regular file"
+        if status.st_size != expected:
+            shape = "shorter" if status.st_size < expected else "longer"
+            return (
+                None,
+                f"blob is {shape} than its recorded size ({status.st_size} bytes, expected {expected})",
+            )
+        return record, ""
+
+    def _is_blob_directory(self, name: str) -> bool:
+        """`xx/` must be a directory inside the folder, not a symlink leading elsewhere (checked once)."""
+        if name not in self._blob_directories:
+            try:
+                self._blob_directories[name] = stat.S_ISDIR(os.lstat(self.path / name).st_mode)
+            except OSError:
+                self._blob_directories[name] = False
+        return self._blob_directories[name]
+
+    def _scan_top_level(self) -> None:
+        for entry in sorted(self.path.iterdir()):
+            name = entry.name
+            if name in METADATA_FILES:
+                continue
+            if len(name) == 2 and set(name) <= _HEX_DIGITS and entry.is_dir() and not entry.is_symlink():
+                continue
+            if entry.is_file() and not entry.is_symlink():
+                self.other_files.append(name)
+            else:
+                self.warnings.append(f"{entry}: not a regular file or blob directory; ignored")
+
+
+class BackupWriter:
+    """Writes a backup folder: blobs with `write_file` (each `xx/<fileID>` appears atomically), extra top-level
+    files with `write_other_file`, then `finish` writes Manifest.db, Manifest.plist, Info.plist and Status.plist
+    last, so a folder with a Status.plist is complete. With `class_keys`, each file is encrypted with its
+    record's original per-file key, which reproduces the device's ciphertext byte for byte."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        info_plist: bytes,
+        status_plist: bytes,
+        manifest_plist: bytes,
+        manifest_db_bytes: bytes,
+        class_keys: ClassKeys | None = None,
+    ) -> None:
+        self.path = path
+        self._metadata = {
+            MANIFEST_DB: manifest_db_bytes,
+            MANIFEST_PLIST: manifest_plist,
+            INFO_PLIST: info_plist,
+            STATUS_PLIST: status_plist,
+        }
+        self._class_keys = class_keys
+        path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def decrypted(
+        cls,
+        path: Path,
+        *,
+        info_plist: bytes,
+        status_plist: bytes,
+        manifest_plist: bytes,
+        plaintext_manifest_db: bytes,
+    ) -> BackupWriter:
+        """A writer for a decrypted copy: Manifest.plist says IsEncrypted false and has no ManifestKey,
+        Manifest.db and every blob are plaintext."""
+        return cls(
+            path,
+            info_plist=info_plist,
+            status_plist=status_plist,
+            manifest_plist=decrypted_manifest_plist(manifest_plist),
+            manifest_db_bytes=plaintext_manifest_db,
+        )
+
+    @classmethod
+    def subset(
+        cls,
+        path: Path,
+        *,
+        info_plist: bytes,
+        status_plist: bytes,
+        manifest_plist: bytes,
+        records: Iterable[FileRecord],
+        class_keys: ClassKeys | None = None,
+        decrypt: bool = False,
+    ) -> BackupWriter:
+        """A writer for a folder holding only `records`: Manifest.db is rebuilt from them. If the source was
+        encrypted, give its `class_keys`: the new Manifest.db is encrypted with the original ManifestKey and
+        the blobs with their original keys, unless `decrypt` asks for a plaintext folder."""
+        plaintext_db = manifest_db_bytes(records)
+        if decrypt:
+            return cls.decrypted(
+                path,
+                info_plist=info_plist,
+                status_plist=status_plist,
+                manifest_plist=manifest_plist,
+                plaintext_manifest_db=plaintext_db,
+            )
+        manifest = load_plist_dict(manifest_plist, MANIFEST_PLIST)
+        if not manifest.get("IsEncrypted"):
+            return cls(
+                path,
+                info_plist=info_plist,
+                status_plist=status_plist,
+                manifest_plist=manifest_plist,
+                manifest_db_bytes=plaintext_db,
+            )
+        manifest_key = manifest.get("ManifestKey")
+        if class_keys is None or not isinstance(manifest_key, bytes):
+            raise BackupFormatError("an encrypted subset needs the backup's class keys and its ManifestKey")
+        return cls(
+            path,
+            info_plist=info_plist,
+            status_plist=status_plist,
+            manifest_plist=manifest_plist,
+            manifest_db_bytes=encrypt_manifest_db(class_keys, manifest_key, plaintext_db),
+            class_keys=class_keys,
+        )
+
+    def write_file(self, record: FileRecord, plaintext_pieces: Iterable[bytes]) -> None:
+        """Write one regular file's blob from its plaintext; the plaintext must have the recorded size."""
+        if not record.is_file:
+            raise ValueError(f"{record.domain}/{record.relative_path} is not a regular file")
+        problem = file_id_problem(record.file_id)
+        if problem:
+            raise BackupFormatError(f"cannot write {record.file_id!r}: {problem}")
+        counted = _Counter(plaintext_pieces)
+        pieces: Iterable[bytes] = counted
+        if self._class_keys is not None:
+            if record.wrapped_key is None:
+                raise BackupFormatError(
+                    f"{record.domain}/{record.relative_path} has no per-file key to encrypt with"
+                )
+            pieces = encrypt_stream(unwrap_file_key(self._class_keys, record.wrapped_key), counted)
+        target = self.path / record.blob_name
+        target.parent.mkdir(exist_ok=True)
+        partial = target.with_name(target.name + _PARTIAL_SUFFIX)
+        try:
+            with open(partial, "wb") as handle:
+                for piece in pieces:
+                    handle.write(piece)
+            if counted.total != record.size:
+                raise BackupFormatError(
+                    f"{record.domain}/{record.relative_path}: got {counted.total} bytes, "
+                    f"the manifest records {record.size}"
+                )
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def write_other_file(self, name: str, data: bytes) -> None:
+        """Write an extra top-level file (one `BackupFolder.other_files` entry)."""
+        if name in METADATA_FILES or "/" in name or "\x00" in name or name in ("", ".", ".."):
+            raise BackupFormatError(f"refusing to write a top-level file named {name!r}")
+        write_atomically(self.path / name, data)
+
+    def finish(self) -> None:
+        """Write the metadata files; Status.plist comes last."""
+        for name, data in self._metadata.items():
+            write_atomically(self.path / name, data)
+
+
+def decrypted_manifest_plist(manifest_plist: bytes) -> bytes:
+    """Manifest.plist for a decrypted copy: IsEncrypted false, no ManifestKey, everything else unchanged."""
+    manifest = load_plist_dict(manifest_plist, MANIFEST_PLIST)
+    manifest["IsEncrypted"] = False
+    manifest.pop("ManifestKey", None)
+    return dump_binary(manifest)
+
+
+class _Counter:
+    """Passes pieces through, counting their bytes."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces = pieces
+        self.total = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._pieces:
+            self.total += len(piece)
+            yield piece
+
+
+def _read_metadata(path: Path, name: str) -> bytes:
+    file_path = path / name
+    if file_path.is_symlink() or (file_path.exists() and not file_path.is_file()):
+        raise BackupFormatError(f"{file_path} is not a regular file")
+    try:
+        return file_path.read_bytes()
+    except FileNotFoundError:
+        hint = (
+            " (backups of iOS 9 and older use Manifest.mbdb, which Coffer does not read)"
+            if name == MANIFEST_DB
+            else ""
+        )
+        raise BackupFormatError(
+            f"{file_path} is missing: {path} is not a complete backup folder{hint}"
+        ) from None
+    except OSError as error:
+        raise BackupFormatError(f"cannot read {file_path}: {error.strerror}") from error
+
+
+def _unlock(path: Path, manifest: dict[str, Any], password: str | None) -> ClassKeys | None:
+    encrypted = manifest.get("IsEncrypted", False)
+    if not isinstance(encrypted, bool):
+        raise BackupFormatError(f"{path / MANIFEST_PLIST}: IsEncrypted is not a boolean")
+    if not encrypted:
+        return None
+    if password is None:
+        raise WrongSecretError("this backup is encrypted: give its password with --backup-password-file")
+    keybag_data = manifest.get("BackupKeyBag")
+    if not isinstance(keybag_data, bytes):
+        raise BackupFormatError(f"{path / MANIFEST_PLIST} is encrypted but has no BackupKeyBag")
+    return Keybag.parse(keybag_data).unlock(password)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)

@@ -1,0 +1,145 @@
+"""The key set: every secret a repository uses, and which subset a given slot holds.
+
+A full key set holds everything. A put-only set (a backup station) holds the writing
+keys and the public keys only: it can add packs, index and snapshots, and cannot open any
+of them. A category set holds the keys to find and read one category and the snapshot
+headers. DESIGN.md section 3 explains the layers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+from agent.errors import AccessDeniedError
+from agent.keys import primitives
+
+HEADER_SPACE = "_header"  # snapshot headers: device identity, time, the backup's plists
+MANIFEST_SPACE = "_manifest"  # the original Manifest.db and a device's backup password: full set only
+INTERNAL_SPACES = (HEADER_SPACE, MANIFEST_SPACE)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass
+class KeySet:
+    """Secrets of one repository, or the subset a slot grants."""
+
+    kind: str  # "full", "put-only" or "category"
+    repository_id: str
+    auth_key: bytes  # authenticates the config and encrypts slot labels; in every set
+    id_key: bytes | None = None  # keyed chunk IDs; the same content has the same ID repository-wide
+    chunker_key: bytes | None = None  # keyed chunk boundaries
+    index_key: bytes | None = None  # encrypts the index and the snapshot chain records
+    public_keys: dict[str, bytes] = field(default_factory=dict)  # space -> X25519 public key
+    private_keys: dict[str, bytes] = field(default_factory=dict)  # space -> X25519 private key
+
+    @classmethod
+    def generate(cls, repository_id: str, categories: list[str]) -> KeySet:
+        keys = cls(
+            kind="full",
+            repository_id=repository_id,
+            auth_key=primitives.random_key(),
+            id_key=primitives.random_key(),
+            chunker_key=primitives.random_key(),
+            index_key=primitives.random_key(),
+        )
+        for space in [*categories, *INTERNAL_SPACES]:
+            keys.add_space(space)
+        return keys
+
+    def add_space(self, space: str) -> None:
+        private, public = primitives.generate_keypair()
+        self.private_keys[space] = private
+        self.public_keys[space] = public
+
+    # --- rights -------------------------------------------------------------
+    @property
+    def can_write(self) -> bool:
+        return self.id_key is not None and self.chunker_key is not None and self.index_key is not None
+
+    def can_read(self, space: str) -> bool:
+        return space in self.private_keys
+
+    @property
+    def is_full(self) -> bool:
+        return self.kind == "full"
+
+    def require_write(self) -> None:
+        if not self.can_write:
+            raise AccessDeniedError("this key cannot add backups to the repository (it is a read-only share)")
+
+    def require_index(self) -> None:
+        if self.index_key is None or self.id_key is None:
+            raise AccessDeniedError("this key cannot read the repository index")
+
+    def require_read(self, space: str) -> None:
+        if not self.can_read(space):
+            what = "snapshot contents" if space in INTERNAL_SPACES else f"the {space!r} category"
+            raise AccessDeniedError(f"this key cannot read {what} (put-only or category key)")
+
+    def require_full(self) -> None:
+        if not self.is_full:
+            raise AccessDeniedError(f"this needs the full key (passphrase or recovery key); a {self.kind} key was given")
+
+    # --- subsets --------------------------------------------------------------
+    def put_only(self) -> KeySet:
+        self.require_write()
+        return KeySet(
+            kind="put-only",
+            repository_id=self.repository_id,
+            auth_key=self.auth_key,
+            id_key=self.id_key,
+            chunker_key=self.chunker_key,
+            index_key=self.index_key,
+            public_keys=dict(self.public_keys),
+        )
+
+    def category_share(self, category: str) -> KeySet:
+        self.require_read(category)
+        self.require_read(HEADER_SPACE)
+        return KeySet(
+            kind="category",
+            repository_id=self.repository_id,
+            auth_key=self.auth_key,
+            id_key=self.id_key,
+            index_key=self.index_key,
+            public_keys=dict(self.public_keys),
+            private_keys={category: self.private_keys[category], HEADER_SPACE: self.private_keys[HEADER_SPACE]},
+        )
+
+    # --- serialisation ----------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        doc = {
+            "kind": self.kind,
+            "repository_id": self.repository_id,
+            "auth_key": _b64(self.auth_key),
+            "public_keys": {k: _b64(v) for k, v in sorted(self.public_keys.items())},
+            "private_keys": {k: _b64(v) for k, v in sorted(self.private_keys.items())},
+        }
+        for name in ("id_key", "chunker_key", "index_key"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = _b64(value)
+        return json.dumps(doc, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KeySet:
+        doc = json.loads(data.decode("utf-8"))
+        return cls(
+            kind=doc["kind"],
+            repository_id=doc["repository_id"],
+            auth_key=_unb64(doc["auth_key"]),
+            id_key=_unb64(doc["id_key"]) if "id_key" in doc else None,
+            chunker_key=_unb64(doc["chunker_key"]) if "chunker_key" in doc else None,
+            index_key=_unb64(doc["index_key"]) if "index_key" in doc else None,
+            public_keys={k: _unb64(v) for k, v in doc["public_keys"].items()},
+            private_keys={k: _unb64(v) for k, v in doc["private_keys"].items()},
+        )

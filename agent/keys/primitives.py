@@ -1,0 +1,104 @@
+"""The cryptographic compositions every Coffer object uses, built only from `cryptography`.
+
+* `seal_box` / `open_box`: symmetric AEAD for objects encrypted under a long-lived key.
+  Each object draws a fresh 32-byte salt; HKDF turns (key, salt, purpose) into a one-time
+  AES-256-GCM key, so the all-zero nonce is never used twice under one key.
+* `seal_to` / `open_sealed`: public-key sealing in the style of HPKE base mode
+  (X25519 ephemeral-static, HKDF-SHA256, AES-256-GCM), so a writer that holds only a
+  public key can encrypt something it can never decrypt again.
+* `mac`: HMAC-SHA256 (keyed chunk IDs, opaque tags, config authentication).
+
+Associated data always names the object's type (and ID where it has one), so an object
+cannot be replayed in another role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+KEY_SIZE = 32
+SALT_SIZE = 32
+TAG_SIZE = 16
+PUBLIC_KEY_SIZE = 32
+ZERO_NONCE = bytes(12)
+
+
+class DecryptionError(Exception):
+    """Authentication failed: wrong key, or the bytes were altered."""
+
+
+def random_key() -> bytes:
+    return os.urandom(KEY_SIZE)
+
+
+def hkdf(key: bytes, *, salt: bytes | None, info: bytes, length: int = KEY_SIZE) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(key)
+
+
+def mac(key: bytes, data: bytes) -> bytes:
+    # hashlib's HMAC releases the GIL on large inputs, which the chunk-ID stage relies on.
+    return hmac.digest(key, data, "sha256")
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def seal_box(key: bytes, plaintext: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    salt = os.urandom(SALT_SIZE)
+    one_time_key = hkdf(key, salt=salt, info=b"coffer box v1 " + purpose)
+    return salt + AESGCM(one_time_key).encrypt(ZERO_NONCE, plaintext, purpose + b"\0" + associated)
+
+
+def open_box(key: bytes, sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    if len(sealed) < SALT_SIZE + TAG_SIZE:
+        raise DecryptionError("sealed object too short")
+    salt, body = sealed[:SALT_SIZE], sealed[SALT_SIZE:]
+    one_time_key = hkdf(key, salt=salt, info=b"coffer box v1 " + purpose)
+    try:
+        return AESGCM(one_time_key).decrypt(ZERO_NONCE, body, purpose + b"\0" + associated)
+    except InvalidTag as exc:
+        raise DecryptionError("authentication failed") from exc
+
+
+def generate_keypair() -> tuple[bytes, bytes]:
+    """Return (private, public) raw X25519 keys."""
+    private = X25519PrivateKey.generate()
+    return private.private_bytes_raw(), private.public_key().public_bytes_raw()
+
+
+def public_from_private(private: bytes) -> bytes:
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def _sealing_key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes, purpose: bytes) -> bytes:
+    return hkdf(shared, salt=ephemeral_public + recipient_public, info=b"coffer seal v1 " + purpose)
+
+
+def seal_to(recipient_public: bytes, plaintext: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_public = ephemeral.public_key().public_bytes_raw()
+    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient_public))
+    key = _sealing_key(shared, ephemeral_public, recipient_public, purpose)
+    return ephemeral_public + AESGCM(key).encrypt(ZERO_NONCE, plaintext, purpose + b"\0" + associated)
+
+
+def open_sealed(recipient_private: bytes, sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    if len(sealed) < PUBLIC_KEY_SIZE + TAG_SIZE:
+        raise DecryptionError("sealed object too short")
+    ephemeral_public, body = sealed[:PUBLIC_KEY_SIZE], sealed[PUBLIC_KEY_SIZE:]
+    private = X25519PrivateKey.from_private_bytes(recipient_private)
+    shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
+    key = _sealing_key(shared, ephemeral_public, private.public_key().public_bytes_raw(), purpose)
+    try:
+        return AESGCM(key).decrypt(ZERO_NONCE, body, purpose + b"\0" + associated)
+    except InvalidTag as exc:
+        raise DecryptionError("authentication failed") from exc

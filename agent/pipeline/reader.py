@@ -1,0 +1,104 @@
+"""The read side of the pipeline: fetch, verify, decrypt and decompress blobs.
+
+Every blob is checked three ways before its bytes are used: AES-GCM authenticates it (with
+its chunk ID as associated data), its length must match the index, and its keyed ID is
+recomputed from the plaintext when the key allows. Reads of one file are prefetched a few
+blobs ahead on a small thread pool, so storage latency overlaps decryption.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from agent.errors import ObjectNotFoundError, RepositoryDamagedError
+from agent.keys import primitives
+from agent.pipeline import compression
+from agent.repository.index import BlobLocation, Index
+from agent.repository.pack import HEADER_READ_SIZE, open_blob, open_pack_key
+from agent.repository.repository import Repository
+
+PACK_KEY_CACHE = 1024
+PREFETCH = 6
+
+
+class BlobReader:
+    def __init__(
+        self, repository: Repository, index: Index, *, on_read: Callable[[int], None] | None = None, workers: int = 4
+    ) -> None:
+        self.repository = repository
+        self.index = index
+        self._pack_keys: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coffer-read")
+        self._on_read = on_read
+        self.packs_touched: set[str] = set()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def locate(self, space: str, chunk_id: bytes) -> BlobLocation:
+        location = self.index.lookup(space, chunk_id)
+        if location is None:
+            raise RepositoryDamagedError(f"blob {chunk_id.hex()[:16]} of {space} is in no pack the index knows")
+        return location
+
+    def _pack_key(self, location: BlobLocation, name: str) -> bytes:
+        with self._lock:
+            key = self._pack_keys.get(location.pack)
+            if key is not None:
+                self._pack_keys.move_to_end(location.pack)
+                return key
+        self.repository.keys.require_read(location.space)
+        header = self._get_range(name, 0, HEADER_READ_SIZE)
+        key = open_pack_key(header, self.repository.keys.private_keys[location.space], self.repository.tag(location.space), name)
+        with self._lock:
+            self._pack_keys[location.pack] = key
+            while len(self._pack_keys) > PACK_KEY_CACHE:
+                self._pack_keys.popitem(last=False)
+        return key
+
+    def _get_range(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            data = self.repository.storage.get_range(name, offset, length)
+        except ObjectNotFoundError as exc:
+            raise RepositoryDamagedError(f"pack {name} is missing") from exc
+        if len(data) != length:
+            raise RepositoryDamagedError(f"pack {name} is truncated")
+        return data
+
+    def read(self, space: str, chunk_id: bytes) -> bytes:
+        location = self.locate(space, chunk_id)
+        name = self.repository.pack_name(space, location.pack)
+        with self._lock:
+            self.packs_touched.add(location.pack)
+        key = self._pack_key(location, name)
+        sealed = self._get_range(name, location.offset, location.length)
+        payload, compressed = open_blob(key, location.offset, chunk_id, sealed, f"pack {name}")
+        plain = compression.decompress(payload, location.raw_length) if compressed else payload
+        if len(plain) != location.raw_length:
+            raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} has the wrong length")
+        id_key = self.repository.keys.id_key
+        if id_key is not None and primitives.mac(id_key, plain) != chunk_id:
+            raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} does not match its ID")
+        if self._on_read is not None:
+            self._on_read(len(plain))
+        return plain
+
+    def read_stream(self, space: str, chunk_ids: Iterable[bytes]) -> Iterator[bytes]:
+        """Yield the plaintext of each chunk in order, prefetching a few ahead."""
+        pending = []
+        for chunk_id in chunk_ids:
+            pending.append(self._pool.submit(self.read, space, chunk_id))
+            if len(pending) > PREFETCH:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()

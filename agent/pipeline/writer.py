@@ -1,0 +1,211 @@
+"""The write side of the pipeline: chunk → keyed ID → dedup → compress → encrypt → pack → upload.
+
+Many threads call `store_file` at once. The per-byte stages (chunk scanning, HMAC, zstd)
+release the GIL, so they run in parallel on every core; AES-GCM and packing are short
+critical sections. Packs upload on their own threads while the next ones fill, at most
+`max_packs_in_flight` at a time, so memory stays bounded whatever the input size: open
+packs (at most `OPEN_PACKS_PER_SPACE` per category) plus the packs in flight plus one chunk
+per worker. Every `checkpoint_packs` uploaded packs an index object is written, so an
+interrupted backup resumes by deduplicating against what it already uploaded.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from agent.errors import CofferError, StorageError
+from agent.keys import primitives
+from agent.pipeline import compression
+from agent.pipeline.chunker import Chunker, ChunkerParams
+from agent.repository.index import Index, PackRecord
+from agent.repository.pack import PackBuilder
+from agent.repository.repository import Repository, put_if_absent
+
+OPEN_PACKS_PER_SPACE = 2
+
+
+@dataclass
+class SpaceStats:
+    chunks: int = 0
+    new_chunks: int = 0
+    bytes: int = 0  # plaintext bytes seen
+    new_bytes: int = 0  # plaintext bytes of new chunks
+    stored_bytes: int = 0  # bytes written into packs (compressed, encrypted)
+
+
+@dataclass
+class WriterStats:
+    spaces: dict[str, SpaceStats] = field(default_factory=lambda: defaultdict(SpaceStats))
+    packs_uploaded: int = 0
+    uploaded_bytes: int = 0
+    index_objects: int = 0
+
+
+@dataclass
+class StoredStream:
+    chunks: list[bytes]
+    size: int
+
+
+class BlobWriter:
+    def __init__(
+        self,
+        repository: Repository,
+        index: Index,
+        *,
+        checkpoint_packs: int = 4,
+        max_packs_in_flight: int = 3,
+        on_uploaded: Callable[[int], None] | None = None,
+    ) -> None:
+        repository.keys.require_write()
+        self.repository = repository
+        self.index = index
+        keys = repository.keys
+        assert keys.id_key is not None and keys.chunker_key is not None
+        self._id_key = keys.id_key
+        settings = repository.config.chunker
+        self.chunker = Chunker(
+            keys.chunker_key, ChunkerParams(settings.min_size, settings.avg_size, settings.max_size)
+        )
+        self.stats = WriterStats()
+        self._checkpoint_packs = checkpoint_packs
+        self._on_uploaded = on_uploaded
+        self._lock = threading.Lock()
+        self._pending: set[tuple[str, bytes]] = set()  # chunks packed but not yet indexed
+        self._open: dict[str, list[tuple[PackBuilder, int]]] = defaultdict(list)  # space -> (pack, target size)
+        self._unindexed: list[PackRecord] = []
+        self._uploads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="coffer-upload")
+        self._in_flight = threading.BoundedSemaphore(max_packs_in_flight)
+        self._futures: list[Future[None]] = []
+        self._failure: BaseException | None = None
+        self._random = random.SystemRandom()
+
+    # --- public ------------------------------------------------------------------
+    def store_file(
+        self, space: str, pieces: Iterable[bytes], *, relative_path: str = "", sqlite_hint: bool = False
+    ) -> StoredStream:
+        compressible = compression.likely_compressible(relative_path)
+        chunks: list[bytes] = []
+        size = 0
+        first = True
+        for chunk in self.chunker.chunks(pieces, sqlite_hint=sqlite_hint):
+            chunk_id, stored_compressed = self.store_chunk(space, chunk, compress=compressible)
+            if first and compressible and stored_compressed is False:
+                compressible = False  # the file's first chunk did not compress: assume the rest won't either
+            first = False
+            chunks.append(chunk_id)
+            size += len(chunk)
+        return StoredStream(chunks, size)
+
+    def store_bytes(self, space: str, data: bytes, *, relative_path: str = "") -> StoredStream:
+        return self.store_file(space, [data], relative_path=relative_path)
+
+    def store_chunk(self, space: str, chunk: bytes, *, compress: bool) -> tuple[bytes, bool | None]:
+        """Store one chunk unless present; return (ID, compressed) — None when deduplicated."""
+        self._raise_failure()
+        chunk_id = primitives.mac(self._id_key, chunk)
+        key = (space, chunk_id)
+        with self._lock:
+            stats = self.stats.spaces[space]
+            stats.chunks += 1
+            stats.bytes += len(chunk)
+            if key in self.index or key in self._pending:
+                return chunk_id, None
+            self._pending.add(key)
+            stats.new_chunks += 1
+            stats.new_bytes += len(chunk)
+        payload, compressed = compression.compress(chunk) if compress else (chunk, False)
+        self._add_to_pack(space, chunk_id, payload, compressed, len(chunk))
+        return chunk_id, compressed
+
+    def flush(self) -> None:
+        """Upload every open pack and write the final index checkpoint."""
+        with self._lock:
+            remaining = [(space, pack) for space, packs in self._open.items() for pack, _ in packs]
+            self._open.clear()
+        for space, pack in remaining:
+            self._submit(pack, space)
+        for future in self._futures:
+            try:
+                future.result()
+            except BaseException:  # noqa: S110 - recorded in self._failure, raised below
+                pass
+        self._uploads.shutdown(wait=True)
+        self._raise_failure()
+        with self._lock:
+            self._checkpoint_locked(force=True)
+
+    def abort(self) -> None:
+        """Stop without writing more; packs already uploaded stay indexed as far as checkpoints went."""
+        self._uploads.shutdown(wait=True, cancel_futures=True)
+
+    # --- internals ----------------------------------------------------------------
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            if isinstance(self._failure, CofferError):
+                raise self._failure
+            raise StorageError(f"upload failed: {self._failure}") from self._failure
+
+    def _add_to_pack(self, space: str, chunk_id: bytes, payload: bytes, compressed: bool, raw_length: int) -> None:
+        ready = None
+        with self._lock:
+            packs = self._open[space]
+            if len(packs) < OPEN_PACKS_PER_SPACE:
+                public = self.repository.config.public_keys[space]
+                packs.append((PackBuilder(public, self.repository.tag(space)), self._target_size()))
+            slot = self._random.randrange(len(packs))
+            pack, target = packs[slot]
+            blob = pack.add(chunk_id, payload, compressed=compressed, raw_length=raw_length)
+            self.stats.spaces[space].stored_bytes += blob.length
+            if pack.size >= target:
+                packs.pop(slot)
+                ready = pack
+        if ready is not None:
+            self._submit(ready, space)
+
+    def _target_size(self) -> int:
+        settings = self.repository.config.packs
+        return self._random.randint(settings.min_size, settings.max_size)
+
+    def _submit(self, pack: PackBuilder, space: str) -> None:
+        self._in_flight.acquire()
+        try:
+            self._futures.append(self._uploads.submit(self._upload, pack, space))
+        except BaseException:
+            self._in_flight.release()
+            raise
+
+    def _upload(self, pack: PackBuilder, space: str) -> None:
+        try:
+            pack_id, data = pack.finish()
+            tags = {"coffer-category": pack.tag}
+            put_if_absent(self.repository.storage, self.repository.pack_name(space, pack_id), data, tags=tags)
+            record = PackRecord(pack_id, space, [(b.chunk_id, b.offset, b.length, b.raw_length) for b in pack.blobs])
+            with self._lock:
+                self.index.add_pack(record)
+                for chunk_id, *_ in record.blobs:
+                    self._pending.discard((space, chunk_id))
+                self._unindexed.append(record)
+                self.stats.packs_uploaded += 1
+                self.stats.uploaded_bytes += len(data)
+                self._checkpoint_locked(force=False)
+            if self._on_uploaded is not None:
+                self._on_uploaded(len(data))
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        finally:
+            self._in_flight.release()
+
+    def _checkpoint_locked(self, *, force: bool) -> None:
+        if not self._unindexed or (not force and len(self._unindexed) < self._checkpoint_packs):
+            return
+        name = self.repository.write_index(self._unindexed)
+        self.index.objects.add(name)
+        self.stats.index_objects += 1
+        self._unindexed = []

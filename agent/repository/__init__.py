@@ -1,0 +1,1 @@
+"""The repository format: config, packs, index, snapshots, locks; check, forget and prune."""

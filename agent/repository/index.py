@@ -1,0 +1,113 @@
+"""The index: which pack holds each (category, chunk ID), at which offset and length.
+
+Index objects (`index/<sha256>`) are append-only. A backup writes one every few packs as a
+checkpoint, so an interrupted backup resumes by deduplicating against what it already
+uploaded. Each object is sealed under the index key, which every writer holds (that is how a
+put-only station deduplicates); the plaintext is a small JSON header naming the packs
+followed by fixed-size binary entries, zstd-compressed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import zstandard
+
+from agent.errors import RepositoryDamagedError
+from agent.keys import primitives
+
+INDEX_PREFIX = "index/"
+ENTRY = struct.Struct("<32sIII")  # chunk id, offset, length, raw length
+LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class BlobLocation:
+    pack: str  # pack ID (hex)
+    space: str  # category (or internal space) of the pack
+    offset: int
+    length: int
+    raw_length: int
+
+
+@dataclass
+class PackRecord:
+    """One pack as an index object lists it."""
+
+    pack_id: str
+    space: str
+    blobs: list[tuple[bytes, int, int, int]] = field(default_factory=list)  # (chunk id, offset, length, raw)
+
+    @property
+    def stored_size(self) -> int:
+        return sum(length for _, _, length, _ in self.blobs)
+
+
+def encode_index(records: Iterable[PackRecord], index_key: bytes, supersedes: list[str] | None = None) -> bytes:
+    records = list(records)
+    header = {
+        "v": 1,
+        "packs": [{"id": r.pack_id, "space": r.space, "count": len(r.blobs)} for r in records],
+        "supersedes": supersedes or [],
+    }
+    header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
+    parts = [LENGTH.pack(len(header_bytes)), header_bytes]
+    for record in records:
+        parts.extend(ENTRY.pack(*blob) for blob in record.blobs)
+    plain = zstandard.compress(b"".join(parts), 3)
+    return primitives.seal_box(index_key, plain, purpose=b"index")
+
+
+def decode_index(data: bytes, index_key: bytes, name: str) -> tuple[list[PackRecord], list[str]]:
+    try:
+        plain = zstandard.decompress(primitives.open_box(index_key, data, purpose=b"index"))
+    except (primitives.DecryptionError, zstandard.ZstdError) as exc:
+        raise RepositoryDamagedError(f"index object {name} fails authentication") from exc
+    (header_length,) = LENGTH.unpack_from(plain, 0)
+    header = json.loads(plain[LENGTH.size : LENGTH.size + header_length])
+    position = LENGTH.size + header_length
+    records = []
+    for pack in header["packs"]:
+        record = PackRecord(pack_id=pack["id"], space=pack["space"])
+        for _ in range(pack["count"]):
+            record.blobs.append(ENTRY.unpack_from(plain, position))
+            position += ENTRY.size
+        records.append(record)
+    return records, list(header.get("supersedes", []))
+
+
+class Index:
+    """The in-memory union of every index object; safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self._locations: dict[tuple[str, bytes], BlobLocation] = {}
+        self._packs: dict[str, PackRecord] = {}
+        self.objects: set[str] = set()  # names of the index objects loaded
+        self._lock = threading.Lock()
+
+    def add_pack(self, record: PackRecord) -> None:
+        with self._lock:
+            self._packs[record.pack_id] = record
+            for chunk_id, offset, length, raw_length in record.blobs:
+                self._locations.setdefault(
+                    (record.space, chunk_id), BlobLocation(record.pack_id, record.space, offset, length, raw_length)
+                )
+
+    def lookup(self, space: str, chunk_id: bytes) -> BlobLocation | None:
+        return self._locations.get((space, chunk_id))
+
+    def __contains__(self, key: tuple[str, bytes]) -> bool:
+        return key in self._locations
+
+    def __len__(self) -> int:
+        return len(self._locations)
+
+    def packs(self) -> Iterator[PackRecord]:
+        return iter(list(self._packs.values()))
+
+    def pack(self, pack_id: str) -> PackRecord | None:
+        return self._packs.get(pack_id)

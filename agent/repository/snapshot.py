@@ -1,0 +1,223 @@
+"""Snapshots: one backup of one device, split so each key reads only its own part.
+
+`snapshots/<sha256>` is a small JSON envelope of sealed parts:
+* `chain`: sealed under the index key (every writer has it): a keyed device tag, the ID of
+  that device's previous snapshot and the time. It lets a put-only station extend a device's
+  hash chain without reading any header, and lets `check` find rolled-back or missing ones.
+* `header`: sealed to the `_header` public key: device identity, time, the backup's plists,
+  per-category counts, skipped entries.
+* `parts`: one per category of the repository (empty ones too, so the set of parts says
+  nothing), each sealed to that category's public key: the file rows with their chunk lists.
+  The `_manifest` part holds the original Manifest.db's chunks and the device backup password.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+
+import zstandard
+
+from agent.errors import RepositoryDamagedError
+from agent.keys import primitives
+
+SNAPSHOT_PREFIX = "snapshots/"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass
+class FileRow:
+    """One Manifest.db entry and where its content lives."""
+
+    file_id: str
+    domain: str
+    relative_path: str
+    flags: int  # 1 file, 2 directory, 4 symlink
+    mbfile: bytes  # the entry's MBFile plist, byte-exact
+    size: int
+    chunks: list[bytes] = field(default_factory=list)
+
+    def to_json(self) -> list[object]:
+        return [self.file_id, self.domain, self.relative_path, self.flags, _b64(self.mbfile), self.size,
+                [c.hex() for c in self.chunks]]
+
+    @classmethod
+    def from_json(cls, item: list[object]) -> FileRow:
+        file_id, domain, path, flags, mbfile, size, chunks = item
+        return cls(str(file_id), str(domain), str(path), int(flags), base64.b64decode(str(mbfile)), int(size),  # type: ignore[call-overload]
+                   [bytes.fromhex(c) for c in chunks])  # type: ignore[union-attr]
+
+
+@dataclass
+class StoredFile:
+    """A whole file stored as chunks in one space (Manifest.db, extra top-level files)."""
+
+    size: int
+    chunks: list[bytes]
+
+    def to_json(self) -> dict[str, object]:
+        return {"size": self.size, "chunks": [c.hex() for c in self.chunks]}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> StoredFile:
+        return cls(int(doc["size"]), [bytes.fromhex(c) for c in doc["chunks"]])  # type: ignore[arg-type, union-attr]
+
+
+@dataclass
+class CategoryStats:
+    files: int = 0
+    bytes: int = 0
+    new_bytes: int = 0  # stored bytes this snapshot added (after dedup and compression)
+
+
+@dataclass
+class SnapshotHeader:
+    time: float
+    device: dict[str, str]  # udid, name, product_type, product_version, build_version, serial
+    source: str  # "import" or "usb"
+    host: str
+    info_plist: bytes
+    status_plist: bytes
+    manifest_plist: bytes
+    is_encrypted: bool
+    categories: dict[str, CategoryStats]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    complete: bool = True  # False when health, keychain... are missing for lack of device encryption
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "time": self.time, "device": self.device, "source": self.source, "host": self.host,
+            "info_plist": _b64(self.info_plist), "status_plist": _b64(self.status_plist),
+            "manifest_plist": _b64(self.manifest_plist), "is_encrypted": self.is_encrypted,
+            "categories": {k: asdict(v) for k, v in self.categories.items()},
+            "skipped": self.skipped, "complete": self.complete,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> SnapshotHeader:
+        return cls(
+            time=float(doc["time"]),  # type: ignore[arg-type]
+            device=dict(doc["device"]),  # type: ignore[call-overload]
+            source=str(doc["source"]),
+            host=str(doc["host"]),
+            info_plist=base64.b64decode(str(doc["info_plist"])),
+            status_plist=base64.b64decode(str(doc["status_plist"])),
+            manifest_plist=base64.b64decode(str(doc["manifest_plist"])),
+            is_encrypted=bool(doc["is_encrypted"]),
+            categories={k: CategoryStats(**v) for k, v in doc["categories"].items()},  # type: ignore[union-attr]
+            skipped=list(doc.get("skipped", [])),  # type: ignore[call-overload]
+            complete=bool(doc.get("complete", True)),
+        )
+
+
+@dataclass
+class ManifestPart:
+    manifest_db: StoredFile
+    backup_password: str | None = None
+    other_files: dict[str, StoredFile] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "manifest_db": self.manifest_db.to_json(),
+            "backup_password": self.backup_password,
+            "other_files": {k: v.to_json() for k, v in self.other_files.items()},
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> ManifestPart:
+        return cls(
+            manifest_db=StoredFile.from_json(doc["manifest_db"]),  # type: ignore[arg-type]
+            backup_password=doc.get("backup_password"),  # type: ignore[arg-type]
+            other_files={k: StoredFile.from_json(v) for k, v in doc.get("other_files", {}).items()},  # type: ignore[union-attr]
+        )
+
+
+@dataclass
+class ChainRecord:
+    device_tag: str  # keyed hash of the UDID: links one device's snapshots, names nothing
+    previous: str | None  # ID of this device's previous snapshot
+    time: float
+
+
+@dataclass
+class SealedSnapshot:
+    """A snapshot as stored: sealed parts that each key opens or not."""
+
+    snapshot_id: str
+    chain: bytes
+    header: bytes
+    parts: dict[str, bytes]  # tag -> sealed part
+
+    @classmethod
+    def parse(cls, snapshot_id: str, data: bytes) -> SealedSnapshot:
+        if primitives.sha256(data).hex() != snapshot_id:
+            raise RepositoryDamagedError(f"snapshot {snapshot_id[:12]} is damaged (content does not match its name)")
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            return cls(
+                snapshot_id=snapshot_id,
+                chain=base64.b64decode(doc["chain"]),
+                header=base64.b64decode(doc["header"]),
+                parts={tag: base64.b64decode(v) for tag, v in doc["parts"].items()},
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise RepositoryDamagedError(f"snapshot {snapshot_id[:12]} is not a valid snapshot") from exc
+
+
+def _compress_json(doc: object) -> bytes:
+    return zstandard.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 3)
+
+
+def _decompress_json(data: bytes) -> object:
+    return json.loads(zstandard.decompress(data))
+
+
+def seal_snapshot(
+    *,
+    index_key: bytes,
+    chain: ChainRecord,
+    header_public: bytes,
+    header: SnapshotHeader,
+    parts: dict[str, tuple[bytes, object]],  # tag -> (public key, JSON-able content)
+) -> bytes:
+    doc = {
+        "v": 1,
+        "chain": _b64(primitives.seal_box(index_key, _compress_json(asdict(chain)), purpose=b"snapshot chain")),
+        "header": _b64(primitives.seal_to(header_public, _compress_json(header.to_json()), purpose=b"snapshot header")),
+        "parts": {
+            tag: _b64(primitives.seal_to(public, _compress_json(content), purpose=b"snapshot part", associated=tag.encode()))
+            for tag, (public, content) in sorted(parts.items())
+        },
+    }
+    return json.dumps(doc, sort_keys=True).encode("utf-8")
+
+
+def open_chain(sealed: SealedSnapshot, index_key: bytes) -> ChainRecord:
+    try:
+        doc = _decompress_json(primitives.open_box(index_key, sealed.chain, purpose=b"snapshot chain"))
+    except (primitives.DecryptionError, zstandard.ZstdError) as exc:
+        raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: chain record fails authentication") from exc
+    return ChainRecord(**doc)  # type: ignore[arg-type]
+
+
+def open_header(sealed: SealedSnapshot, header_private: bytes) -> SnapshotHeader:
+    try:
+        doc = _decompress_json(primitives.open_sealed(header_private, sealed.header, purpose=b"snapshot header"))
+    except (primitives.DecryptionError, zstandard.ZstdError) as exc:
+        raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: header fails authentication") from exc
+    return SnapshotHeader.from_json(doc)  # type: ignore[arg-type]
+
+
+def open_part(sealed: SealedSnapshot, tag: str, private: bytes) -> object:
+    if tag not in sealed.parts:
+        raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]} lacks a part it should have")
+    try:
+        return _decompress_json(
+            primitives.open_sealed(private, sealed.parts[tag], purpose=b"snapshot part", associated=tag.encode())
+        )
+    except (primitives.DecryptionError, zstandard.ZstdError) as exc:
+        raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: a part fails authentication") from exc

@@ -1,0 +1,1 @@
+"""A simulated iPhone: usbmuxd, lockdownd and the backup services, serving generated content."""

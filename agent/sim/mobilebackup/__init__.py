@@ -1,0 +1,1 @@
+"""com.apple.mobilebackup2, device side: DeviceLink, the backup and restore engines, ChangePassword."""

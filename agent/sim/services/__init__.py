@@ -1,0 +1,1 @@
+"""The lockdown services a backup and a restore touch, device side (ios-protocol.md section 3)."""

@@ -1,0 +1,1 @@
+"""Storage backends: where repository objects live (local folder, S3)."""

@@ -1,0 +1,71 @@
+"""Retry policy of the S3 backend: botocore's per-request retries plus a whole-operation retry.
+
+botocore retries each HTTP request (connection errors, 5xx, throttling) with
+its own backoff. Some failures slip past it: a GET whose body is cut off while
+being read, or a request that failed on every botocore attempt during a short
+outage. `run_with_retry` repeats the whole object operation for those, with
+exponential backoff and full jitter, a bounded number of times and never past
+a deadline, so the total time an operation can take is bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from botocore.config import Config
+
+from agent.storage.s3_errors import is_transient
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the backend tries before reporting a failure."""
+
+    mode: Literal["standard", "adaptive"] = "standard"
+    botocore_attempts: int = 8  # attempts botocore makes for one HTTP request
+    operation_attempts: int = 4  # attempts of a whole object operation (each with its botocore attempts)
+    base_delay: float = 0.5  # seconds; the first backoff is drawn from [0, base_delay)
+    max_delay: float = 8.0
+    deadline: float = 300.0  # seconds after which no new operation attempt starts
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+
+    def botocore_config(self, *, path_style: bool, max_pool_connections: int) -> Config:
+        return Config(
+            retries={"mode": self.mode, "max_attempts": self.botocore_attempts},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_pool_connections=max_pool_connections,
+            s3={"addressing_style": "path" if path_style else "auto"},
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base_delay * 2**(attempt-1)))."""
+        return random.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def run_with_retry(operation: Callable[[], T], policy: RetryPolicy, what: str) -> T:
+    """Run `operation`, repeating it on transient failures as `policy` allows; re-raise the last failure."""
+    started = time.monotonic()
+    attempt = 1
+    while True:
+        try:
+            return operation()
+        except Exception as error:
+            if not is_transient(error) or attempt >= policy.operation_attempts:
+                raise
+            delay = policy.backoff(attempt)
+            if time.monotonic() - started + delay > policy.deadline:
+                raise
+            log.warning("S3 %s failed (%s); retrying in %.2f s (attempt %d)", what, error, delay, attempt + 1)
+            time.sleep(delay)
+            attempt += 1

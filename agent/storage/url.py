@@ -1,0 +1,22 @@
+"""Turn a repository URL (a path, `file://…`, `s3://bucket/prefix`) into a storage backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from agent.errors import UsageError
+from agent.storage.base import Storage
+from agent.storage.local import LocalStorage
+
+
+def open_storage(url: str, **options: object) -> Storage:
+    if url.startswith("s3://"):
+        from agent.storage.s3 import S3Storage
+
+        return S3Storage.from_url(url, **options)  # type: ignore[arg-type]
+    if url.startswith("file://"):
+        return LocalStorage(Path(unquote(urlparse(url).path)))
+    if "://" in url:
+        raise UsageError(f"unsupported repository URL {url!r}: use a path, file://… or s3://bucket/prefix")
+    return LocalStorage(Path(url))

@@ -1,0 +1,453 @@
+"""Tests of the keyed content-defined chunker and the SQLite page-aligned blocks."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import sys
+import threading
+import tracemalloc
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent._native import GearScanner, first_passing_candidate
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from agent.errors import UsageError
+from agent.pipeline.chunker import Chunker, ChunkerKey, ChunkerParams, is_sqlite_name
+
+SMALL = ChunkerParams(min_size=2048, avg_size=8192, max_size=65536)
+# A non-power-of-two average and a max close to it, so forced cuts are common.
+TIGHT = ChunkerParams(min_size=1000, avg_size=4000, max_size=4500)
+DENSE = ChunkerParams(min_size=64, avg_size=256, max_size=2048)
+MASK64 = (1 << 64) - 1
+
+
+def reference_cut_points(secret: bytes, params: ChunkerParams, data: bytes) -> list[int]:
+    """The chunking rule of the module docstring, byte by byte, without the native scanner."""
+
+    def hkdf(info: bytes, length: int) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
+
+    gear_bytes = hkdf(b"coffer chunker gear v1", 2048)
+    gear = [int.from_bytes(gear_bytes[i * 8 : i * 8 + 8], "little") for i in range(256)]
+    prf = Cipher(algorithms.AES(hkdf(b"coffer chunker prf v1", 16)), modes.ECB()).encryptor()
+    bits = 0
+    while 64 << (bits + 1) <= params.avg_size:
+        bits += 1
+    top_bits_mask = MASK64 ^ (MASK64 >> bits)
+    strict = 2**64 * 2**bits // (4 * params.avg_size)
+    loose = 2**64 * 4 * 2**bits // params.avg_size
+
+    cuts = []
+    start = 0
+    h = 0
+    for i, byte in enumerate(data):
+        h = ((h << 1) + gear[byte]) & MASK64
+        cut = i + 1
+        length = cut - start
+        cut_here = length == params.max_size
+        if not cut_here and i >= 63 and h & top_bits_mask == 0 and length >= params.min_size:
+            value = int.from_bytes(prf.update(h.to_bytes(8, "little") + bytes(8))[:8], "little")
+            cut_here = value < (strict if length < params.avg_size else loose)
+        if cut_here:
+            cuts.append(cut)
+            start = cut
+    if start < len(data):
+        cuts.append(len(data))
+    return cuts
+
+
+def random_pieces(data: bytes, rng: random.Random, largest: int) -> Iterator[bytes | bytearray | memoryview]:
+    """`data` in pieces of random sizes (empty ones included) and of every buffer type."""
+    offset = 0
+    while offset < len(data):
+        size = rng.choice((0, 1, 7, rng.randint(1, largest)))
+        piece = data[offset : offset + size]
+        yield rng.choice((bytes, bytearray, memoryview))(piece)
+        offset += size
+
+
+def reused_buffer_pieces(data: bytes, size: int) -> Iterator[memoryview]:
+    """Pieces like `readinto` gives them: one buffer overwritten for every piece."""
+    buffer = bytearray(size)
+    for offset in range(0, len(data), size):
+        piece = data[offset : offset + size]
+        buffer[: len(piece)] = piece
+        with memoryview(buffer) as view:
+            yield view[: len(piece)]
+        buffer[:] = bytes(size)  # scribble over what the chunker was given
+
+
+def ends(chunks: list[bytes]) -> list[int]:
+    total = 0
+    result = []
+    for chunk in chunks:
+        total += len(chunk)
+        result.append(total)
+    return result
+
+
+def random_data(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+@pytest.mark.parametrize("params", [SMALL, TIGHT, DENSE], ids=["small", "tight", "dense"])
+@pytest.mark.parametrize("key_seed", [1, 2, 3])
+def test_native_matches_reference(params: ChunkerParams, key_seed: int) -> None:
+    rng = random.Random(key_seed * 100 + params.avg_size)
+    secret = rng.randbytes(32)
+    # Random bytes with a long run of one value (a constant hash: forced cuts or a
+    # candidate at every position) and a repeating pattern.
+    data = rng.randbytes(200_000) + bytes([rng.randrange(256)]) * 10_000 + rng.randbytes(300) * 100
+    expected = reference_cut_points(secret, params, data)
+    chunker = Chunker(secret, params)
+
+    assert chunker.cut_points(data) == expected
+    for _ in range(3):
+        streamed = list(chunker.chunks(random_pieces(data, rng, largest=9000)))
+        assert ends(streamed) == expected
+        assert b"".join(streamed) == data
+    assert len(expected) > 10
+
+
+def test_streaming_equals_whole_buffer_and_reconstructs_input() -> None:
+    data = random_data(7, 3 << 20)
+    chunker = Chunker(bytes(range(32)), SMALL)
+    whole = list(chunker.chunks([data]))
+    assert ends(whole) == chunker.cut_points(data)
+    assert b"".join(whole) == data
+    rng = random.Random(8)
+    for largest in (500, 70_000, 1 << 20):
+        assert list(chunker.chunks(random_pieces(data, rng, largest))) == whole
+    assert list(chunker.chunks(reused_buffer_pieces(data, 10_000))) == whole
+    prefix = data[:100_000]
+    assert ends(list(chunker.chunks(reused_buffer_pieces(prefix, 1)))) == chunker.cut_points(prefix)
+
+
+def test_empty_input_has_no_chunks() -> None:
+    chunker = Chunker(bytes(32), SMALL)
+    assert list(chunker.chunks([])) == []
+    assert list(chunker.chunks([b"", bytearray(), memoryview(b"")])) == []
+    assert chunker.cut_points(b"") == []
+
+
+def test_wide_item_buffers_are_read_as_bytes() -> None:
+    data = random_data(11, 100_000)
+    chunker = Chunker(bytes(32), SMALL)
+    wide = memoryview(data).cast("Q")
+    assert list(chunker.chunks([wide])) == list(chunker.chunks([data]))
+
+
+def test_chunk_sizes_are_bounded_and_average_near_target() -> None:
+    for params, size in ((SMALL, 4 << 20), (ChunkerParams(), 48 << 20)):
+        data = random_data(params.avg_size, size)
+        cuts = Chunker(random_data(5, 32), params).cut_points(data)
+        lengths = [end - start for start, end in zip([0, *cuts], cuts, strict=False)]
+        assert all(params.min_size <= length <= params.max_size for length in lengths[:-1])
+        mean = len(data) / len(cuts)
+        assert params.avg_size / 1.5 < mean < params.avg_size * 1.5, (params, mean)
+
+
+def constant_hash_filler(secret: bytes, params: ChunkerParams, candidate: bool) -> int | None:
+    """A byte value whose repetition makes every position a candidate (or none), if there is one."""
+    scanner = GearScanner(ChunkerKey.derive(secret).gear_table, params.candidate_mask)
+    for value in range(256):
+        if bool(scanner.scan(bytes([value]) * 100, 0, 63, 1)[0]) is candidate:
+            return value
+    return None
+
+
+def test_forced_cut_at_max_size_on_content_without_candidates() -> None:
+    secret = bytes(32)
+    filler = constant_hash_filler(secret, SMALL, candidate=False)
+    assert filler is not None
+    data = bytes([filler]) * 300_000
+    cuts = Chunker(secret, SMALL).cut_points(data)
+    assert cuts == [*range(SMALL.max_size, len(data), SMALL.max_size), len(data)]
+
+
+def test_content_with_a_candidate_at_every_byte_matches_reference() -> None:
+    secret, filler = next(
+        (secret, filler)
+        for secret in (bytes([i]) * 32 for i in range(256))
+        if (filler := constant_hash_filler(secret, SMALL, candidate=True)) is not None
+    )
+    data = random_data(9, 20_000) + bytes([filler]) * 150_000 + random_data(10, 20_000)
+    chunker = Chunker(secret, SMALL)
+    expected = reference_cut_points(secret, SMALL, data)
+    assert chunker.cut_points(data) == expected
+    assert ends(list(chunker.chunks(random_pieces(data, random.Random(11), 30_000)))) == expected
+
+
+def test_insertion_near_start_keeps_later_chunks() -> None:
+    chunker = Chunker(random_data(3, 32), SMALL)
+    for seed in range(5):
+        original = random_data(100 + seed, 1 << 20)
+        edited = original[:100] + b"hello" + original[100:]
+        original_chunks = list(chunker.chunks([original]))
+        edited_chunks = set(chunker.chunks([edited]))
+        lost = [chunk for chunk in original_chunks if chunk not in edited_chunks]
+        assert len(lost) <= 2
+        assert len(original_chunks) > 50
+
+
+def test_boundaries_depend_on_the_key() -> None:
+    data = random_data(21, 1 << 20)
+    first = Chunker(b"\x01" * 32, SMALL).cut_points(data)
+    assert Chunker(b"\x01" * 32, SMALL).cut_points(data) == first
+    second = Chunker(b"\x02" * 32, SMALL).cut_points(data)
+    assert second != first
+    # Unrelated keys share almost no boundary, not just a shifted few.
+    assert len(set(first[:-1]) & set(second[:-1])) < len(first) // 4
+
+
+def test_key_derivation_separates_gear_table_and_prf_key() -> None:
+    key = ChunkerKey.derive(bytes(32))
+    assert len(key.gear_table) == 2048
+    assert len(key.prf_key) == 16
+    assert key.prf_key not in key.gear_table
+    assert ChunkerKey.derive(bytes(32)) == key
+    assert ChunkerKey.derive(b"\x01" + bytes(31)) != key
+    assert key.prf_key.hex() not in repr(key)
+    with pytest.raises(ValueError, match="32 bytes"):
+        ChunkerKey.derive(bytes(16))
+
+
+def test_parameters_are_validated() -> None:
+    for sizes in ((4096, 2048, 8192), (2048, 8192, 4096), (32, 64, 128)):
+        with pytest.raises(UsageError, match="min <= avg <= max"):
+            ChunkerParams(*sizes)
+
+
+def test_parameters_derive_the_documented_rates() -> None:
+    params = ChunkerParams()
+    assert params.candidate_bits == 14  # one candidate per 16 KiB for 1 MiB chunks
+    assert params.candidate_mask == 0xFFFC_0000_0000_0000
+    assert params.strict_threshold == 2**64 // 256
+    assert params.loose_threshold == 2**64 // 16
+    assert ChunkerParams(64, 64, 64).candidate_mask == 0  # every position is a candidate
+
+
+def test_chunker_memory_stays_bounded_on_long_streams() -> None:
+    chunker = Chunker(bytes(32), SMALL)
+    piece = random_data(31, 256 * 1024)
+
+    def stream() -> Iterator[bytes]:
+        for _ in range(128):  # 32 MiB
+            yield piece
+
+    tracemalloc.start()
+    try:
+        total = sum(len(chunk) for chunk in chunker.chunks(stream()))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == 128 * len(piece)
+    assert peak < 4 * SMALL.max_size + 2 * len(piece)
+
+
+def test_one_chunker_serves_several_threads() -> None:
+    chunker = Chunker(random_data(41, 32), SMALL)
+    inputs = [random_data(50 + i, 2 << 20) for i in range(4)]
+    expected = [chunker.cut_points(data) for data in inputs]
+    results: dict[int, list[int]] = {}
+
+    def work(index: int) -> None:
+        pieces = random_pieces(inputs[index], random.Random(index), largest=100_000)
+        results[index] = ends(list(chunker.chunks(pieces)))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[i] for i in range(4)] == expected
+
+
+def test_scanner_releases_the_gil() -> None:
+    """While a scan runs, another thread gets the GIL; with preemption switched off only
+    a scan that releases the GIL lets the main thread run before the scanning thread ends."""
+    scanner = GearScanner(random_data(51, 2048), MASK64)  # a candidate needs h == 0: none here
+    data = bytes(128 << 20)
+    started = threading.Event()
+    finished = []
+
+    def scan() -> None:
+        started.set()
+        scanner.scan(data, 0, 0, 1)
+        finished.append(True)
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000)
+    try:
+        thread = threading.Thread(target=scan)
+        thread.start()
+        started.wait()
+        ran_during_scan = not finished
+        thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert ran_during_scan
+    assert finished
+
+
+def test_scanner_reports_candidates_with_prf_blocks_and_resumes() -> None:
+    gear_table = random_data(61, 2048)
+    gear = [int.from_bytes(gear_table[i * 8 : i * 8 + 8], "little") for i in range(256)]
+    scanner = GearScanner(gear_table, SMALL.candidate_mask)
+    data = random_data(62, 200_000)
+    expected_offsets = []
+    expected_blocks = b""
+    h = 0
+    for i, byte in enumerate(data):
+        h = ((h << 1) + gear[byte]) & MASK64
+        if i >= 63 and h & SMALL.candidate_mask == 0:
+            expected_offsets.append(i + 1)
+            expected_blocks += h.to_bytes(8, "little") + bytes(8)
+    assert len(expected_offsets) > 100
+
+    offsets, blocks, state, scanned = scanner.scan(data, 0, 63, 1 << 20)
+    assert (list(offsets), blocks, state, scanned) == (expected_offsets, expected_blocks, h, len(data))
+
+    # Split in the warm-up, then stopped after five candidates, then to the end.
+    first, _, state, scanned = scanner.scan(data[:30], 0, 63, 1 << 20)
+    assert (list(first), scanned) == ([], 30)
+    second, second_blocks, state, scanned = scanner.scan(data[30:], state, 33, 5)
+    assert [30 + offset for offset in second] == expected_offsets[:5]
+    assert 30 + scanned == expected_offsets[4]
+    third, third_blocks, state, _ = scanner.scan(data[30 + scanned :], state, 0, 1 << 20)
+    assert [30 + scanned + offset for offset in third] == expected_offsets[5:]
+    assert (second_blocks + third_blocks, state) == (expected_blocks, h)
+
+    with pytest.raises(ValueError, match="2048 bytes"):
+        GearScanner(bytes(100), 0)
+
+
+def test_first_passing_candidate_applies_the_normalized_rule() -> None:
+    strict, loose = 1000, 50_000
+
+    def blocks(*values: int) -> bytes:
+        return b"".join(value.to_bytes(8, "little") + random_data(value, 8) for value in values)
+
+    offsets = array("Q", [10, 20, 30, 40])
+    # Before loose_from=30 only values below `strict` pass; from 30 on, below `loose`.
+    assert first_passing_candidate(offsets, blocks(5000, 999, 7, 7), 30, strict, loose) == 1
+    assert first_passing_candidate(offsets, blocks(5000, 1000, 49_999, 7), 30, strict, loose) == 2
+    assert first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 7), 30, strict, loose) == 3
+    assert first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 50_001), 30, strict, loose) == -1
+    assert first_passing_candidate(array("Q"), b"", 30, strict, loose) == -1
+    with pytest.raises(ValueError, match="16-byte block"):
+        first_passing_candidate(offsets, blocks(1, 2, 3), 30, strict, loose)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Library/SMS/sms.db", True),
+        ("sms.db-wal", True),
+        ("Photos.sqlite", True),
+        ("x.SQLITE-shm", True),
+        ("AddressBook.sqlitedb", True),
+        ("a/b.sqlite3-journal", True),
+        ("CloudKit.storedata", True),
+        ("CloudKit.storedata-wal", True),
+        ("notes.txt", False),
+        ("db", False),
+        ("photo.dbx", False),
+        ("archive.db.gz", False),
+        ("sms.db-walx", False),
+    ],
+)
+def test_is_sqlite_name(name: str, expected: bool) -> None:
+    assert is_sqlite_name(name) is expected
+
+
+def make_database(path: Path, page_size: int, rows: int, seed: int) -> sqlite3.Connection:
+    rng = random.Random(seed)
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute(f"PRAGMA page_size = {page_size}")
+    connection.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, body BLOB)")
+    connection.execute("BEGIN")
+    connection.executemany("INSERT INTO item VALUES (?, ?)", ((i, rng.randbytes(1500)) for i in range(rows)))
+    connection.execute("COMMIT")
+    return connection
+
+
+def test_sqlite_database_is_cut_in_page_aligned_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "sms.db"
+    make_database(path, 4096, rows=3000, seed=1).close()
+    before = path.read_bytes()
+    assert len(before) > 4 << 20
+    chunker = Chunker(bytes(32), SMALL)
+    cuts = chunker.cut_points(before, sqlite_hint=True)
+    assert all(cut % 65536 == 0 for cut in cuts[:-1]) and cuts[-1] == len(before)
+    assert ends(list(chunker.chunks(random_pieces(before, random.Random(2), 5000), sqlite_hint=True))) == cuts
+    assert chunker.cut_points(before) != cuts  # without the hint: content-defined
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    rng = random.Random(3)
+    for row in (17, 900, 1800, 2500, 2999):
+        connection.execute("UPDATE item SET body = ? WHERE id = ?", (rng.randbytes(1500), row))
+    connection.close()
+    after = path.read_bytes()
+    assert len(after) == len(before)
+    old_blocks = set(chunker.chunks([before], sqlite_hint=True))
+    new_blocks = list(chunker.chunks([after], sqlite_hint=True))
+    changed = [block for block in new_blocks if block not in old_blocks]
+    # Five rows and the header page (its change counter): at most six 64 KiB blocks.
+    assert 1 <= len(changed) <= 6
+    assert len(new_blocks) > 60
+
+
+def test_sqlite_page_size_65536_is_stored_as_one(tmp_path: Path) -> None:
+    path = tmp_path / "big.sqlite"
+    make_database(path, 65536, rows=400, seed=4).close()
+    data = path.read_bytes()
+    assert data[16:18] == b"\x00\x01"
+    cuts = Chunker(bytes(32), SMALL).cut_points(data, sqlite_hint=True)
+    assert cuts == list(range(65536, len(data) + 1, 65536))
+
+
+@pytest.mark.parametrize("page_size", [4096, 65536])
+def test_sqlite_wal_is_cut_after_its_header_then_in_whole_frames(tmp_path: Path, page_size: int) -> None:
+    path = tmp_path / "Photos.sqlite"
+    connection = make_database(path, page_size, rows=10, seed=5)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA wal_autocheckpoint = 0")
+    rng = random.Random(6)
+    for row in range(10, 10 + (300 if page_size == 4096 else 40)):
+        connection.execute("INSERT INTO item VALUES (?, ?)", (row, rng.randbytes(1500)))
+    wal = (tmp_path / "Photos.sqlite-wal").read_bytes()
+    connection.close()
+    frame = 24 + page_size
+    frames_per_block = 16 if page_size == 4096 else 1
+    assert len(wal) > 32 + 4 * frame
+
+    chunks = list(
+        Chunker(bytes(32), SMALL).chunks(random_pieces(wal, random.Random(7), 20_000), sqlite_hint=True)
+    )
+    assert b"".join(chunks) == wal
+    assert len(chunks[0]) == 32
+    assert {len(chunk) for chunk in chunks[1:-1]} == {frames_per_block * frame}
+    assert len(chunks[-1]) % frame == 0
+
+
+def test_sqlite_hint_falls_back_to_content_defined_chunks() -> None:
+    chunker = Chunker(bytes(32), SMALL)
+    plain = random_data(71, 100_000)
+    bad_page_size = b"SQLite format 3\x00" + (1000).to_bytes(2, "big") + plain
+    short = b"SQLite format 3\x00\x10"[:10]
+    for data in (
+        plain,
+        bad_page_size,
+        short,
+        b"\x37\x7f\x06\x82" + bytes(4) + (3).to_bytes(4, "big") + plain,
+    ):
+        assert chunker.cut_points(data, sqlite_hint=True) == chunker.cut_points(data)
+        streamed = chunker.chunks(reused_buffer_pieces(data, 5), sqlite_hint=True)
+        assert ends(list(streamed)) == chunker.cut_points(data)
