@@ -15,7 +15,14 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.commands import archive_commands, key_commands, repository_commands, retention_commands, sim_commands
+from agent.commands import (
+    archive_commands,
+    device_commands,
+    key_commands,
+    repository_commands,
+    retention_commands,
+    sim_commands,
+)
 from agent.commands.context import Context
 from agent.errors import CofferError, UsageError
 
@@ -52,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"coffer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser)
-    for module in (repository_commands, archive_commands, retention_commands, key_commands, sim_commands):
+    for module in (repository_commands, archive_commands, device_commands, retention_commands, key_commands, sim_commands):
         module.register(sub, common)
     return parser
 

@@ -6,7 +6,8 @@ the gear hash over a buffer and reports the candidate cut points (hash & mask ==
 with their hash values, laid out as the 16-byte blocks the chunker's PRF encrypts;
 once Python has encrypted them (AES lives in `cryptography`, not here),
 `first_passing_candidate` applies the normalized cut rule to the PRF values. Content
-with a candidate at every byte (a constant hash) stays fast with both loops in C.
+with many candidates (periodic data that happens to hit the mask) stays fast with
+both loops in C.
 """
 
 from cpython.array cimport array, clone
@@ -70,6 +71,7 @@ cdef size_t _scan(
 ) noexcept nogil:
     """The hot loop; returns the number of bytes hashed, or (size_t)-1 when memory runs out."""
     cdef uint64_t h = hash_state[0]
+    cdef uint64_t last_recorded = 0
     cdef size_t i
     cdef size_t end = length
     for i in range(min(warmup, length)):
@@ -77,8 +79,11 @@ cdef size_t _scan(
     for i in range(min(warmup, length), length):
         h = (h << 1) + gear[data[i]]
         if (h & mask) == 0:
+            if found.count and h == last_recorded:
+                continue
             if not _record(found, i + 1, h):
                 return <size_t> -1
+            last_recorded = h
             if found.count == max_candidates:
                 end = i + 1
                 break
@@ -113,7 +118,10 @@ cdef class GearScanner:
 
         The first `warmup` bytes only feed the hash: they complete its 64-byte window.
         From then on, the position after each byte whose hash is a candidate is
-        recorded, until `max_candidates` are found or the data ends.
+        recorded, until `max_candidates` are found or the data ends. A candidate with
+        the same hash as the one recorded before it is left out: its PRF value is the
+        same, so under one cut threshold it cannot pass where that one failed. This
+        keeps runs of one byte value, whose hash is constant, at full speed.
 
         Returns `(cut_offsets, prf_blocks, hash_state, scanned)`: the candidate cut
         offsets within `data` (an array('Q')), one 16-byte PRF input block per

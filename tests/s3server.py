@@ -371,6 +371,9 @@ def _reset(sock: socket.socket) -> None:
     """Close with a TCP RST, as a crashed server or a dropped network path does."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # Wake a thread blocked reading this socket (the body pump): until it lets
+        # go, close() would not release the socket and no RST would be sent.
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     sock.close()
@@ -569,7 +572,7 @@ class FaultProxy:
         try:
             upstream.sendall(head.closing() + early_body)
             pump.start()
-            self._relay_reply(upstream, client, cut_reply=cut_reply)
+            self._relay_reply(upstream, client, cut_reply=cut_reply, has_body=head.method != "HEAD")
         finally:
             for sock in (client, upstream):
                 try:
@@ -590,7 +593,9 @@ class FaultProxy:
         except OSError:
             pass
 
-    def _relay_reply(self, upstream: socket.socket, client: socket.socket, *, cut_reply: bool) -> None:
+    def _relay_reply(
+        self, upstream: socket.socket, client: socket.socket, *, cut_reply: bool, has_body: bool
+    ) -> None:
         reader = _BufferedSocket(upstream)
         while True:
             raw_head = reader.read_head()
@@ -602,7 +607,7 @@ class FaultProxy:
         if cut_reply:
             # The request reached the server; the client sees the reply die halfway
             # through its body, or before any byte if it has none.
-            length = _RequestHead.parse(raw_head).content_length
+            length = _RequestHead.parse(raw_head).content_length if has_body else 0
             if length > 0:
                 client.sendall(raw_head + reader.read_up_to(length // 2))
             _reset(client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import sqlite3
 import sys
@@ -12,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent._native import GearScanner, first_passing_candidate
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from agent import _native
 from agent.errors import UsageError
 from agent.pipeline.chunker import Chunker, ChunkerKey, ChunkerParams, is_sqlite_name
 
@@ -84,12 +85,11 @@ def reused_buffer_pieces(data: bytes, size: int) -> Iterator[memoryview]:
 
 
 def ends(chunks: list[bytes]) -> list[int]:
-    total = 0
-    result = []
-    for chunk in chunks:
-        total += len(chunk)
-        result.append(total)
-    return result
+    return list(itertools.accumulate(len(chunk) for chunk in chunks))
+
+
+def chunk_lengths(cuts: list[int]) -> list[int]:
+    return [end - start for start, end in itertools.pairwise([0, *cuts])]
 
 
 def random_data(seed: int, size: int) -> bytes:
@@ -147,41 +147,56 @@ def test_chunk_sizes_are_bounded_and_average_near_target() -> None:
     for params, size in ((SMALL, 4 << 20), (ChunkerParams(), 48 << 20)):
         data = random_data(params.avg_size, size)
         cuts = Chunker(random_data(5, 32), params).cut_points(data)
-        lengths = [end - start for start, end in zip([0, *cuts], cuts, strict=False)]
-        assert all(params.min_size <= length <= params.max_size for length in lengths[:-1])
+        assert all(params.min_size <= length <= params.max_size for length in chunk_lengths(cuts)[:-1])
         mean = len(data) / len(cuts)
         assert params.avg_size / 1.5 < mean < params.avg_size * 1.5, (params, mean)
 
 
-def constant_hash_filler(secret: bytes, params: ChunkerParams, candidate: bool) -> int | None:
-    """A byte value whose repetition makes every position a candidate (or none), if there is one."""
-    scanner = GearScanner(ChunkerKey.derive(secret).gear_table, params.candidate_mask)
-    for value in range(256):
-        if bool(scanner.scan(bytes([value]) * 100, 0, 63, 1)[0]) is candidate:
-            return value
-    return None
+def non_candidate_filler(secret: bytes, params: ChunkerParams) -> int:
+    """A byte value whose repetition makes no position a candidate."""
+    scanner = _native.GearScanner(ChunkerKey.derive(secret).gear_table, params.candidate_mask)
+    return next(value for value in range(256) if not scanner.scan(bytes([value]) * 100, 0, 63, 1)[0])
 
 
 def test_forced_cut_at_max_size_on_content_without_candidates() -> None:
     secret = bytes(32)
-    filler = constant_hash_filler(secret, SMALL, candidate=False)
-    assert filler is not None
-    data = bytes([filler]) * 300_000
+    data = bytes([non_candidate_filler(secret, SMALL)]) * 300_000
     cuts = Chunker(secret, SMALL).cut_points(data)
     assert cuts == [*range(SMALL.max_size, len(data), SMALL.max_size), len(data)]
 
 
-def test_content_with_a_candidate_at_every_byte_matches_reference() -> None:
-    secret, filler = next(
-        (secret, filler)
-        for secret in (bytes([i]) * 32 for i in range(256))
-        if (filler := constant_hash_filler(secret, SMALL, candidate=True)) is not None
-    )
+def constant_candidate_runs(params: ChunkerParams) -> Iterator[tuple[bytes, int, int]]:
+    """(secret, byte value, PRF value) where a run of the byte is a candidate at every position."""
+    for index in range(1 << 16):
+        secret = index.to_bytes(32, "little")
+        key = ChunkerKey.derive(secret)
+        scanner = _native.GearScanner(key.gear_table, params.candidate_mask)
+        prf = Cipher(algorithms.AES(key.prf_key), modes.ECB()).encryptor()
+        for value in range(256):
+            offsets, blocks, _, _ = scanner.scan(bytes([value]) * 1000, 0, 63, 1 << 20)
+            if offsets:
+                # Only the first position of a constant hash is reported: the others repeat it.
+                assert list(offsets) == [64]
+                yield secret, value, int.from_bytes(prf.update(blocks)[:8], "little")
+
+
+@pytest.mark.parametrize("outcome", ["strict", "loose", "forced"])
+def test_runs_with_a_candidate_at_every_byte(outcome: str) -> None:
+    """A constant hash that is a candidate: every chunk of the run ends at min_size if its PRF
+    value passes the strict threshold, at avg_size if only the loose one, else at max_size."""
+    thresholds = {
+        "strict": (0, SMALL.strict_threshold),
+        "loose": (SMALL.strict_threshold, SMALL.loose_threshold),
+    }
+    low, high = thresholds.get(outcome, (SMALL.loose_threshold, 1 << 64))
+    secret, filler, _ = next(run for run in constant_candidate_runs(SMALL) if low <= run[2] < high)
     data = random_data(9, 20_000) + bytes([filler]) * 150_000 + random_data(10, 20_000)
     chunker = Chunker(secret, SMALL)
     expected = reference_cut_points(secret, SMALL, data)
     assert chunker.cut_points(data) == expected
     assert ends(list(chunker.chunks(random_pieces(data, random.Random(11), 30_000)))) == expected
+    run_chunk_size = {"strict": SMALL.min_size, "loose": SMALL.avg_size, "forced": SMALL.max_size}[outcome]
+    assert chunk_lengths(expected).count(run_chunk_size) >= 2
 
 
 def test_insertion_near_start_keeps_later_chunks() -> None:
@@ -272,7 +287,7 @@ def test_one_chunker_serves_several_threads() -> None:
 def test_scanner_releases_the_gil() -> None:
     """While a scan runs, another thread gets the GIL; with preemption switched off only
     a scan that releases the GIL lets the main thread run before the scanning thread ends."""
-    scanner = GearScanner(random_data(51, 2048), MASK64)  # a candidate needs h == 0: none here
+    scanner = _native.GearScanner(random_data(51, 2048), MASK64)  # a candidate needs h == 0: none here
     data = bytes(128 << 20)
     started = threading.Event()
     finished = []
@@ -299,7 +314,7 @@ def test_scanner_releases_the_gil() -> None:
 def test_scanner_reports_candidates_with_prf_blocks_and_resumes() -> None:
     gear_table = random_data(61, 2048)
     gear = [int.from_bytes(gear_table[i * 8 : i * 8 + 8], "little") for i in range(256)]
-    scanner = GearScanner(gear_table, SMALL.candidate_mask)
+    scanner = _native.GearScanner(gear_table, SMALL.candidate_mask)
     data = random_data(62, 200_000)
     expected_offsets = []
     expected_blocks = b""
@@ -325,7 +340,7 @@ def test_scanner_reports_candidates_with_prf_blocks_and_resumes() -> None:
     assert (second_blocks + third_blocks, state) == (expected_blocks, h)
 
     with pytest.raises(ValueError, match="2048 bytes"):
-        GearScanner(bytes(100), 0)
+        _native.GearScanner(bytes(100), 0)
 
 
 def test_first_passing_candidate_applies_the_normalized_rule() -> None:
@@ -336,13 +351,15 @@ def test_first_passing_candidate_applies_the_normalized_rule() -> None:
 
     offsets = array("Q", [10, 20, 30, 40])
     # Before loose_from=30 only values below `strict` pass; from 30 on, below `loose`.
-    assert first_passing_candidate(offsets, blocks(5000, 999, 7, 7), 30, strict, loose) == 1
-    assert first_passing_candidate(offsets, blocks(5000, 1000, 49_999, 7), 30, strict, loose) == 2
-    assert first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 7), 30, strict, loose) == 3
-    assert first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 50_001), 30, strict, loose) == -1
-    assert first_passing_candidate(array("Q"), b"", 30, strict, loose) == -1
+    assert _native.first_passing_candidate(offsets, blocks(5000, 999, 7, 7), 30, strict, loose) == 1
+    assert _native.first_passing_candidate(offsets, blocks(5000, 1000, 49_999, 7), 30, strict, loose) == 2
+    assert _native.first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 7), 30, strict, loose) == 3
+    assert (
+        _native.first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 50_001), 30, strict, loose) == -1
+    )
+    assert _native.first_passing_candidate(array("Q"), b"", 30, strict, loose) == -1
     with pytest.raises(ValueError, match="16-byte block"):
-        first_passing_candidate(offsets, blocks(1, 2, 3), 30, strict, loose)
+        _native.first_passing_candidate(offsets, blocks(1, 2, 3), 30, strict, loose)
 
 
 @pytest.mark.parametrize(

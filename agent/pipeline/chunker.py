@@ -8,16 +8,18 @@ can be recovered from observed chunk sizes, so the cut decision goes through a P
    gear table and a 16-byte AES-128 key used as the PRF (`ChunkerKey`).
 2. Candidates. The gear hash ``h = (h << 1) + gear[byte]`` (mod 2**64) forgets a byte
    after 64 positions, so whether the position after byte i is a *candidate* depends
-   only on bytes i-63..i and never on where the current chunk started; candidates are
-   found once per buffer by the native scanner (`agent._native.GearScanner`, GIL
-   released). A position is a candidate when the top ``n`` bits of ``h`` are zero, with
+   only on bytes i-63..i and never on where the current chunk started. A position is
+   a candidate when the top ``n`` bits of ``h`` are zero, with
    ``n = floor(log2(avg_size / 64))``: candidate rate ``p_c = 2**-n``, about one per
    ``avg_size / 64`` bytes (one per 16 KiB for the 1 MiB default). The top bits are the
    ones that depend on the whole 64-byte window; the low bits see only the last few
-   bytes. Positions less than 64 bytes into the stream are never candidates.
+   bytes. Positions less than 64 bytes into the stream are never candidates. The
+   native scanner (`agent._native.GearScanner`, GIL released) finds them; as no cut
+   falls within min_size of a chunk start, it starts hashing afresh 64 bytes before
+   that point (FastCDC's skip), which yields exactly the hash of the whole stream.
 3. PRF. For each candidate, ``v`` is the first 8 bytes (little-endian) of
-   AES-128-ECB(prf_key, h as 8 bytes little-endian || 8 zero bytes); the blocks of a whole
-   buffer go through one encryptor call. ``v`` is uniform on [0, 2**64) and
+   AES-128-ECB(prf_key, h as 8 bytes little-endian || 8 zero bytes); the candidates of
+   one scan go through one encryptor call. ``v`` is uniform on [0, 2**64) and
    unpredictable without the key.
 4. Normalized cut rule, for a chunk starting at s and a candidate cut at c, L = c - s:
    ``L < min_size``: no cut; ``min_size <= L < avg_size``: cut if ``v < T_strict``;
@@ -68,6 +70,10 @@ _PRF_INFO = b"coffer chunker prf v1"
 _CANDIDATES_PER_AVERAGE_CHUNK = 64
 # Bounds the memory of one scan where the content makes every byte a candidate.
 _MAX_CANDIDATES_PER_SCAN = 1 << 16
+# After avg_size a candidate passes with probability 1/16: scanning 4, 5, 6, 7, 8, 10, ...
+# candidates at a time hashes little past the cut for few round trips, and still
+# reaches the cap quickly when nothing passes.
+_FIRST_LOOSE_BATCH = 4
 
 SQLITE_HEADER_MAGIC = b"SQLite format 3\x00"
 SQLITE_WAL_MAGICS = (0x377F0682, 0x377F0683)
@@ -164,8 +170,11 @@ class _ContentDefinedCuts:
     """The keyed normalized CDC rule, applied to one stream.
 
     Per chunk, hashing starts 64 bytes before the first offset that may cut (chunk
-    start + min_size) and stops at the forced cut: the bytes in between feed the
-    hash window only, and the rest of the chunk's first min_size bytes are skipped.
+    start + min_size): those bytes only fill the hash window, and the rest of the
+    first min_size bytes are skipped. Each scan is followed by the PRF of its
+    candidates, and hashing stops at the first one that passes; so as not to hash far
+    past a cut, scans after avg_size (where one candidate in 16 passes) stop after a
+    few candidates, a quarter more each time.
     """
 
     def __init__(self, scanner: GearScanner, prf_key: bytes, params: ChunkerParams) -> None:
@@ -178,39 +187,51 @@ class _ContentDefinedCuts:
         self._chunk_start = chunk_start
         self._scan_position = chunk_start + self._params.min_size - HASH_WINDOW  # next byte to hash
         self._hash_state = 0
+        self._loose_batch = _FIRST_LOOSE_BATCH
 
     def feed(self, data: memoryview, stream_offset: int) -> list[int]:
-        params = self._params
         data_end = stream_offset + len(data)
         cuts = []
         while True:
-            forced_cut = self._chunk_start + params.max_size
-            if self._scan_position == forced_cut:
-                cuts.append(forced_cut)
-                self._start_chunk(forced_cut)
-                continue
-            if self._scan_position >= data_end:
+            forced_cut = self._chunk_start + self._params.max_size
+            if self._scan_position >= forced_cut + 1:
+                cut = forced_cut
+            elif self._scan_position < data_end:
+                cut = self._scan(data, stream_offset)
+            else:
                 return cuts
-            scan_from = self._scan_position
-            window = data[scan_from - stream_offset : min(data_end, forced_cut) - stream_offset]
-            # Bytes before the one that ends min_size into the chunk only feed the hash.
-            warmup = max(0, self._chunk_start + params.min_size - 1 - scan_from)
-            cut_offsets, prf_blocks, self._hash_state, scanned = self._scanner.scan(
-                window, self._hash_state, warmup, _MAX_CANDIDATES_PER_SCAN
-            )
-            self._scan_position += scanned
-            if cut_offsets:
-                passing = first_passing_candidate(
-                    cut_offsets,
-                    self._prf.update(prf_blocks),
-                    max(0, self._chunk_start + params.avg_size - scan_from),
-                    params.strict_threshold,
-                    params.loose_threshold,
-                )
-                if passing >= 0:
-                    cut = scan_from + cut_offsets[passing]
-                    cuts.append(cut)
-                    self._start_chunk(cut)
+            if cut is not None:
+                cuts.append(cut)
+                self._start_chunk(cut)
+
+    def _scan(self, data: memoryview, stream_offset: int) -> int | None:
+        """Hashes on from the scan position; returns the cut if a candidate passes."""
+        params = self._params
+        scan_from = self._scan_position
+        # Bytes before the one that ends min_size into the chunk only feed the hash.
+        first_counted = self._chunk_start + params.min_size - 1
+        # The byte that ends avg_size into the chunk is the first under the loose threshold.
+        first_loose = self._chunk_start + params.avg_size - 1
+        if scan_from < first_loose:
+            scan_to, max_candidates = first_loose, _MAX_CANDIDATES_PER_SCAN
+        else:
+            scan_to, max_candidates = self._chunk_start + params.max_size, self._loose_batch
+            self._loose_batch = min(self._loose_batch + self._loose_batch // 4, _MAX_CANDIDATES_PER_SCAN)
+        window = data[scan_from - stream_offset : min(scan_to - stream_offset, len(data))]
+        cut_offsets, prf_blocks, self._hash_state, scanned = self._scanner.scan(
+            window, self._hash_state, max(0, first_counted - scan_from), max_candidates
+        )
+        self._scan_position += scanned
+        if not cut_offsets:
+            return None
+        passing = first_passing_candidate(
+            cut_offsets,
+            self._prf.update(prf_blocks),
+            max(0, first_loose + 1 - scan_from),
+            params.strict_threshold,
+            params.loose_threshold,
+        )
+        return scan_from + cut_offsets[passing] if passing >= 0 else None
 
 
 class _FixedBlockCuts:

@@ -18,22 +18,20 @@ which are deleted only after it is written.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.errors import ObjectNotFoundError, RepositoryDamagedError
-from agent.keys import primitives
+from agent.errors import ObjectNotFoundError
 from agent.pipeline.reader import BlobReader
 from agent.pipeline.writer import BlobWriter
 from agent.repository import locks
 from agent.repository.check import referenced_chunks
+from agent.repository.fossils import load_fossils, write_fossils
 from agent.repository.index import Index, PackRecord
-from agent.repository.repository import DATA_PREFIX, Repository, put_if_absent
+from agent.repository.repository import DATA_PREFIX, Repository
 
-FOSSIL_PREFIX = "fossils/"
 DEFAULT_GRACE_SECONDS = 3600.0
 REPACK_WASTE = 0.25  # repack a pack once a quarter of its bytes are unused
 
@@ -47,33 +45,6 @@ class PruneReport:
     packs_kept_alive: int = 0  # fossils a newer snapshot still needed
     index_objects_replaced: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Fossils:
-    name: str
-    time: float
-    packs: dict[str, str]  # object name -> space ('' for an unindexed pack)
-
-
-def _load_fossils(repository: Repository) -> list[Fossils]:
-    assert repository.keys.index_key is not None
-    records = []
-    for info in repository.storage.list(FOSSIL_PREFIX):
-        data = repository.storage.get(info.name)
-        try:
-            doc = json.loads(primitives.open_box(repository.keys.index_key, data, purpose=b"fossils"))
-        except primitives.DecryptionError as exc:
-            raise RepositoryDamagedError(f"{info.name} fails authentication") from exc
-        records.append(Fossils(info.name, float(doc["time"]), dict(doc["packs"])))
-    return records
-
-
-def _write_fossils(repository: Repository, packs: dict[str, str]) -> None:
-    assert repository.keys.index_key is not None
-    plain = json.dumps({"time": time.time(), "packs": packs}, sort_keys=True).encode()
-    data = primitives.seal_box(repository.keys.index_key, plain, purpose=b"fossils")
-    put_if_absent(repository.storage, FOSSIL_PREFIX + primitives.sha256(data).hex(), data)
 
 
 def _pack_id(name: str) -> str:
@@ -104,7 +75,7 @@ def prune(
         oldest_backup = locks.oldest_running_backup(storage)
 
         # --- sweep: delete fossils that are old enough and still not needed ----------------
-        fossils = _load_fossils(repository)
+        fossils = load_fossils(repository)
         fossil_names = {name for f in fossils for name in f.packs}
         holders: dict[tuple[str, bytes], set[str]] = defaultdict(set)
         for name, record in records.items():
@@ -172,7 +143,7 @@ def prune(
             new_records = list(fresh.packs())
             report.packs_repacked = len(repack)
         if marked:
-            _write_fossils(repository, marked)
+            write_fossils(repository, marked)
 
         # --- a new index without the deleted packs supersedes the old objects -------------
         if deleted or repack:

@@ -109,7 +109,9 @@ class SimulatedDevice:
             raise UsageError(f"unknown device profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
         hardware = HardwareIdentity.generate(seed, index)
         state_dir.mkdir(parents=True, exist_ok=True)
-        filesystem = DeviceFilesystem.create(state_dir / CONTENT_DIR, profile=profile, seed=seed * 1000 + index)
+        filesystem = DeviceFilesystem.create(
+            state_dir / CONTENT_DIR, profile=profile, seed=seed * 1000 + index
+        )
         device = cls(
             state_dir,
             hardware=hardware,
@@ -151,7 +153,9 @@ class SimulatedDevice:
             trusted=state["Trusted"],
             locked=state["Locked"],
             paired_hosts={
-                host["HostID"]: PairedHost(host["HostID"], host["SystemBUID"], host["EscrowBag"], host["HostName"])
+                host["HostID"]: PairedHost(
+                    host["HostID"], host["SystemBUID"], host["EscrowBag"], host["HostName"]
+                )
                 for host in state["PairedHosts"]
             },
             backup_password=state.get("BackupPassword"),
@@ -179,7 +183,12 @@ class SimulatedDevice:
             "Trusted": self.trusted,
             "Locked": self.locked,
             "PairedHosts": [
-                {"HostID": h.host_id, "SystemBUID": h.system_buid, "EscrowBag": h.escrow_bag, "HostName": h.host_name}
+                {
+                    "HostID": h.host_id,
+                    "SystemBUID": h.system_buid,
+                    "EscrowBag": h.escrow_bag,
+                    "HostName": h.host_name,
+                }
                 for h in self.paired_hosts.values()
             ],
             "BackupKeyBag": self.backup_keybag,
@@ -241,22 +250,24 @@ class SimulatedDevice:
         }
         if not in_session:
             return values
-        values.update({
-            "ActivationStateAcknowledged": True,
-            "BasebandVersion": "2.60.02",
-            "BluetoothAddress": hardware.bluetooth_address,
-            "DeviceColor": "1",
-            "FirmwareVersion": "iBoot-11881.122.1",
-            "InternationalMobileEquipmentIdentity": hardware.imei,
-            "ModelNumber": "MQ8X3",
-            "PhoneNumber": f"+1 (555) 01{hardware.unique_chip_id % 100:02d}",
-            "ProtocolVersion": "2",
-            "RegionInfo": "LL/A",
-            "TimeIntervalSince1970": time.time(),
-            "TimeZone": "Europe/Berlin",
-            "TrustedHostAttached": True,
-            "Uses24HourClock": True,
-        })
+        values.update(
+            {
+                "ActivationStateAcknowledged": True,
+                "BasebandVersion": "2.60.02",
+                "BluetoothAddress": hardware.bluetooth_address,
+                "DeviceColor": "1",
+                "FirmwareVersion": "iBoot-11881.122.1",
+                "InternationalMobileEquipmentIdentity": hardware.imei,
+                "ModelNumber": "MQ8X3",
+                "PhoneNumber": f"+1 (555) 01{hardware.unique_chip_id % 100:02d}",
+                "ProtocolVersion": "2",
+                "RegionInfo": "LL/A",
+                "TimeIntervalSince1970": time.time(),
+                "TimeZone": "Europe/Berlin",
+                "TrustedHostAttached": True,
+                "Uses24HourClock": True,
+            }
+        )
         return values
 
     def domain_values(self, domain: str) -> dict[str, Any] | None:
@@ -278,11 +289,13 @@ class SimulatedDevice:
 
     def installed_apps(self) -> list[str]:
         """Bundle IDs of the third-party apps, from the app containers on the filesystem."""
-        return sorted({
-            f.domain.removeprefix(APP_DOMAIN_PREFIX)
-            for f in self.filesystem.files()
-            if f.domain.startswith(APP_DOMAIN_PREFIX) and f.relative_path == ""
-        })
+        return sorted(
+            {
+                f.domain.removeprefix(APP_DOMAIN_PREFIX)
+                for f in self.filesystem.files()
+                if f.domain.startswith(APP_DOMAIN_PREFIX) and f.relative_path == ""
+            }
+        )
 
     # --- trust, lock and backup password ------------------------------------------------------
 

@@ -139,4 +139,3 @@ class DeviceKeys:
         finally:
             os.unlink(path)
         return context
-

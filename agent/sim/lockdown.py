@@ -99,7 +99,9 @@ class LockdownConnection:
             return {"Error": "PasswordProtected"}
         if not self.device.trusted:
             return {"Error": "PairingDialogResponsePending"}
-        host = self.device.pair_host(host_id, str(record.get("SystemBUID", "")), str(request.get("HostName", "")))
+        host = self.device.pair_host(
+            host_id, str(record.get("SystemBUID", "")), str(request.get("HostName", ""))
+        )
         return {"EscrowBag": host.escrow_bag}
 
     def _unpair(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -126,7 +126,10 @@ class UsbmuxServer:
             length, version, message, tag = _HEADER.unpack(header)
             payload = await reader.readexactly(max(length - _HEADER.size, 0))
             if version != PLIST_VERSION or message != MESSAGE_PLIST:
-                writer.write(_HEADER.pack(_HEADER.size + 4, 0, MESSAGE_RESULT, tag) + struct.pack("<I", RESULT_BADVERSION))
+                writer.write(
+                    _HEADER.pack(_HEADER.size + 4, 0, MESSAGE_RESULT, tag)
+                    + struct.pack("<I", RESULT_BADVERSION)
+                )
                 await writer.drain()
                 return
             try:
@@ -160,7 +163,11 @@ class UsbmuxServer:
         if kind == "ReadBUID":
             return {"BUID": self.pair_records.buid}
         if kind == "ListDevices":
-            return {"DeviceList": [attached_message(device_id, udid) for device_id, udid in self.hub.attached_devices()]}
+            return {
+                "DeviceList": [
+                    attached_message(device_id, udid) for device_id, udid in self.hub.attached_devices()
+                ]
+            }
         record_id = str(request.get("PairRecordID", ""))
         if kind == "ReadPairRecord":
             data = self.pair_records.read(record_id)

@@ -87,12 +87,6 @@ class DeviceBuilder:
             key=lambda f: f.relative_path,
         )
 
-    def counter(self, name: str, start: int = 1) -> int:
-        """Return the next value of a persistent counter (IMG_ numbers, ...) and advance it."""
-        value = self.catalogue.counters.get(name, start)
-        self.catalogue.counters[name] = value + 1
-        return value
-
     def bytes_of(self, f: SimFile) -> bytes:
         assert isinstance(f.source, BlobContent), f"{f.key} is not materialised"
         return self.store.blob_bytes(f.source.sha256)
@@ -112,7 +106,13 @@ class DeviceBuilder:
         self._place_file(domain, relative_path, source, len(data), mtime)
 
     def put_stream(
-        self, domain: str, relative_path: str, size: int, *, mtime: int | None = None, header: bytes | None = None
+        self,
+        domain: str,
+        relative_path: str,
+        size: int,
+        *,
+        mtime: int | None = None,
+        header: bytes | None = None,
     ) -> None:
         """A file of `size` incompressible bytes, keyed by this run and the path."""
         source = derive_stream(
@@ -121,13 +121,23 @@ class DeviceBuilder:
         self._place_file(domain, relative_path, source, size, mtime)
 
     def put_sqlite(
-        self, domain: str, relative_path: str, build: Callable[[sqlite3.Connection], None], *, mtime: int | None = None
+        self,
+        domain: str,
+        relative_path: str,
+        build: Callable[[sqlite3.Connection], None],
+        *,
+        mtime: int | None = None,
     ) -> None:
         """Create a database with `build(connection)` and store it."""
         self._run_sqlite(domain, relative_path, None, build, mtime)
 
     def edit_sqlite(
-        self, domain: str, relative_path: str, edit: Callable[[sqlite3.Connection], None], *, mtime: int | None = None
+        self,
+        domain: str,
+        relative_path: str,
+        edit: Callable[[sqlite3.Connection], None],
+        *,
+        mtime: int | None = None,
     ) -> None:
         """Apply `edit(connection)` to an existing database in place, so only the touched pages change."""
         existing = self.get(domain, relative_path)
@@ -195,7 +205,13 @@ class DeviceBuilder:
         source: ContentSource | None = None,
     ) -> None:
         old = self.get(domain, relative_path)
-        if old is not None and old.kind is kind and old.source == source and old.size == size and old.target == target:
+        if (
+            old is not None
+            and old.kind is kind
+            and old.source == source
+            and old.size == size
+            and old.target == target
+        ):
             return  # same content: a real filesystem would not touch it either
         stamp = self.timestamp() if mtime is None else mtime
         if old is not None:

@@ -22,7 +22,6 @@ class Catalogue:
     seed: int
     clock: int  # the device's current time, unix seconds
     next_inode: int
-    counters: dict[str, int] = field(default_factory=dict)  # e.g. the next IMG_ number
     evolutions: list[int] = field(default_factory=list)  # the seeds of every evolve so far
     entries: dict[tuple[str, str], SimFile] = field(default_factory=dict)
 
@@ -42,7 +41,6 @@ class Catalogue:
             seed=self.seed,
             clock=self.clock,
             next_inode=self.next_inode,
-            counters=dict(self.counters),
             evolutions=list(self.evolutions),
             entries=dict(self.entries),
         )
@@ -54,7 +52,6 @@ class Catalogue:
             "seed": self.seed,
             "clock": self.clock,
             "next_inode": self.next_inode,
-            "counters": self.counters,
             "evolutions": self.evolutions,
             "entries": [_entry_to_json(f) for f in self._sorted],
         }
@@ -69,7 +66,6 @@ class Catalogue:
             seed=data["seed"],
             clock=data["clock"],
             next_inode=data["next_inode"],
-            counters=dict(data["counters"]),
             evolutions=list(data["evolutions"]),
             entries={(f.domain, f.relative_path): f for f in files},
         )
@@ -103,7 +99,9 @@ def _entry_from_json(row: dict[str, Any]) -> SimFile:
     if "blob" in row:
         source = BlobContent(row["blob"])
     elif "stream_key" in row:
-        source = StreamContent(key=bytes.fromhex(row["stream_key"]), header=bytes.fromhex(row["stream_header"]))
+        source = StreamContent(
+            key=bytes.fromhex(row["stream_key"]), header=bytes.fromhex(row["stream_header"])
+        )
     return SimFile(
         domain=row["domain"],
         relative_path=row["path"],

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
+
+READ_PIECE_SIZE = 1 << 20  # the largest piece `DeviceFilesystem.read()` yields
 
 
-class FileKind(str, Enum):
+class FileKind(StrEnum):
     FILE = "file"
     DIRECTORY = "directory"
     SYMLINK = "symlink"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agent.sim.content.catalogue import Catalogue
 from agent.sim.content.entries import (
+    READ_PIECE_SIZE,
     BlobContent,
     ContentSource,
     EvolveReport,
@@ -34,11 +35,9 @@ from agent.sim.content.restore import restore_entries
 from agent.sim.content.state import StateStore
 from agent.sim.content.stream import stream_pieces
 
-READ_PIECE_SIZE = 1 << 20  # read() yields at most this many bytes at a time
-
-
 __all__ = [
     "PROFILE_NAMES",
+    "READ_PIECE_SIZE",
     "BlobContent",
     "ContentSource",
     "DeviceFilesystem",
@@ -124,7 +123,9 @@ class DeviceFilesystem:
     def apply_restore(self, entries: Iterable[RestoredEntry], *, remove_missing: bool) -> None:
         """Put restored entries onto the device; with `remove_missing`, drop every entry not restored."""
         with self._lock:
-            self._commit(restore_entries(self._store, self._catalogue, entries, remove_missing=remove_missing))
+            self._commit(
+                restore_entries(self._store, self._catalogue, entries, remove_missing=remove_missing)
+            )
 
     def snapshot_digest(self, *, include_encrypted_only: bool = True) -> dict[str, str]:
         """Map each entry's key to the SHA-256 of its bytes, `"dir"` or `"symlink:<target>"`."""

@@ -74,7 +74,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="small",
-            photos=10,
+            photos=7,
             photo_scale=1.0,
             videos=1,
             video_budget=5 * MB,
@@ -92,7 +92,7 @@ PROFILES: dict[str, Profile] = {
             chat_messages=400,
             third_party_apps=4,
             layout_share=0.25,
-            layout_size_cap=200_000,
+            layout_size_cap=100_000,
             daily_photos=3,
             daily_videos=0,
             daily_messages=25,
@@ -157,4 +157,6 @@ def profile_named(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise UsageError(f"unknown device profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}") from None
+        raise UsageError(
+            f"unknown device profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}"
+        ) from None

@@ -45,7 +45,9 @@ def is_encrypted_only(domain: str, relative_path: str, kind: FileKind) -> bool:
     """Whether a device leaves this entry out of unencrypted backups (directories always go in)."""
     if kind is FileKind.DIRECTORY:
         return False
-    return any(domain == rule_domain and relative_path.startswith(prefix) for rule_domain, prefix in ENCRYPTED_ONLY)
+    return any(
+        domain == rule_domain and relative_path.startswith(prefix) for rule_domain, prefix in ENCRYPTED_ONLY
+    )
 
 
 def protection_class_for(domain: str, relative_path: str, kind: FileKind) -> int:
@@ -58,4 +60,6 @@ def protection_class_for(domain: str, relative_path: str, kind: FileKind) -> int
 
 
 def default_mode(kind: FileKind) -> int:
-    return {FileKind.FILE: FILE_MODE, FileKind.DIRECTORY: DIRECTORY_MODE, FileKind.SYMLINK: SYMLINK_MODE}[kind]
+    return {FileKind.FILE: FILE_MODE, FileKind.DIRECTORY: DIRECTORY_MODE, FileKind.SYMLINK: SYMLINK_MODE}[
+        kind
+    ]

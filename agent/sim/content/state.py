@@ -50,7 +50,9 @@ class StateStore:
         try:
             return Catalogue.from_json(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CofferError(f"the simulated device state {path} is unreadable ({exc}); create the device again") from exc
+            raise CofferError(
+                f"the simulated device state {path} is unreadable ({exc}); create the device again"
+            ) from exc
 
     def save(self, catalogue: Catalogue) -> None:
         data = json.dumps(catalogue.to_json(), separators=(",", ":")).encode()

@@ -11,7 +11,12 @@ from datetime import datetime, timedelta
 
 COCOA_EPOCH = 978_307_200  # 2001-01-01 in unix seconds; Apple databases count from here
 
-WORDS = (
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+WORDS = _words(
     "the be to of and a in that have it for not on with he as you do at this but his by from they we say her "
     "she or an will my one all would there their what so up out if about who get which go me when make can like "
     "time no just him know take people into year your good some could them see other than then now look only "
@@ -21,30 +26,30 @@ WORDS = (
     "project deadline report budget flight hotel booking ticket concert movie game match school pick kids "
     "grocery list milk bread eggs cheese apples doctor appointment dentist gym yoga walk park beach mountain "
     "lake weather rain sunny cold warm snow car parking fuel bike bus taxi airport gate delayed landed"
-).split()
+)
 
-FIRST_NAMES = (
+FIRST_NAMES = _words(
     "Anna Ben Carla David Elena Felix Greta Hugo Ines Jonas Kim Lara Marco Nina Oscar Paula Quentin Rosa Sven "
     "Tina Umberto Vera Walter Xenia Yusuf Zoe Alice Bruno Chloe Diego Emma Finn Hanna Ivan Julia Leo Mia Noah "
     "Olivia Pedro Sara Tom Lena Max Sofia Luca"
-).split()
+)
 
-LAST_NAMES = (
+LAST_NAMES = _words(
     "Meier Schmid Keller Weber Huber Schneider Fischer Brunner Baumann Frei Gerber Moser Widmer Wyss Graf "
     "Roth Steiner Kaufmann Suter Berger Rossi Bianchi Dubois Martin Lambert Smith Jones Taylor Brown Wilson "
     "Garcia Lopez Silva Costa Novak Kowalski Jensen Larsen"
-).split()
+)
 
-CITIES = (
+CITIES = _words(
     "Zurich Geneva Basel Bern Lausanne Lucerne Lugano Winterthur St.Gallen Zug Milan Paris Berlin Vienna "
     "London Lyon Munich Amsterdam Barcelona Lisbon"
-).split()
+)
 
-WEBSITES = (
+WEBSITES = _words(
     "news.example.com shop.example.org weather.example.net maps.example.com recipes.example.org "
     "video.example.com wiki.example.org mail.example.com travel.example.net bank.example.com "
     "sports.example.org forum.example.net docs.example.com music.example.org"
-).split()
+)
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,6 @@ def paragraph(rng: random.Random, sentences: int = 4) -> str:
 def guid(rng: random.Random) -> str:
     """An upper-case UUID as Apple writes them."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper()
-
-
-def hex_token(rng: random.Random, nbytes: int) -> str:
-    return rng.randbytes(nbytes).hex()
 
 
 def cocoa_seconds(unix_time: int) -> float:
@@ -128,14 +129,21 @@ def preferences_dict(rng: random.Random, approx_size: int, domain_name: str) -> 
 
 def plist_bytes(rng: random.Random, approx_size: int, domain_name: str = "com.apple.device") -> bytes:
     """A binary plist of roughly `approx_size` bytes, as iOS writes preferences."""
-    return plistlib.dumps(preferences_dict(rng, approx_size, domain_name), fmt=plistlib.FMT_BINARY, sort_keys=True)
+    return plistlib.dumps(
+        preferences_dict(rng, approx_size, domain_name), fmt=plistlib.FMT_BINARY, sort_keys=True
+    )
 
 
 def json_bytes(rng: random.Random, approx_size: int) -> bytes:
     records = []
     size = 2
     while size < approx_size:
-        record = {"id": guid(rng), "name": rng.choice(WORDS), "value": rng.randint(0, 10_000), "note": sentence(rng)}
+        record = {
+            "id": guid(rng),
+            "name": rng.choice(WORDS),
+            "value": rng.randint(0, 10_000),
+            "note": sentence(rng),
+        }
         records.append(record)
         size += 100
     return json.dumps({"version": 1, "items": records}, indent=1).encode()

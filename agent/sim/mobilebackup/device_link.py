@@ -8,9 +8,10 @@ frames. Every helper here is one request/response exchange.
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from agent.sim.framing import FrameError, read_plist, write_plist
@@ -55,6 +56,14 @@ class Upload:
     pieces: Iterable[bytes]
 
 
+@dataclass
+class UploadResult:
+    """What an upload put on the wire, and the device paths it could not read."""
+
+    sent_bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
 class DeviceLinkChannel:
     """DeviceLink over one mobilebackup2 connection."""
 
@@ -82,13 +91,14 @@ class DeviceLinkChannel:
             raise DeviceLinkError(f"expected a DLMessageProcessMessage, got {message[0]!r}")
         return message[1]
 
-    async def send_response(self, error_code: int = 0, description: str = "", content: Any = None) -> None:
+    async def send_response(
+        self, error_code: int = 0, description: str = "", extra: dict[str, Any] | None = None
+    ) -> None:
         """The final answer to the host's message; it ends the host's DL loop."""
         response: dict[str, Any] = {"MessageName": "Response", "ErrorCode": error_code}
         if description:
             response["ErrorDescription"] = description
-        if content is not None:
-            response["Content"] = content
+        response.update(extra or {})
         await self._send(["DLMessageProcessMessage", response])
 
     # --- host commands ---------------------------------------------------------------------------
@@ -123,29 +133,44 @@ class DeviceLinkChannel:
             raise DeviceLinkError(f"the host could not list {path}: {status.text} ({status.code})")
         return status.value
 
-    async def upload(self, files: Iterable[Upload], progress: float, total_bytes: int) -> int:
-        """Stream `files` to the host (section 4.3); the number of bytes sent."""
+    async def upload(self, files: Iterable[Upload], progress: float, total_bytes: int) -> UploadResult:
+        """Stream `files` to the host (section 4.3). A file whose bytes cannot be read is ended with
+        an error block, as a device does, and reported in the result."""
         await self._send(["DLMessageUploadFiles", {}, progress, total_bytes])
-        sent = 0
+        result = UploadResult()
         for upload in files:
             for name in (upload.device_name, upload.file_name):
                 encoded = name.encode()
                 self.writer.write(_U32.pack(len(encoded)) + encoded)
-            for piece in upload.pieces:
-                if not piece:
-                    continue  # an empty data block would read as the end of the file
-                self.writer.write(_BLOCK_HEADER.pack(len(piece) + 1, CODE_FILE_DATA))
-                self.writer.write(piece)
-                sent += len(piece)
-                await self._yield_to_loop()
+            try:
+                for piece in upload.pieces:
+                    if not piece:
+                        continue  # an empty data block would read as the end of the file
+                    self.writer.write(_BLOCK_HEADER.pack(len(piece) + 1, CODE_FILE_DATA))
+                    self.writer.write(piece)
+                    result.sent_bytes += len(piece)
+                    await self._yield_to_loop()
+            except (OSError, ValueError) as error:
+                message = f"cannot read {upload.device_name}: {error}".encode()
+                self.writer.write(_BLOCK_HEADER.pack(len(message) + 1, CODE_ERROR_REMOTE) + message)
+                result.failed.append(upload.device_name)
+                continue
             self.writer.write(_BLOCK_HEADER.pack(1, CODE_SUCCESS))
         self.writer.write(_U32.pack(0))
         status = await self._status()
         if not status.ok:
             raise DeviceLinkError(f"the host failed to store uploaded files: {status.text} ({status.code})")
-        return sent
+        return result
 
-    async def download(self, paths: list[str], targets: Mapping[str, BinaryIO], progress: float) -> dict[str, str]:
+    async def fetch(self, path: str, progress: float) -> bytes | None:
+        """One (small) file from the host, None if it has none."""
+        target = io.BytesIO()
+        failures = await self.download([path], {path: target}, progress)
+        return None if path in failures else target.getvalue()
+
+    async def download(
+        self, paths: list[str], targets: Mapping[str, BinaryIO], progress: float
+    ) -> dict[str, str]:
         """Have the host send `paths`, each written into `targets[path]`; the paths it could not
         send, with its error text (a missing file is an answer, not a failure)."""
         await self._send(["DLMessageDownloadFiles", paths, {}, progress, 0])

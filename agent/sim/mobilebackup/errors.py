@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 GENERIC = 1
-HOST_UPLOAD_FAILED = 104
+UPLOAD_FAILED = 104  # "multiple upload errors"
 HOST_DISK_FULL = 105  # pymobiledevice3 raises NotEnoughDiskSpaceError for it
 BACKUP_MISSING = 202
 BACKUP_CORRUPT = 203

@@ -80,7 +80,9 @@ class MediaStore:
         self._locks: dict[str, _Lock] = {}
         for directory in ("/Books", "/DCIM", "/Downloads", "/Recordings", "/iTunes_Control/iTunes"):
             self.make_dirs(directory)
-        self.nodes["/iTunes_Control/iTunes/iTunesPrefs"] = MediaNode(bytearray(b"iTunesPrefs\x00" + bytes(52)))
+        self.nodes["/iTunes_Control/iTunes/iTunesPrefs"] = MediaNode(
+            bytearray(b"iTunesPrefs\x00" + bytes(52))
+        )
 
     @staticmethod
     def normalise(path: str) -> str:
@@ -195,7 +197,9 @@ class AfcSession:
         if operation == Opcode.GET_FILE_INFO:
             return Opcode.DATA, self._file_info(_path(payload))
         if operation == Opcode.FILE_OPEN:
-            return Opcode.FILE_OPEN_RES, _U64.pack(self._open(_U64.unpack_from(payload)[0], _path(payload[8:])))
+            return Opcode.FILE_OPEN_RES, _U64.pack(
+                self._open(_U64.unpack_from(payload)[0], _path(payload[8:]))
+            )
         if operation == Opcode.READ:
             handle, size = _U64_PAIR.unpack_from(payload)
             return Opcode.DATA, self._read(handle, min(size, MAX_READ_SIZE))
@@ -238,7 +242,9 @@ class AfcSession:
     def _open(self, mode: int, path: str) -> int:
         if mode not in range(_READ_ONLY, _APPEND_READ + 1):
             raise AfcFailure(Status.INVALID_ARG)
-        node = self.store.open_file(path, create=mode != _READ_ONLY, truncate=mode in (_WRITE_ONLY, _WRITE_READ))
+        node = self.store.open_file(
+            path, create=mode != _READ_ONLY, truncate=mode in (_WRITE_ONLY, _WRITE_READ)
+        )
         handle = self._next_handle
         self._next_handle += 1
         self.files[handle] = _OpenFile(

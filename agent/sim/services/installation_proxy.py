@@ -62,7 +62,9 @@ async def serve_installation_proxy(
             return
         if not isinstance(request, dict) or request.get("Command") != "Browse":
             command = request.get("Command") if isinstance(request, dict) else None
-            await write_plist(writer, {"Error": "UnknownCommand", "ErrorDescription": f"unsupported: {command}"})
+            await write_plist(
+                writer, {"Error": "UnknownCommand", "ErrorDescription": f"unsupported: {command}"}
+            )
             continue
         apps = browse(udid, bundle_ids, request.get("ClientOptions") or {})
         for start in range(0, len(apps), PAGE_SIZE):

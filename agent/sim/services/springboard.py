@@ -17,8 +17,11 @@ def icon_png(bundle_id: str) -> bytes:
     red, green, blue = hashlib.sha1(bundle_id.encode()).digest()[:3]
     row = b"\x00" + bytes((red, green, blue)) * ICON_SIZE  # filter byte 0, then RGB pixels
     header = struct.pack(">IIBBBBB", ICON_SIZE, ICON_SIZE, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(row * ICON_SIZE)) + _chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(row * ICON_SIZE))
+        + _chunk(b"IEND", b"")
     )
 
 

@@ -6,7 +6,11 @@ import random
 import sqlite3
 
 from agent.sim.content.builder import DeviceBuilder
-from agent.sim.content.generators.sqlite_common import core_data_scaffold, database_properties, sync_primary_keys
+from agent.sim.content.generators.sqlite_common import (
+    core_data_scaffold,
+    database_properties,
+    sync_primary_keys,
+)
 from agent.sim.content.text import CITIES, cocoa_seconds, guid, sentence
 
 DOMAIN = "HomeDomain"
@@ -22,7 +26,9 @@ def generate(b: DeviceBuilder) -> None:
     starts = sorted(b.timestamp() + rng.randint(0, 60) * 86_400 for _ in range(b.profile.events))
     b.put_sqlite(DOMAIN, CALENDAR, lambda db: _create_calendar(db, rng, starts))
     local = [b.timestamp() for _ in range(3)]
-    b.put_sqlite(DOMAIN, f"{REMINDERS_DIRECTORY}/Data-local.sqlite", lambda db: _create_reminders(db, rng, local))
+    b.put_sqlite(
+        DOMAIN, f"{REMINDERS_DIRECTORY}/Data-local.sqlite", lambda db: _create_reminders(db, rng, local)
+    )
     if b.profile.events >= 50:  # an iCloud account's store next to the local one
         synced = [b.timestamp() for _ in range(b.profile.events // 4)]
         store = f"{REMINDERS_DIRECTORY}/Data-{guid(rng)}.sqlite"

@@ -6,7 +6,11 @@ import random
 import sqlite3
 
 from agent.sim.content.builder import DeviceBuilder
-from agent.sim.content.generators.sqlite_common import core_data_scaffold, database_properties, sync_primary_keys
+from agent.sim.content.generators.sqlite_common import (
+    core_data_scaffold,
+    database_properties,
+    sync_primary_keys,
+)
 from agent.sim.content.text import cocoa_seconds, guid, people, plist_bytes
 
 DOMAIN = "HomeDomain"
@@ -21,7 +25,9 @@ def generate(b: DeviceBuilder) -> None:
     rng = b.rng("calls")
     calls = sorted(b.timestamp() for _ in range(b.profile.calls))
     b.put_sqlite(DOMAIN, CALL_HISTORY, lambda db: _create_call_history(db, rng, calls))
-    b.put_bytes(DOMAIN, "Library/CallHistoryDB/com.apple.callhistory.databaseInfo.plist", plist_bytes(rng, 300))
+    b.put_bytes(
+        DOMAIN, "Library/CallHistoryDB/com.apple.callhistory.databaseInfo.plist", plist_bytes(rng, 300)
+    )
     b.put_bytes(DOMAIN, "Library/CallHistoryTransactions/transactions.log", b"")
     messages = sorted((b.timestamp(), rng.randint(4, 90)) for _ in range(b.profile.voicemails))
     b.put_sqlite(DOMAIN, VOICEMAIL, lambda db: _create_voicemail(db, rng, messages))

@@ -43,7 +43,9 @@ def _create(db: sqlite3.Connection, rng: random.Random, created: list[int]) -> N
     database_properties(db, {"__ABAddressBookVersion": "1906", "__ABClientVersion": "1"})
     db.executemany("INSERT INTO ABMultiValueLabel VALUES (?)", [("_$!<Mobile>!$_",), ("_$!<Home>!$_",)])
     db.execute("INSERT INTO ABStore (Name, Type, guid) VALUES ('Local', 0, ?)", (guid(rng),))
-    family = db.execute("INSERT INTO ABGroup (Name, guid, StoreID) VALUES ('Family', ?, 1)", (guid(rng),)).lastrowid
+    family = db.execute(
+        "INSERT INTO ABGroup (Name, guid, StoreID) VALUES ('Family', ?, 1)", (guid(rng),)
+    ).lastrowid
     for person, when in zip(people(rng, len(created)), created, strict=True):
         stamp = int(cocoa_seconds(when))
         row = db.execute(
@@ -68,12 +70,17 @@ def _create(db: sqlite3.Connection, rng: random.Random, created: list[int]) -> N
             [(row, prop, label, value, guid(rng)) for prop, label, value in values],
         )
         if rng.random() < 0.1:
-            db.execute("INSERT INTO ABGroupMembers (group_id, member_type, member_id) VALUES (?, 0, ?)", (family, row))
+            db.execute(
+                "INSERT INTO ABGroupMembers (group_id, member_type, member_id) VALUES (?, 0, ?)",
+                (family, row),
+            )
 
 
 def _create_images(db: sqlite3.Connection, rng: random.Random, contacts: int) -> None:
-    db.execute("CREATE TABLE ABThumbnailImage (record_id INTEGER, format INTEGER, derived_from_format INTEGER,"
-               " data BLOB, crop_rect TEXT, UNIQUE(record_id, format))")
+    db.execute(
+        "CREATE TABLE ABThumbnailImage (record_id INTEGER, format INTEGER, derived_from_format INTEGER,"
+        " data BLOB, crop_rect TEXT, UNIQUE(record_id, format))"
+    )
     with_photo = [row for row in range(1, contacts + 1) if rng.random() < 0.25]
     db.executemany(
         "INSERT INTO ABThumbnailImage VALUES (?, 0, 0, ?, '{{0, 0}, {120, 120}}')",

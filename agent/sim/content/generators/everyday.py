@@ -1,4 +1,4 @@
-"""The smaller Apple stores: Maps, Siri Shortcuts, Screen Time, keyboard vocabulary, Home, Memoji and Mail."""
+"""The smaller Apple stores: Maps, Siri Shortcuts, Screen Time, keyboard vocabulary, Home, Memoji, Mail, Music."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from agent.sim.content.builder import DeviceBuilder
 from agent.sim.content.generators.sqlite_common import core_data_scaffold, sync_primary_keys
-from agent.sim.content.text import CITIES, WORDS, cocoa_seconds, guid, people, plist_bytes, sentence
+from agent.sim.content.text import CITIES, WORDS, cocoa_seconds, guid, people, person, plist_bytes, sentence
 
 HOME = "HomeDomain"
 
@@ -19,16 +19,35 @@ def generate(b: DeviceBuilder) -> None:
     scale = max(1, b.profile.events // 10)
     stamps = sorted(b.timestamp() for _ in range(scale * 4))
     _maps(b, rng, stamps)
-    _core_data_store(b, HOME, "Library/Shortcuts/Shortcuts.sqlite", "ZSHORTCUT", _shortcut_columns, rng, stamps[:scale])
+    _core_data_store(
+        b, HOME, "Library/Shortcuts/Shortcuts.sqlite", "ZSHORTCUT", _shortcut_columns, rng, stamps[:scale]
+    )
     screen_time = "Library/Application Support/com.apple.remotemanagementd"
-    _core_data_store(b, HOME, f"{screen_time}/RMAdminStore-Local.sqlite", "ZUSAGETIMEDITEM", _usage_columns, rng, stamps)
+    _core_data_store(
+        b, HOME, f"{screen_time}/RMAdminStore-Local.sqlite", "ZUSAGETIMEDITEM", _usage_columns, rng, stamps
+    )
     _keyboard(b, rng, scale)
-    _core_data_store(b, "HomeKitDomain", "Library/homed/datastore3.sqlite", "ZMKFACCESSORY", _accessory_columns, rng,
-                     stamps[:scale])
+    _core_data_store(
+        b,
+        "HomeKitDomain",
+        "Library/homed/datastore3.sqlite",
+        "ZMKFACCESSORY",
+        _accessory_columns,
+        rng,
+        stamps[:scale],
+    )
     b.put_bytes("HomeKitDomain", "Library/homed/homed.plist", plist_bytes(rng, 600, "homed"))
-    _core_data_store(b, HOME, "Library/Avatar/CoreDataBackend/avatars.db", "ZAVATARRECORD", _avatar_columns, rng,
-                     stamps[:2])
+    _core_data_store(
+        b,
+        HOME,
+        "Library/Avatar/CoreDataBackend/avatars.db",
+        "ZAVATARRECORD",
+        _avatar_columns,
+        rng,
+        stamps[:2],
+    )
     _mail(b, rng, stamps)
+    _music_library(b, rng, scale * 20)
 
 
 # One Core Data store with a single entity table; each row is described by a column function.
@@ -36,7 +55,13 @@ ColumnMaker = Callable[[random.Random, int], dict[str, object]]
 
 
 def _core_data_store(
-    b: DeviceBuilder, domain: str, path: str, table: str, columns: ColumnMaker, rng: random.Random, stamps: list[int]
+    b: DeviceBuilder,
+    domain: str,
+    path: str,
+    table: str,
+    columns: ColumnMaker,
+    rng: random.Random,
+    stamps: list[int],
 ) -> None:
     rows = [columns(rng, when) for when in stamps]
 
@@ -44,7 +69,9 @@ def _core_data_store(
         entities = {table.removeprefix("Z").capitalize(): table}
         core_data_scaffold(db, entities, guid(rng))
         names = list(rows[0])
-        db.execute(f"CREATE TABLE {table} (Z_PK INTEGER PRIMARY KEY, Z_ENT INTEGER, Z_OPT INTEGER, {', '.join(names)})")
+        db.execute(
+            f"CREATE TABLE {table} (Z_PK INTEGER PRIMARY KEY, Z_ENT INTEGER, Z_OPT INTEGER, {', '.join(names)})"
+        )
         placeholders = ", ".join("?" for _ in names)
         db.executemany(
             f"INSERT INTO {table} (Z_ENT, Z_OPT, {', '.join(names)}) VALUES (1, 1, {placeholders})",
@@ -68,7 +95,9 @@ def _shortcut_columns(rng: random.Random, when: int) -> dict[str, object]:
 
 def _usage_columns(rng: random.Random, when: int) -> dict[str, object]:
     return {
-        "ZBUNDLEIDENTIFIER": rng.choice(("com.apple.mobilesafari", "net.whatsapp.WhatsApp", "com.spotify.client")),
+        "ZBUNDLEIDENTIFIER": rng.choice(
+            ("com.apple.mobilesafari", "net.whatsapp.WhatsApp", "com.spotify.client")
+        ),
         "ZTOTALTIMEINSECONDS": rng.randint(30, 7200),
         "ZSTARTDATE": cocoa_seconds(when - when % 3600),
     }
@@ -85,7 +114,11 @@ def _accessory_columns(rng: random.Random, when: int) -> dict[str, object]:
 
 
 def _avatar_columns(rng: random.Random, when: int) -> dict[str, object]:
-    features = {"faceColor": rng.randint(0, 40), "hairStyle": rng.randint(0, 90), "eyewear": rng.randint(0, 12)}
+    features = {
+        "faceColor": rng.randint(0, 40),
+        "hairStyle": rng.randint(0, 90),
+        "eyewear": rng.randint(0, 12),
+    }
     return {
         "ZIDENTIFIER": guid(rng),
         "ZAVATARDATA": plistlib.dumps(features, fmt=plistlib.FMT_BINARY),
@@ -105,16 +138,31 @@ def _maps(b: DeviceBuilder, rng: random.Random, stamps: list[int]) -> None:
             "INSERT INTO ZHISTORYITEM (Z_ENT, Z_OPT, ZCREATETIME, ZLATITUDE, ZLONGITUDE, ZQUERY, ZLOCATIONDISPLAY)"
             " VALUES (1, 1, ?, ?, ?, ?, ?)",
             [
-                (cocoa_seconds(when), rng.uniform(45.8, 47.8), rng.uniform(5.9, 10.5), rng.choice(WORDS), rng.choice(CITIES))
+                (
+                    cocoa_seconds(when),
+                    rng.uniform(45.8, 47.8),
+                    rng.uniform(5.9, 10.5),
+                    rng.choice(WORDS),
+                    rng.choice(CITIES),
+                )
                 for when in stamps
             ],
         )
         sync_primary_keys(db, entities)
 
     b.put_sqlite("AppDomainGroup-group.com.apple.Maps", "Maps/MapsSync_0.0.1", build)
-    history = [{"query": rng.choice(CITIES), "lat": rng.uniform(45.8, 47.8), "lng": rng.uniform(5.9, 10.5)} for _ in stamps]
-    b.put_bytes("AppDomain-com.apple.Maps", "Library/Maps/GeoHistory.mapsdata", plistlib.dumps(history, fmt=plistlib.FMT_BINARY))
-    b.put_bytes("AppDomain-com.apple.Maps", "Library/Preferences/com.apple.Maps.plist", plist_bytes(rng, 1200, "Maps"))
+    history = [
+        {"query": rng.choice(CITIES), "lat": rng.uniform(45.8, 47.8), "lng": rng.uniform(5.9, 10.5)}
+        for _ in stamps
+    ]
+    b.put_bytes(
+        "AppDomain-com.apple.Maps",
+        "Library/Maps/GeoHistory.mapsdata",
+        plistlib.dumps(history, fmt=plistlib.FMT_BINARY),
+    )
+    b.put_bytes(
+        "AppDomain-com.apple.Maps", "Library/Preferences/com.apple.Maps.plist", plist_bytes(rng, 1200, "Maps")
+    )
 
 
 def _keyboard(b: DeviceBuilder, rng: random.Random, scale: int) -> None:
@@ -124,10 +172,14 @@ def _keyboard(b: DeviceBuilder, rng: random.Random, scale: int) -> None:
 
     def build(db: sqlite3.Connection) -> None:
         db.execute("CREATE TABLE usage (word TEXT PRIMARY KEY, count INTEGER, last_used REAL)")
-        db.executemany("INSERT INTO usage VALUES (?, ?, ?)", [(word, rng.randint(1, 500), 7e8) for word in lexicon])
+        db.executemany(
+            "INSERT INTO usage VALUES (?, ?, ?)", [(word, rng.randint(1, 500), 7e8) for word in lexicon]
+        )
 
     b.put_sqlite(HOME, "Library/Keyboard/user_model_database.sqlite", build)
-    b.put_bytes("KeyboardDomain", "Library/Keyboard/UserDictionary.sqlite.plist", plist_bytes(rng, 300, "keyboard"))
+    b.put_bytes(
+        "KeyboardDomain", "Library/Keyboard/UserDictionary.sqlite.plist", plist_bytes(rng, 300, "keyboard")
+    )
 
 
 def _mail(b: DeviceBuilder, rng: random.Random, stamps: list[int]) -> None:
@@ -144,19 +196,73 @@ def _mail(b: DeviceBuilder, rng: random.Random, stamps: list[int]) -> None:
                 flagged INTEGER, size INTEGER);
             """
         )
-        db.execute("INSERT INTO mailboxes (url, total_count) VALUES ('imap://account/INBOX', ?)", (len(stamps),))
-        db.executemany("INSERT INTO addresses (address, comment) VALUES (?, ?)", [(p.email, p.name) for p in senders])
+        db.execute(
+            "INSERT INTO mailboxes (url, total_count) VALUES ('imap://account/INBOX', ?)", (len(stamps),)
+        )
+        db.executemany(
+            "INSERT INTO addresses (address, comment) VALUES (?, ?)", [(p.email, p.name) for p in senders]
+        )
         for when in stamps:
-            subject = db.execute("INSERT INTO subjects (subject, normalized_subject) VALUES (?, ?)",
-                                 (sentence(rng, 2, 7),) * 2).lastrowid
+            subject = db.execute(
+                "INSERT INTO subjects (subject, normalized_subject) VALUES (?, ?)", (sentence(rng, 2, 7),) * 2
+            ).lastrowid
             db.execute(
                 "INSERT INTO messages (message_id, sender, subject, date_sent, date_received, mailbox, read, flagged,"
                 " size) VALUES (?, ?, ?, ?, ?, 1, ?, 0, ?)",
-                (rng.getrandbits(62), rng.randint(1, len(senders)), subject, when - 60, when,
-                 int(rng.random() < 0.8), rng.randint(2_000, 200_000)),
+                (
+                    rng.getrandbits(62),
+                    rng.randint(1, len(senders)),
+                    subject,
+                    when - 60,
+                    when,
+                    int(rng.random() < 0.8),
+                    rng.randint(2_000, 200_000),
+                ),
             )
 
     b.put_sqlite(HOME, "Library/Mail/Envelope Index", build)
     b.put_bytes(HOME, "Library/Mail/MailboxCollections.plist", plist_bytes(rng, 640, "mail"))
-    b.put_bytes("AppDomain-com.apple.mobilemail", "Library/Preferences/com.apple.mobilemail.plist",
-                plist_bytes(rng, 900, "mobilemail"))
+    b.put_bytes(
+        "AppDomain-com.apple.mobilemail",
+        "Library/Preferences/com.apple.mobilemail.plist",
+        plist_bytes(rng, 900, "mobilemail"),
+    )
+
+
+def _music_library(b: DeviceBuilder, rng: random.Random, tracks: int) -> None:
+    """MediaDomain's MediaLibrary.sqlitedb: the Music app's catalogue of songs on the phone."""
+
+    def build(db: sqlite3.Connection) -> None:
+        db.executescript(
+            """
+            CREATE TABLE album (album_pid INTEGER PRIMARY KEY, album TEXT, album_artist TEXT, year INTEGER);
+            CREATE TABLE item (item_pid INTEGER PRIMARY KEY, album_pid INTEGER, title TEXT, artist TEXT,
+                track_number INTEGER, total_time_ms INTEGER, play_count INTEGER, date_added INTEGER);
+            CREATE INDEX item_album ON item (album_pid);
+            """
+        )
+        albums = [
+            db.execute(
+                "INSERT INTO album (album_pid, album, album_artist, year) VALUES (?, ?, ?, ?)",
+                (rng.getrandbits(62), sentence(rng, 1, 3), person(rng).name, rng.randint(1970, 2024)),
+            ).lastrowid
+            for _ in range(max(1, tracks // 10))
+        ]
+        db.executemany(
+            "INSERT INTO item VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    rng.getrandbits(62),
+                    rng.choice(albums),
+                    sentence(rng, 1, 4),
+                    rng.choice(WORDS).capitalize(),
+                    number % 12 + 1,
+                    rng.randint(120_000, 420_000),
+                    rng.randint(0, 80),
+                    rng.randint(600_000_000, 730_000_000),
+                )
+                for number in range(tracks)
+            ],
+        )
+
+    b.put_sqlite("MediaDomain", "Media/iTunes_Control/iTunes/MediaLibrary.sqlitedb", build)

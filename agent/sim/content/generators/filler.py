@@ -49,6 +49,9 @@ def generic_database(db: sqlite3.Connection, rng: random.Random, approx_size: in
     rows = max(0, (approx_size - 5 * 4096) // _ROW_BYTES)
     db.executemany(
         "INSERT INTO ZRECORD (Z_ENT, Z_OPT, ZTIMESTAMP, ZIDENTIFIER, ZTITLE, ZVALUE) VALUES (1, 1, ?, ?, ?, ?)",
-        ((rng.uniform(6e8, 7.3e8), guid(rng), sentence(rng, 2, 5), sentence(rng, 8, 20)) for _ in range(rows)),
+        (
+            (rng.uniform(6e8, 7.3e8), guid(rng), sentence(rng, 2, 5), sentence(rng, 8, 20))
+            for _ in range(rows)
+        ),
     )
     sync_primary_keys(db, _ENTITIES)

@@ -55,7 +55,13 @@ def _create_sources(db: sqlite3.Connection, rng: random.Random) -> None:
         db.execute(
             "INSERT INTO source_devices (uuid, name, manufacturer, model, hardware, software, localIdentifier,"
             " creation_date) VALUES (?, ?, 'Apple Inc.', ?, ?, '17.4', ?, 6.3e8)",
-            (rng.randbytes(16), device, device, "iPhone13,2" if device == "iPhone" else "Watch6,1", guid(rng)),
+            (
+                rng.randbytes(16),
+                device,
+                device,
+                "iPhone13,2" if device == "iPhone" else "Watch6,1",
+                guid(rng),
+            ),
         )
     db.executemany(
         "INSERT INTO key_value (category, domain, key, value, provenance, mod_date) VALUES (0, '', ?, ?, 0, 6.3e8)",
@@ -87,14 +93,19 @@ def _create_samples(db: sqlite3.Connection, rng: random.Random, times: list[int]
     for start in times[:: max(1, len(times) // 8)]:  # a few workouts
         object_id = _insert_object(db, rng, 2, 79, start)
         duration = rng.uniform(1200, 5400)
-        db.execute("INSERT INTO samples VALUES (?, ?, ?, 79)", (object_id, cocoa_seconds(start), cocoa_seconds(start) + duration))
+        db.execute(
+            "INSERT INTO samples VALUES (?, ?, ?, 79)",
+            (object_id, cocoa_seconds(start), cocoa_seconds(start) + duration),
+        )
         db.execute(
             "INSERT INTO workouts VALUES (?, ?, ?, ?, ?)",
             (object_id, rng.uniform(2000, 15000), rng.uniform(150, 900), duration, rng.choice((37, 13, 52))),
         )
 
 
-def _insert_object(db: sqlite3.Connection, rng: random.Random, provenance: int, data_type: int, when: int) -> int:
+def _insert_object(
+    db: sqlite3.Connection, rng: random.Random, provenance: int, data_type: int, when: int
+) -> int:
     cursor = db.execute(
         "INSERT INTO objects (uuid, provenance, type, creation_date) VALUES (?, ?, ?, ?)",
         (rng.randbytes(16), provenance, data_type, cocoa_seconds(when)),
@@ -107,6 +118,8 @@ def _insert_samples(db: sqlite3.Connection, rng: random.Random, times: list[int]
         data_type, low, high = rng.choice(_QUANTITY_TYPES)
         object_id = _insert_object(db, rng, rng.choice((1, 2)), data_type, when)
         start = cocoa_seconds(when - rng.randint(60, DAY // 24))
-        db.execute("INSERT INTO samples VALUES (?, ?, ?, ?)", (object_id, start, cocoa_seconds(when), data_type))
+        db.execute(
+            "INSERT INTO samples VALUES (?, ?, ?, ?)", (object_id, start, cocoa_seconds(when), data_type)
+        )
         quantity = rng.uniform(low, high)
         db.execute("INSERT INTO quantity_samples VALUES (?, ?, ?, 0)", (object_id, quantity, quantity))

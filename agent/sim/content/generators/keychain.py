@@ -19,12 +19,19 @@ PREFERENCES_DOMAIN = "SystemPreferencesDomain"
 WIFI = "SystemConfiguration/com.apple.wifi.plist"
 KNOWN_NETWORKS = "com.apple.wifi.known-networks.plist"
 
-_ACCESS_GROUPS = ("com.apple.cfnetwork", "apple", "com.apple.safari.credit-cards", "com.apple.ProtectedCloudStorage")
+_ACCESS_GROUPS = (
+    "com.apple.cfnetwork",
+    "apple",
+    "com.apple.safari.credit-cards",
+    "com.apple.ProtectedCloudStorage",
+)
 
 
 def generate(b: DeviceBuilder) -> None:
     rng = b.rng("keychain")
-    networks = [f"{rng.choice(WORDS).capitalize()}-{rng.choice(('Home', 'Office', 'Guest', '5G'))}" for _ in range(6)]
+    networks = [
+        f"{rng.choice(WORDS).capitalize()}-{rng.choice(('Home', 'Office', 'Guest', '5G'))}" for _ in range(6)
+    ]
     b.put_bytes(KEYCHAIN_DOMAIN, KEYCHAIN, _keychain(rng, max(20, b.profile.contacts), networks))
     b.put_bytes(PREFERENCES_DOMAIN, WIFI, _wifi_list(rng, networks))
     b.put_bytes(PREFERENCES_DOMAIN, KNOWN_NETWORKS, _known_networks(rng, networks))
@@ -37,14 +44,25 @@ def _wrapped_secret(rng: random.Random) -> bytes:
 
 def _keychain(rng: random.Random, items: int, networks: list[str]) -> bytes:
     def item(access_group: str, account: str, service: str) -> dict[str, object]:
-        return {"v_Data": _wrapped_secret(rng), "v_PersistentRef": rng.randbytes(12), "agrp": access_group,
-                "acct": account, "svce": service, "pdmn": "ak", "sha1": rng.randbytes(20)}
+        return {
+            "v_Data": _wrapped_secret(rng),
+            "v_PersistentRef": rng.randbytes(12),
+            "agrp": access_group,
+            "acct": account,
+            "svce": service,
+            "pdmn": "ak",
+            "sha1": rng.randbytes(20),
+        }
 
-    generic = [item(rng.choice(_ACCESS_GROUPS), guid(rng), f"com.apple.{rng.choice(WORDS)}") for _ in range(items)]
+    generic = [
+        item(rng.choice(_ACCESS_GROUPS), guid(rng), f"com.apple.{rng.choice(WORDS)}") for _ in range(items)
+    ]
     generic += [item("apple", network, "AirPort") for network in networks]  # Wi-Fi passwords live here
     internet = [item("com.apple.cfnetwork", f"{rng.choice(WORDS)}@example.com", site) for site in WEBSITES]
     keys = [{"v_Data": _wrapped_secret(rng), "agrp": "com.apple.security.sos", "kcls": 1} for _ in range(4)]
-    return plistlib.dumps({"genp": generic, "inet": internet, "cert": [], "keys": keys}, fmt=plistlib.FMT_BINARY)
+    return plistlib.dumps(
+        {"genp": generic, "inet": internet, "cert": [], "keys": keys}, fmt=plistlib.FMT_BINARY
+    )
 
 
 def _wifi_list(rng: random.Random, networks: list[str]) -> bytes:

@@ -19,18 +19,25 @@ from agent.sim.content.generators.filler import put_filler
 
 _FLAGS = {"1": FileKind.FILE, "2": FileKind.DIRECTORY, "4": FileKind.SYMLINK}
 
-# Files whose content another generator writes and keeps consistent with its database.
+# Entries another generator writes and keeps consistent with its database (the camera roll's
+# 1xxAPPLE folders and their thumbnails).
 _OWNED_PREFIXES = (
-    ("CameraRollDomain", "Media/DCIM/"),
-    ("CameraRollDomain", "Media/PhotoData/Thumbnails/V2/DCIM/"),
-    ("CameraRollDomain", "Media/PhotoData/Metadata/DCIM/"),
+    ("CameraRollDomain", "Media/DCIM/1"),
+    ("CameraRollDomain", "Media/PhotoData/Thumbnails/V2/DCIM/1"),
+    ("CameraRollDomain", "Media/PhotoData/Metadata/DCIM/1"),
 )
 
 # The sample records no symlink targets; these are where such links point on iOS.
 _SYMLINK_TARGETS = (
     ("*/IndexedDB/v0", "v1"),
-    ("Library/Preferences/com.apple.carrier*", "/var/mobile/Library/Carrier Bundles/iPhone/Sunrise_ch.bundle/carrier.plist"),
-    ("Library/Preferences/com.apple.operator*", "/var/mobile/Library/Carrier Bundles/iPhone/Sunrise_ch.bundle/operator.plist"),
+    (
+        "Library/Preferences/com.apple.carrier*",
+        "/var/mobile/Library/Carrier Bundles/iPhone/Sunrise_ch.bundle/carrier.plist",
+    ),
+    (
+        "Library/Preferences/com.apple.operator*",
+        "/var/mobile/Library/Carrier Bundles/iPhone/Sunrise_ch.bundle/operator.plist",
+    ),
     ("timezone/localtime", "/usr/share/zoneinfo/Europe/Zurich"),
 )
 
@@ -77,6 +84,6 @@ def generate(b: DeviceBuilder) -> None:
 
 
 def _owned(row: LayoutRow) -> bool:
-    return row.kind is not FileKind.DIRECTORY and any(
+    return any(
         row.domain == domain and row.relative_path.startswith(prefix) for domain, prefix in _OWNED_PREFIXES
     )

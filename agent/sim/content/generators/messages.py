@@ -81,9 +81,13 @@ def _new_attachment(b: DeviceBuilder, rng: random.Random) -> Attachment:
     return Attachment(attachment_guid, path, size, created)
 
 
-def _create(db: sqlite3.Connection, rng: random.Random, dates: list[int], attachments: list[Attachment]) -> None:
+def _create(
+    db: sqlite3.Connection, rng: random.Random, dates: list[int], attachments: list[Attachment]
+) -> None:
     db.executescript(_SCHEMA)
-    database_properties(db, {"counter_in_all": "0", "_ClientVersion": "14006", "__CSDBRecordSequenceNumber": "0"})
+    database_properties(
+        db, {"counter_in_all": "0", "_ClientVersion": "14006", "__CSDBRecordSequenceNumber": "0"}
+    )
     contacts = people(rng, max(3, len(dates) // 40))
     for contact in contacts:
         service = "iMessage" if rng.random() < 0.7 else "SMS"

@@ -78,13 +78,20 @@ def _create(db: sqlite3.Connection, rng: random.Random, dates: list[int]) -> Non
                 text[:100],
             ),
         ).lastrowid
-        data_row = db.execute("INSERT INTO ZICNOTEDATA (Z_ENT, Z_OPT, ZNOTE, ZDATA) VALUES (2, 1, ?, ?)", (note, data))
-        db.execute("UPDATE ZICCLOUDSYNCINGOBJECT SET ZNOTEDATA = ? WHERE Z_PK = ?", (data_row.lastrowid, note))
+        data_row = db.execute(
+            "INSERT INTO ZICNOTEDATA (Z_ENT, Z_OPT, ZNOTE, ZDATA) VALUES (2, 1, ?, ?)", (note, data)
+        )
+        db.execute(
+            "UPDATE ZICCLOUDSYNCINGOBJECT SET ZNOTEDATA = ? WHERE Z_PK = ?", (data_row.lastrowid, note)
+        )
     sync_primary_keys(db, _ENTITIES)
 
 
 def _edit_one(db: sqlite3.Connection, rng: random.Random, when: int) -> None:
-    notes = [row[0] for row in db.execute("SELECT Z_PK FROM ZICCLOUDSYNCINGOBJECT WHERE Z_ENT = ?", (_NOTE_ENTITY,))]
+    notes = [
+        row[0]
+        for row in db.execute("SELECT Z_PK FROM ZICCLOUDSYNCINGOBJECT WHERE Z_ENT = ?", (_NOTE_ENTITY,))
+    ]
     if not notes:
         return
     note = rng.choice(notes)

@@ -15,7 +15,11 @@ DOMAIN = "CameraRollDomain"
 LIBRARY = "Media/PhotoData/Photos.sqlite"
 MB = 1_000_000
 
-_ENTITIES = {"Asset": "ZASSET", "AdditionalAssetAttributes": "ZADDITIONALASSETATTRIBUTES", "Moment": "ZMOMENT"}
+_ENTITIES = {
+    "Asset": "ZASSET",
+    "AdditionalAssetAttributes": "ZADDITIONALASSETATTRIBUTES",
+    "Moment": "ZMOMENT",
+}
 _DCIM_NAME = re.compile(r"Media/DCIM/\d{3}APPLE/IMG_(\d{4})\.(\w+)$")
 
 # extension -> (uniform type identifier, width, height)
@@ -65,7 +69,11 @@ def generate(b: DeviceBuilder) -> None:
     b.put_sqlite(DOMAIN, LIBRARY, lambda db: _create_library(db, rng, assets))
     b.directory(DOMAIN, "Media/DCIM/.MISC/Incoming")
     b.directory(DOMAIN, "Media/PhotoData/CPLAssets")
-    for marker in ("Media/PhotoData/protection", "Media/PhotoData/momentanalysis", "Media/PhotoData/suspendnebulad"):
+    for marker in (
+        "Media/PhotoData/protection",
+        "Media/PhotoData/momentanalysis",
+        "Media/PhotoData/suspendnebulad",
+    ):
         b.put_bytes(DOMAIN, marker, b"")
 
 
@@ -142,7 +150,9 @@ def _create_library(db: sqlite3.Connection, rng: random.Random, assets: list[Ass
     sync_primary_keys(db, _ENTITIES)
 
 
-def _update_library(db: sqlite3.Connection, rng: random.Random, assets: list[Asset], deleted: str | None) -> None:
+def _update_library(
+    db: sqlite3.Connection, rng: random.Random, assets: list[Asset], deleted: str | None
+) -> None:
     if deleted is not None:
         directory, filename = deleted.removeprefix("Media/").rsplit("/", 1)
         db.execute(

@@ -18,7 +18,9 @@ def generate(b: DeviceBuilder) -> None:
     rng = b.rng("safari")
     visits = sorted(b.timestamp() for _ in range(b.profile.history_visits))
     b.put_sqlite(DOMAIN, HISTORY, lambda db: _create_history(db, rng, visits))
-    b.put_sqlite(DOMAIN, BOOKMARKS, lambda db: _create_bookmarks(db, rng, max(5, b.profile.history_visits // 20)))
+    b.put_sqlite(
+        DOMAIN, BOOKMARKS, lambda db: _create_bookmarks(db, rng, max(5, b.profile.history_visits // 20))
+    )
     b.put_sqlite(DOMAIN, TABS, lambda db: _create_tabs(db, rng, visits[-8:]))
 
 
@@ -43,11 +45,14 @@ def _create_history(db: sqlite3.Connection, rng: random.Random, visits: list[int
     for when in visits:
         address = url(rng)
         if address not in items:
-            items[address] = db.execute(
-                "INSERT INTO history_items (url, domain_expansion, visit_count, daily_visit_counts,"
-                " should_recompute_derived_visit_counts, visit_count_score) VALUES (?, ?, 0, x'', 1, 0)",
-                (address, address.split("/")[2].split(".")[0]),
-            ).lastrowid or 0
+            items[address] = (
+                db.execute(
+                    "INSERT INTO history_items (url, domain_expansion, visit_count, daily_visit_counts,"
+                    " should_recompute_derived_visit_counts, visit_count_score) VALUES (?, ?, 0, x'', 1, 0)",
+                    (address, address.split("/")[2].split(".")[0]),
+                ).lastrowid
+                or 0
+            )
         db.execute(
             "INSERT INTO history_visits (history_item, visit_time, title) VALUES (?, ?, ?)",
             (items[address], cocoa_seconds(when), sentence(rng, 2, 8)),
@@ -62,8 +67,10 @@ def _create_bookmarks(db: sqlite3.Connection, rng: random.Random, count: int) ->
         " deletable INTEGER DEFAULT 1, hidden INTEGER DEFAULT 0, order_index INTEGER NOT NULL,"
         " external_uuid TEXT UNIQUE, read INTEGER DEFAULT NULL, last_modified REAL DEFAULT NULL)"
     )
-    db.execute("INSERT INTO bookmarks (special_id, parent, type, title, order_index, external_uuid)"
-               " VALUES (0, 0, 1, 'Root', 0, 'Root')")
+    db.execute(
+        "INSERT INTO bookmarks (special_id, parent, type, title, order_index, external_uuid)"
+        " VALUES (0, 0, 1, 'Root', 0, 'Root')"
+    )
     for folder_index, folder in enumerate(("BookmarksBar", "BookmarksMenu", "com.apple.ReadingList")):
         folder_id = db.execute(
             "INSERT INTO bookmarks (parent, type, title, order_index, external_uuid) VALUES (1, 1, ?, ?, ?)",

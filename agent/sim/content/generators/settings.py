@@ -42,14 +42,18 @@ def generate(b: DeviceBuilder) -> None:
     for path, size in _SYSTEM_PREFERENCES.items():
         b.put_bytes("SystemPreferencesDomain", path, plist_bytes(rng, size, path.rsplit("/", 1)[-1]))
     b.put_bytes("ManagedPreferencesDomain", "mobile/com.apple.webcontentfilter.plist", plist_bytes(rng, 200))
-    b.put_bytes("SysContainerDomain-com.apple.geod", "Library/Preferences/com.apple.geod.plist", plist_bytes(rng, 700))
+    b.put_bytes(
+        "SysContainerDomain-com.apple.geod", "Library/Preferences/com.apple.geod.plist", plist_bytes(rng, 700)
+    )
     b.put_bytes(
         "SysSharedContainerDomain-systemgroup.com.apple.configurationprofiles",
         "Library/ConfigurationProfiles/PublicInfo/MCMeta.plist",
         plist_bytes(rng, 72),
     )
     b.put_sqlite(HOME, "Library/TCC/TCC.db", lambda db: _create_tcc(db, rng))
-    b.put_sqlite("WirelessDomain", "Library/Databases/DataUsage.sqlite", lambda db: _create_data_usage(db, rng))
+    b.put_sqlite(
+        "WirelessDomain", "Library/Databases/DataUsage.sqlite", lambda db: _create_data_usage(db, rng)
+    )
 
 
 def evolve(b: DeviceBuilder) -> None:
@@ -72,10 +76,19 @@ def _create_tcc(db: sqlite3.Connection, rng: random.Random) -> None:
         " last_modified INTEGER NOT NULL DEFAULT (0), PRIMARY KEY (service, client, client_type))"
     )
     services = ("kTCCServicePhotos", "kTCCServiceCamera", "kTCCServiceMicrophone", "kTCCServiceAddressBook")
-    clients = ("net.whatsapp.WhatsApp", "com.spotify.client", "ph.telegra.Telegraph", "com.apple.mobileslideshow")
+    clients = (
+        "net.whatsapp.WhatsApp",
+        "com.spotify.client",
+        "ph.telegra.Telegraph",
+        "com.apple.mobileslideshow",
+    )
     db.executemany(
         "INSERT INTO access VALUES (?, ?, 0, ?, 2, 1, ?)",
-        [(s, c, rng.choice((0, 2)), rng.randint(1_600_000_000, 1_700_000_000)) for s in services for c in clients],
+        [
+            (s, c, rng.choice((0, 2)), rng.randint(1_600_000_000, 1_700_000_000))
+            for s in services
+            for c in clients
+        ],
     )
 
 
@@ -88,8 +101,13 @@ def _create_data_usage(db: sqlite3.Connection, rng: random.Random) -> None:
             ZTIMESTAMP TIMESTAMP, ZWIFIIN FLOAT, ZWIFIOUT FLOAT, ZWWANIN FLOAT, ZWWANOUT FLOAT, ZIDENTIFIER VARCHAR);
         """
     )
-    for number, bundle in enumerate(("com.apple.mobilesafari", "net.whatsapp.WhatsApp", "com.spotify.client"), 1):
-        db.execute("INSERT INTO ZPROCESS VALUES (?, 1, 1, 6.3e8, 7e8, ?, ?)", (number, bundle, bundle.rsplit(".", 1)[-1]))
+    for number, bundle in enumerate(
+        ("com.apple.mobilesafari", "net.whatsapp.WhatsApp", "com.spotify.client"), 1
+    ):
+        db.execute(
+            "INSERT INTO ZPROCESS VALUES (?, 1, 1, 6.3e8, 7e8, ?, ?)",
+            (number, bundle, bundle.rsplit(".", 1)[-1]),
+        )
         db.execute(
             "INSERT INTO ZLIVEUSAGE VALUES (?, 2, 1, ?, 7e8, ?, ?, ?, ?, ?)",
             (number, number, *(rng.uniform(1e5, 1e9) for _ in range(4)), guid(rng)),

@@ -19,7 +19,8 @@ def core_data_scaffold(connection: sqlite3.Connection, entities: dict[str, str],
     )
     metadata = {"NSStoreType": "SQLite", "NSStoreUUID": store_uuid, "NSPersistenceFrameworkVersion": 1141}
     connection.execute(
-        "INSERT INTO Z_METADATA VALUES (1, ?, ?)", (store_uuid, plistlib.dumps(metadata, fmt=plistlib.FMT_BINARY))
+        "INSERT INTO Z_METADATA VALUES (1, ?, ?)",
+        (store_uuid, plistlib.dumps(metadata, fmt=plistlib.FMT_BINARY)),
     )
 
 
@@ -27,7 +28,8 @@ def sync_primary_keys(connection: sqlite3.Connection, entities: dict[str, str]) 
     """Set each entity's Z_MAX to its table's highest Z_PK, as Core Data does on save."""
     for name, table in entities.items():
         connection.execute(
-            f"UPDATE Z_PRIMARYKEY SET Z_MAX = (SELECT IFNULL(MAX(Z_PK), 0) FROM {table}) WHERE Z_NAME = ?", (name,)
+            f"UPDATE Z_PRIMARYKEY SET Z_MAX = (SELECT IFNULL(MAX(Z_PK), 0) FROM {table}) WHERE Z_NAME = ?",
+            (name,),
         )
 
 

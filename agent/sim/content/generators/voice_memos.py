@@ -22,7 +22,7 @@ def generate(b: DeviceBuilder) -> None:
     recordings = []
     for _ in range(b.profile.recordings):
         when = b.timestamp()
-        seconds = int(rng.randint(20, 600) * min(1.0, b.profile.photo_scale * 2))
+        seconds = int(rng.randint(10, 180) * min(1.0, b.profile.photo_scale * 2))
         name = time.strftime("%Y%m%d %H%M%S", time.gmtime(when))
         recordings.append((f"Media/Recordings/{name}.m4a", when, seconds, sentence(rng, 1, 3), guid(rng)))
     for path, when, seconds, _label, _unique in recordings:
@@ -30,7 +30,9 @@ def generate(b: DeviceBuilder) -> None:
     b.put_sqlite(DOMAIN, DATABASE, lambda db: _create(db, guid(rng), recordings))
 
 
-def _create(db: sqlite3.Connection, store_uuid: str, recordings: list[tuple[str, int, int, str, str]]) -> None:
+def _create(
+    db: sqlite3.Connection, store_uuid: str, recordings: list[tuple[str, int, int, str, str]]
+) -> None:
     core_data_scaffold(db, _ENTITIES, store_uuid)
     db.execute(
         "CREATE TABLE ZRECORDING (Z_PK INTEGER PRIMARY KEY, Z_ENT INTEGER, Z_OPT INTEGER, ZDATE TIMESTAMP,"

@@ -22,12 +22,18 @@ _PASS_TYPES = (
 
 def generate(b: DeviceBuilder) -> None:
     rng = b.rng("wallet")
-    passes = [(rng.choice(_PASS_TYPES), guid(rng), b.timestamp()) for _ in range(2 if b.profile.photos < 5 else 5)]
+    passes = [
+        (rng.choice(_PASS_TYPES), guid(rng), b.timestamp()) for _ in range(2 if b.profile.photos < 5 else 5)
+    ]
     for (type_id, organisation, style), serial, when in passes:
         folder = f"Library/Passes/Cards/{hashlib.sha1(f'{type_id}{serial}'.encode()).hexdigest()}.pkpass"
-        b.put_bytes(DOMAIN, f"{folder}/pass.json", _pass_json(rng, type_id, organisation, style, serial), mtime=when)
+        b.put_bytes(
+            DOMAIN, f"{folder}/pass.json", _pass_json(rng, type_id, organisation, style, serial), mtime=when
+        )
         b.put_stream(DOMAIN, f"{folder}/logo@2x.png", rng.randint(4_000, 20_000), mtime=when)
-        b.put_bytes(DOMAIN, f"{folder}/manifest.json", json.dumps({"pass.json": rng.randbytes(20).hex()}).encode())
+        b.put_bytes(
+            DOMAIN, f"{folder}/manifest.json", json.dumps({"pass.json": rng.randbytes(20).hex()}).encode()
+        )
     b.put_sqlite(DOMAIN, DATABASE, lambda db: _create(db, rng, passes))
 
 
@@ -39,12 +45,18 @@ def _pass_json(rng: random.Random, type_id: str, organisation: str, style: str, 
         "organizationName": organisation,
         "description": f"{organisation} pass",
         style: {"primaryFields": [{"key": "place", "label": "PLACE", "value": rng.choice(CITIES)}]},
-        "barcode": {"format": "PKBarcodeFormatQR", "message": rng.randbytes(16).hex(), "messageEncoding": "utf-8"},
+        "barcode": {
+            "format": "PKBarcodeFormatQR",
+            "message": rng.randbytes(16).hex(),
+            "messageEncoding": "utf-8",
+        },
     }
     return json.dumps(document, indent=2).encode()
 
 
-def _create(db: sqlite3.Connection, rng: random.Random, passes: list[tuple[tuple[str, str, str], str, int]]) -> None:
+def _create(
+    db: sqlite3.Connection, rng: random.Random, passes: list[tuple[tuple[str, str, str], str, int]]
+) -> None:
     db.executescript(
         """
         CREATE TABLE pass (pid INTEGER PRIMARY KEY, unique_id TEXT UNIQUE, pass_type_id TEXT, serial_number TEXT,

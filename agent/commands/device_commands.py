@@ -1,0 +1,119 @@
+"""Commands that talk to devices: devices, backup, restore."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.archive.view import parse_categories
+from agent.commands.context import Context
+from agent.commands.format import size, table
+from agent.commands.archive_commands import backup_password
+from agent.device.backup import BackupOptions, DeviceBackup, DeviceBackupResult
+from agent.device.inventory import connected_udids, list_devices
+from agent.errors import CofferError, DeviceError, UsageError
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("devices", parents=[common], help="list connected devices")
+    p.set_defaults(handler=cmd_devices)
+
+    p = sub.add_parser("backup", parents=[common], help="back up devices over USB")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--udid", action="append", help="a device to back up (repeatable)")
+    who.add_argument("--all", action="store_true", help="every connected device")
+    p.add_argument("--full", action="store_true", help="ignore this host's previous backup metadata")
+    p.add_argument("--categories", help="only store these categories (default: all)")
+    p.add_argument("--backup-password-file", help="the device's backup password, if it encrypts backups")
+    p.add_argument("--enable-device-encryption", action="store_true",
+                   help="turn on device backup encryption with a random password kept in the repository")
+    p.set_defaults(handler=cmd_backup)
+
+
+def cmd_devices(ctx: Context) -> int:
+    devices = list_devices()
+    rows = [[d.udid, d.name, d.model, d.ios_version, d.state,
+             {True: "on", False: "off", None: "?"}[d.backup_encryption]] for d in devices]
+    ctx.emit([d.to_json() for d in devices],
+             table(["UDID", "Name", "Model", "iOS", "State", "Backup encryption"], rows) if rows else "no devices")
+    return 0
+
+
+def _summary(result: DeviceBackupResult) -> str:
+    header = result.commit.header
+    rows = [[name, s.files, size(s.bytes), size(s.new_bytes)] for name, s in sorted(header.categories.items()) if s.files]
+    transferred = result.uploads.bytes
+    lines = [
+        table(["Category", "Files", "Size", "New (stored)"], rows),
+        "",
+        f"snapshot {result.commit.snapshot_id[:8]} of {header.device.get('name')} ({result.udid}): "
+        f"{result.uploads.files} files sent by the device, {result.commit.elapsed:.1f} s",
+        f"peak staging disk use: {size(result.peak_staging_bytes)}",
+    ]
+    if transferred:
+        lines.append(f"device transfer: {size(transferred)}")
+    lines.extend(result.notes)
+    return "\n".join(lines)
+
+
+def _document(result: DeviceBackupResult) -> dict[str, object]:
+    header = result.commit.header
+    return {
+        "udid": result.udid,
+        "ok": True,
+        "snapshot": result.commit.snapshot_id,
+        "short_id": result.commit.snapshot_id[:8],
+        "device": header.device,
+        "complete": result.complete,
+        "categories": {k: {"files": v.files, "bytes": v.bytes, "new_bytes": v.new_bytes} for k, v in header.categories.items()},
+        "files_sent": result.uploads.files,
+        "files_streamed": result.uploads.streamed_files,
+        "files_staged": result.uploads.staged_files,
+        "peak_staging_bytes": result.peak_staging_bytes,
+        "seconds": round(result.commit.elapsed, 3),
+        "notes": result.notes,
+        "skipped": header.skipped,
+    }
+
+
+def cmd_backup(ctx: Context) -> int:
+    args = ctx.args
+    if args.categories:
+        parse_categories(args.categories)
+        raise UsageError("--categories for backup is not supported yet: every category is stored")
+    if args.all:
+        udids = connected_udids()
+        if not udids:
+            raise DeviceError("no device is connected")
+    elif args.udid:
+        udids = args.udid
+    else:
+        udids = connected_udids()
+        if len(udids) != 1:
+            raise UsageError("several devices are connected: choose with --udid or --all" if udids else "no device is connected")
+    repository = ctx.open_repository()
+    options = BackupOptions(
+        full=args.full,
+        backup_password=backup_password(args.backup_password_file),
+        enable_device_encryption=args.enable_device_encryption,
+        progress=ctx.progress,
+    )
+    documents: list[dict[str, object]] = []
+    failures: list[CofferError] = []
+    for udid in udids:
+        try:
+            result = DeviceBackup(repository, udid, options).run()
+        except CofferError as exc:
+            failures.append(exc)
+            documents.append({"udid": udid, "ok": False, "error": str(exc), "exit_code": exc.exit_code})
+            ctx.note(f"coffer: {udid}: {exc}")
+            continue
+        documents.append(_document(result))
+        if not ctx.json:
+            ctx.emit(None, _summary(result))
+    if ctx.json:
+        ctx.emit(documents if (args.all or len(udids) > 1) else documents[0])
+    if failures:
+        if len(failures) == 1 and len(udids) == 1:
+            raise failures[0]
+        raise CofferError(f"{len(failures)} of {len(udids)} backups failed") if len(failures) < len(udids) else failures[0]
+    return 0

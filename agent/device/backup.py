@@ -1,0 +1,267 @@
+"""`coffer backup`: back up one device over USB into the repository, incrementally.
+
+Flow: open a trusted lockdown session → rebuild the mirror from this host's metadata of the
+device's previous backup → run pymobiledevice3's mobilebackup2 backup with the mirror as the
+host side, streaming file contents into the pipeline as they arrive → when the device is
+done, read the new Manifest.db (decrypting it for a device-encrypted backup), store what
+waited in staging, and commit one snapshot → remember the new metadata for next time.
+A failure at any point leaves the repository consistent (packs already uploaded are indexed,
+so the next run reuses them) and this host's previous metadata untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import plistlib
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.archive.builder import CommitResult, SnapshotBuilder
+from agent.archive.parallel import bounded_map
+from agent.archive.progress import Progress
+from agent.device.connect import lockdown_session, translate
+from agent.device.mirror import BackupMirror, BlobRef, MirrorEntry
+from agent.device.session import MirrorBackupService
+from agent.device.staging import StagingArea
+from agent.device.state import DeviceState, DeviceStateStore
+from agent.device.uploads import DeviceHost, UploadStats, staging_root
+from agent.errors import CofferError, WrongSecretError
+from agent.ios.categories import classify
+from agent.ios.encryption import ClassKeys, Keybag, decrypt_manifest_db, decrypt_stream, unwrap_file_key
+from agent.ios.identity import DeviceIdentity
+from agent.ios.manifest_db import read_manifest_rows
+from agent.ios.plists import load_plist_dict
+from agent.ios.records import FileRecord
+from agent.ios.safety import SkippedEntry, file_id_problem, path_problem
+from agent.pipeline.chunker import is_sqlite_name
+from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
+from agent.repository.locks import running_backup
+from agent.repository.repository import Repository
+from agent.storage.local import LocalStorage
+
+INGEST_WORKERS = 2
+
+
+@dataclass
+class DeviceBackupResult:
+    udid: str
+    commit: CommitResult
+    writer: WriterStats
+    uploads: UploadStats
+    transfer_seconds: float
+    peak_staging_bytes: int
+    complete: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BackupOptions:
+    full: bool = False
+    backup_password: str | None = None
+    enable_device_encryption: bool = False
+    progress: bool = False
+
+
+def _seed_mirror(udid: str, state: DeviceState | None) -> BackupMirror:
+    mirror = BackupMirror()
+    mirror.mkdir(udid)
+    if state is None:
+        return mirror
+    mirror.put_data(f"{udid}/Status.plist", state.status_plist)
+    mirror.put_data(f"{udid}/Manifest.plist", state.manifest_plist)
+    mirror.put_data(f"{udid}/Manifest.db", state.manifest_db)
+    for file_id, ref in state.blobs.items():
+        directory = f"{udid}/{file_id[:2]}"
+        mirror.mkdir(directory)
+        mirror.put(f"{directory}/{file_id}", MirrorEntry(is_dir=False, size=ref.stored_size, blob=ref))
+    return mirror
+
+
+def _known_domains(state: DeviceState | None) -> set[str]:
+    if state is None:
+        return set()
+    try:
+        manifest = load_plist_dict(state.manifest_plist, "Manifest.plist")
+        if manifest.get("IsEncrypted"):
+            return set()
+        return {row.domain for row in read_manifest_rows(state.manifest_db)}
+    except CofferError:
+        return set()
+
+
+def _records(manifest_db: bytes) -> tuple[list[FileRecord], list[SkippedEntry]]:
+    records, skipped = [], []
+    for row in read_manifest_rows(manifest_db):
+        reason = file_id_problem(str(row.file_id)) or path_problem(str(row.domain), str(row.relative_path))
+        if reason is None:
+            try:
+                records.append(FileRecord.from_row(row.file_id, row.domain, row.relative_path, row.flags, row.blob))
+                continue
+            except CofferError as exc:
+                reason = str(exc)
+        skipped.append(SkippedEntry(str(row.file_id), str(row.domain), str(row.relative_path), reason))
+    return records, skipped
+
+
+class DeviceBackup:
+    def __init__(self, repository: Repository, udid: str, options: BackupOptions) -> None:
+        self.repository = repository
+        self.udid = udid
+        self.options = options
+        self.store = DeviceStateStore(repository.config.repository_id)
+        self.notes: list[str] = []
+
+    # --- the device part (async) ---------------------------------------------------------
+    async def _transfer(self, host: DeviceHost, password_holder: list[str | None]) -> tuple[dict[str, Any], dict[str, Any]]:
+        async with lockdown_session(self.udid) as lockdown:
+            values = dict(lockdown.all_values)
+            will_encrypt = bool(await lockdown.get_value("com.apple.mobile.backup", "WillEncrypt") or False)
+            with tempfile.TemporaryDirectory(prefix="coffer-link-") as scratch:
+                service = MirrorBackupService(lockdown, host, Path(scratch))
+                if not will_encrypt and self.options.enable_device_encryption:
+                    password = secrets.token_urlsafe(24)
+                    await service.change_password(scratch, new=password)
+                    password_holder[0] = password
+                    will_encrypt = True
+                    self.notes.append("device backup encryption turned on with a random password sealed in the repository")
+                if will_encrypt and password_holder[0] is None:
+                    raise WrongSecretError(
+                        f"device {self.udid} encrypts its backups with a password this host does not know: "
+                        "give it with --backup-password-file"
+                    )
+                host.encrypted = will_encrypt
+                host.bind_loop(asyncio.get_running_loop())
+                with Progress("device", None, enabled=self.options.progress) as bar:
+                    host.on_bytes = bar.advance
+
+                    def on_info(info: dict[str, Any]) -> None:
+                        host.known_domains |= {f"AppDomain-{app}" for app in info.get("Installed Applications", [])}
+
+                    info = await service.run_backup(on_info=on_info, progress=lambda _p: None, full=self.options.full)
+        return info, values
+
+    # --- the repository part (sync) -------------------------------------------------------
+    def run(self) -> DeviceBackupResult:
+        self.repository.keys.require_write()
+        state = None if self.options.full else self.store.load(self.udid)
+        previous = self.store.load(self.udid)
+        password = self.options.backup_password or (previous.backup_password if previous else None)
+        storage = self.repository.storage
+        staging = StagingArea(staging_root())
+        writer = BlobWriter(self.repository, self.repository.load_index())
+        host = DeviceHost(
+            udid=self.udid,
+            mirror=_seed_mirror(self.udid, state),
+            writer=writer,
+            staging=staging,
+            encrypted=False,
+            known_categories={fid: ref.category for fid, ref in (state.blobs if state else {}).items() if ref.category},
+            known_domains=_known_domains(state),
+            free_space_path=storage.root if isinstance(storage, LocalStorage) else None,
+        )
+        password_holder: list[str | None] = [password]
+        started = time.monotonic()
+        try:
+            with running_backup(storage):
+                try:
+                    info, _values = asyncio.run(self._transfer(host, password_holder))
+                    host.wait()
+                except CofferError:
+                    raise
+                except Exception as exc:
+                    raise translate(exc, self.udid) from exc
+                transfer_seconds = time.monotonic() - started
+                result = self._finish(host, writer, staging, info, password_holder[0])
+        except BaseException:
+            host.close()
+            with contextlib.suppress(Exception):
+                writer.flush()  # index what reached the repository, so the next run reuses it
+            raise
+        finally:
+            staging.close()
+        host.close()
+        result.transfer_seconds = transfer_seconds
+        return result
+
+    def _class_keys(self, manifest: dict[str, Any], password: str | None) -> ClassKeys:
+        if not password:
+            raise WrongSecretError("the backup is encrypted and no backup password is known")
+        return Keybag.parse(manifest["BackupKeyBag"]).unlock(password)
+
+    def _finish(
+        self, host: DeviceHost, writer: BlobWriter, staging: StagingArea, info: dict[str, Any], password: str | None
+    ) -> DeviceBackupResult:
+        udid, mirror = self.udid, host.mirror
+        status_plist = mirror.read(f"{udid}/Status.plist")
+        manifest_plist = mirror.read(f"{udid}/Manifest.plist")
+        manifest_db = mirror.read(f"{udid}/Manifest.db")
+        manifest = load_plist_dict(manifest_plist, "Manifest.plist")
+        encrypted = bool(manifest.get("IsEncrypted"))
+        class_keys = self._class_keys(manifest, password) if encrypted else None
+        plaintext_db = decrypt_manifest_db(class_keys, manifest["ManifestKey"], manifest_db) if class_keys else manifest_db
+        records, skipped = _records(plaintext_db)
+        blobs = mirror.blobs(udid)
+        builder = SnapshotBuilder(self.repository, writer)
+        waiting: list[tuple[FileRecord, BlobRef]] = []
+        kept: dict[str, BlobRef] = {}
+        for record in records:
+            if not record.is_file:
+                builder.add(record, None)
+                continue
+            ref = blobs.get(record.file_id)
+            if ref is None:
+                skipped.append(SkippedEntry(record.file_id, record.domain, record.relative_path, "the device listed it but did not send it"))
+            elif ref.staged is not None:
+                waiting.append((record, ref))
+            else:
+                builder.add(record, StoredStream(ref.chunks, ref.plain_size), ref.category)
+                kept[record.file_id] = ref
+
+        def ingest(item: tuple[FileRecord, BlobRef]) -> None:
+            record, ref = item
+            assert ref.staged is not None
+            pieces = staging.read(ref.staged)
+            if class_keys is not None:
+                if record.wrapped_key is None:
+                    raise CofferError(f"{record.domain}/{record.relative_path} has no per-file key")
+                pieces = decrypt_stream(unwrap_file_key(class_keys, record.wrapped_key), pieces, record.size)
+            category = classify(record.domain, record.relative_path).value
+            stored = writer.store_file(category, pieces, relative_path=record.relative_path,
+                                       sqlite_hint=is_sqlite_name(record.relative_path))
+            staging.discard(ref.staged)
+            ref.staged, ref.category, ref.chunks, ref.plain_size = None, category, stored.chunks, stored.size
+            builder.add(record, stored, category)
+            kept[record.file_id] = ref
+
+        for _ in bounded_map(ingest, waiting, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2):
+            pass
+        identity = DeviceIdentity.from_plists(info, manifest)
+        complete = encrypted
+        if not complete:
+            self.notes.append(
+                "not complete: device backup encryption is off, so Health, Keychain, Wi-Fi passwords and call "
+                "history were not included (use --enable-device-encryption)"
+            )
+        commit = builder.commit(
+            device=identity,
+            source="usb",
+            info_plist=plistlib.dumps(info),
+            status_plist=status_plist,
+            manifest_plist=manifest_plist,
+            manifest_db=manifest_db,
+            is_encrypted=encrypted,
+            skipped=skipped,
+            backup_password=password if encrypted else None,
+            other_files={},
+            complete=complete,
+        )
+        self.store.save(
+            DeviceState(udid, commit.snapshot_id, status_plist, manifest_plist, manifest_db, kept,
+                        backup_password=password if encrypted else None)
+        )
+        return DeviceBackupResult(udid, commit, writer.stats, host.stats, 0.0, staging.peak_bytes, complete, self.notes)

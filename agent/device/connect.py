@@ -1,0 +1,94 @@
+"""Finding devices through usbmux and opening lockdown sessions, with errors a user can act on.
+
+pymobiledevice3 raises a zoo of exceptions for what, to a user, are four situations: no such
+device, the device waits for Trust, the device is locked, the cable went away. This module
+turns them into `DeviceError` subclasses (exit code 5) with the message to show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pymobiledevice3 import usbmux
+from pymobiledevice3.exceptions import (
+    ConnectionFailedError,
+    ConnectionFailedToUsbmuxdError,
+    ConnectionTerminatedError,
+    DeviceNotFoundError,
+    MuxException,
+    NoDeviceConnectedError,
+    NotPairedError,
+    NotTrustedError,
+    PairingDialogResponsePendingError,
+    PairingError,
+    PasscodeRequiredError,
+    PasswordRequiredError,
+    UserDeniedPairingError,
+)
+from pymobiledevice3.lockdown import UsbmuxLockdownClient, create_using_usbmux
+
+from agent.errors import DeviceDisconnectedError, DeviceError, DeviceLockedError, DeviceNotTrustedError
+
+PAIR_TIMEOUT_SECONDS = 2.0
+
+
+def usbmux_address() -> str | None:
+    """The usbmuxd socket: USBMUXD_SOCKET_ADDRESS (e.g. `127.0.0.1:27015`, or a simulator), else the default."""
+    return os.environ.get("USBMUXD_SOCKET_ADDRESS") or None
+
+
+@dataclass(frozen=True)
+class AttachedDevice:
+    udid: str
+    connection_type: str
+
+
+async def attached_devices() -> list[AttachedDevice]:
+    try:
+        devices = await usbmux.list_devices(usbmux_address=usbmux_address())
+    except (ConnectionFailedToUsbmuxdError, ConnectionRefusedError, FileNotFoundError) as exc:
+        raise DeviceError(
+            "cannot reach usbmuxd: is the usbmuxd service running (Linux: apt install usbmuxd) "
+            "or USBMUXD_SOCKET_ADDRESS right?"
+        ) from exc
+    return [AttachedDevice(d.serial, d.connection_type) for d in devices if d.is_usb]
+
+
+def translate(exc: BaseException, udid: str) -> DeviceError:
+    """The DeviceError that says what happened to `udid`, in words a user can act on."""
+    if isinstance(exc, DeviceError):
+        return exc
+    if isinstance(exc, PasswordRequiredError | PasscodeRequiredError):
+        return DeviceLockedError(f"device {udid} is locked: unlock it with its passcode and try again")
+    if isinstance(exc, PairingDialogResponsePendingError | NotTrustedError | NotPairedError):
+        return DeviceNotTrustedError(f"device {udid} does not trust this computer yet: unlock it and tap Trust")
+    if isinstance(exc, UserDeniedPairingError):
+        return DeviceNotTrustedError(f"device {udid}: the user tapped Don't Trust; unplug, replug and tap Trust")
+    if isinstance(exc, PairingError):
+        return DeviceNotTrustedError(f"device {udid} could not be paired: {exc}")
+    if isinstance(exc, DeviceNotFoundError | NoDeviceConnectedError):
+        return DeviceDisconnectedError(f"device {udid} is not connected")
+    if isinstance(exc, ConnectionTerminatedError | ConnectionFailedError | MuxException | ConnectionError | EOFError):
+        return DeviceDisconnectedError(f"device {udid} went away (unplugged?): plug it back in and run again")
+    if isinstance(exc, OSError):
+        return DeviceDisconnectedError(f"lost the connection to device {udid}: {exc.strerror or exc}")
+    return DeviceError(f"device {udid}: {type(exc).__name__}: {exc}")
+
+
+@contextlib.asynccontextmanager
+async def lockdown_session(udid: str, *, autopair: bool = True) -> AsyncIterator[UsbmuxLockdownClient]:
+    """A paired lockdown client for `udid`; DeviceError subclasses on failure."""
+    try:
+        client = await create_using_usbmux(
+            serial=udid, autopair=autopair, pair_timeout=PAIR_TIMEOUT_SECONDS, usbmux_address=usbmux_address()
+        )
+    except Exception as exc:
+        raise translate(exc, udid) from exc
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()

@@ -1,0 +1,166 @@
+"""pymobiledevice3's DeviceLink, answered from Coffer's mirror instead of a backup folder.
+
+The DeviceLink framing, version exchange and loop stay pymobiledevice3's own; only the
+host-side file operations are replaced: uploads stream into a `HostFiles` target (the chunk
+pipeline or staging), downloads are served from the mirror or the repository, and moves,
+removals and listings act on the mirror. Paths are checked with pymobiledevice3's own
+`resolve_device_path` rules, so a hostile path is refused exactly as it would be on disk.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from pymobiledevice3.safe_paths import resolve_device_path
+from pymobiledevice3.service_connection import ServiceConnection
+from pymobiledevice3.services.device_link import (
+    BULK_OPERATION_ERROR,
+    CODE_ERROR_LOCAL,
+    CODE_ERROR_REMOTE,
+    CODE_FILE_DATA,
+    CODE_FORMAT,
+    CODE_SUCCESS,
+    ERRNO_TO_DEVICE_ERROR,
+    FILE_TRANSFER_TERMINATOR,
+    SIZE_FORMAT,
+    DeviceLink,
+    DLMessage,
+)
+
+from agent.device.mirror import BackupMirror, MirrorError, modification_date
+
+FRAME_HEADER = struct.calcsize(SIZE_FORMAT) + struct.calcsize(CODE_FORMAT)
+DOWNLOAD_FRAME = 32 * 1024  # Apple's DeviceLink BufferSize default, as pymobiledevice3 uses
+
+
+class UploadTarget(Protocol):
+    async def write(self, data: bytes) -> None: ...
+    async def finish(self) -> None: ...
+    def abort(self, reason: str) -> None: ...
+
+
+class HostFiles(Protocol):
+    mirror: BackupMirror
+
+    async def begin_upload(self, file_name: str, device_name: str) -> UploadTarget: ...
+    def download(self, path: str) -> AsyncIterator[bytes]: ...
+    def free_space(self) -> int: ...
+
+
+class MirrorDeviceLink(DeviceLink):
+    def __init__(self, service: ServiceConnection, scratch: Path, host: HostFiles) -> None:
+        super().__init__(service, scratch)
+        self.host = host
+        self.mirror = host.mirror
+
+    def _checked(self, path: str) -> str:
+        # Same refusal rules as pymobiledevice3 on disk: absolute, '..', NUL, escaping the root.
+        resolve_device_path(self.root_path, path)
+        return path
+
+    async def create_directory(self, message: DLMessage) -> None:
+        try:
+            self.mirror.mkdir(self._checked(cast(str, message[1])))
+        except MirrorError as exc:
+            await self._error_status(exc)
+            return
+        await self.status_response(0)
+
+    async def upload_files(self, _message: DLMessage) -> None:
+        while True:
+            device_name = await self._prefixed_recv()
+            if not device_name:
+                break
+            file_name = self._checked(await self._prefixed_recv())
+            target = await self.host.begin_upload(file_name, device_name)
+            (size,) = struct.unpack(SIZE_FORMAT, await self._recvall(struct.calcsize(SIZE_FORMAT)))
+            (code,) = struct.unpack(CODE_FORMAT, await self._recvall(struct.calcsize(CODE_FORMAT)))
+            size -= struct.calcsize(CODE_FORMAT)
+            while size and code == CODE_FILE_DATA:
+                await target.write(await self._recvall(size))
+                (size,) = struct.unpack(SIZE_FORMAT, await self._recvall(struct.calcsize(SIZE_FORMAT)))
+                (code,) = struct.unpack(CODE_FORMAT, await self._recvall(struct.calcsize(CODE_FORMAT)))
+                size -= struct.calcsize(CODE_FORMAT)
+            if code == CODE_ERROR_REMOTE:
+                reason = (await self._recvall(size)).decode(errors="replace")
+                target.abort(f"the device could not send it: {reason}")
+                continue
+            if code != CODE_SUCCESS:
+                target.abort(f"unexpected end code {code}")
+                continue
+            await target.finish()
+        await self.status_response(0)
+
+    async def download_files(self, message: DLMessage) -> None:
+        status: dict[str, Any] = {}
+        for path in cast(list[str], message[1]):
+            encoded = path.encode()
+            await self._sendall(struct.pack(SIZE_FORMAT, len(encoded)) + encoded)
+            try:
+                self._checked(path)
+                async for piece in self.host.download(path):
+                    for start in range(0, len(piece), DOWNLOAD_FRAME):
+                        frame = piece[start : start + DOWNLOAD_FRAME]
+                        await self._sendall(
+                            struct.pack(SIZE_FORMAT, len(frame) + 1) + struct.pack(CODE_FORMAT, CODE_FILE_DATA) + frame
+                        )
+                await self._sendall(struct.pack(SIZE_FORMAT, 1) + struct.pack(CODE_FORMAT, CODE_SUCCESS))
+            except OSError as exc:
+                code = exc.errno if exc.errno is not None else errno.EIO
+                text = (exc.strerror or str(exc)).encode()
+                status[path] = {
+                    "DLFileErrorString": text.decode(),
+                    "DLFileErrorCode": ctypes.c_uint64(ERRNO_TO_DEVICE_ERROR.get(code, -1)).value,
+                }
+                await self._sendall(
+                    struct.pack(SIZE_FORMAT, len(text) + 1) + struct.pack(CODE_FORMAT, CODE_ERROR_LOCAL) + text
+                )
+        await self._sendall(FILE_TRANSFER_TERMINATOR)
+        if status:
+            await self.status_response(BULK_OPERATION_ERROR, "Multi status", status)
+        else:
+            await self.status_response(0)
+
+    async def contents_of_directory(self, message: DLMessage) -> None:
+        try:
+            listing = self.mirror.listdir(self._checked(cast(str, message[1])))
+        except MirrorError as exc:
+            await self._error_status(exc)
+            return
+        data = {
+            name: {
+                "DLFileType": "DLFileTypeDirectory" if entry.is_dir else "DLFileTypeRegular",
+                "DLFileSize": entry.size,
+                "DLFileModificationDate": modification_date(entry),
+            }
+            for name, entry in listing.items()
+        }
+        await self.status_response(0, status_dict=data)
+
+    async def get_free_disk_space(self, _message: DLMessage) -> None:
+        free = self.host.free_space()
+        self._reported_free_space = free
+        await self.status_response(0, status_dict=free)
+
+    async def move_items(self, message: DLMessage) -> None:
+        for source, destination in cast(dict[str, str], message[1]).items():
+            self.mirror.move(self._checked(source), self._checked(destination))
+        await self.status_response(0)
+
+    async def copy_item(self, message: DLMessage) -> None:
+        self.mirror.copy(self._checked(cast(str, message[1])), self._checked(cast(str, message[2])))
+        await self.status_response(0)
+
+    async def remove_items(self, message: DLMessage) -> None:
+        for path in cast(list[str], message[1]):
+            self.mirror.remove(self._checked(path))
+        await self.status_response(0)
+
+    async def _error_status(self, exc: MirrorError) -> None:
+        code = ERRNO_TO_DEVICE_ERROR.get(exc.errno or errno.EIO, -1)
+        await self.status_response(code, exc.strerror or "error")

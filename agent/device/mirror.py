@@ -1,0 +1,138 @@
+"""The host side of a device backup, without the files: what the device believes the host holds.
+
+During a mobilebackup2 backup the device treats the host as a file server rooted at the
+backup folder: it downloads Status/Manifest to compare, uploads new files, moves, removes
+and finally lists directories to verify. Coffer answers all of that from this in-memory
+tree. Directories and the small metadata files (plists, Manifest.db) are real entries; a
+device file `xx/<fileID>` is a `BlobRef` saying where its content is — already in the
+repository (chunk IDs of one category) or staged until its category or key is known.
+Nothing here holds file contents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+import time
+from dataclasses import dataclass, field
+
+from agent.device.staging import StagedFile
+
+
+@dataclass
+class BlobRef:
+    file_id: str
+    stored_size: int  # the size as the device sent it (ciphertext size for an encrypted backup)
+    category: str | None = None  # set when the content is in the repository
+    chunks: list[bytes] = field(default_factory=list)
+    plain_size: int = 0
+    staged: StagedFile | None = None  # set while the content waits on local staging
+
+
+@dataclass
+class MirrorEntry:
+    is_dir: bool
+    size: int = 0
+    mtime: float = field(default_factory=time.time)
+    data: bytes | None = None  # metadata files only
+    blob: BlobRef | None = None
+
+
+class MirrorError(OSError):
+    """A device request that names something the mirror does not hold (mapped to an errno)."""
+
+
+def _normal(path: str) -> str:
+    normal = posixpath.normpath(path).lstrip("/")
+    return "" if normal == "." else normal
+
+
+class BackupMirror:
+    def __init__(self) -> None:
+        self.entries: dict[str, MirrorEntry] = {"": MirrorEntry(is_dir=True)}
+
+    # --- queries ------------------------------------------------------------------
+    def get(self, path: str) -> MirrorEntry | None:
+        return self.entries.get(_normal(path))
+
+    def read(self, path: str) -> bytes:
+        entry = self.get(path)
+        if entry is None or entry.is_dir or entry.data is None:
+            raise MirrorError(2, "No such file or directory", path)
+        return entry.data
+
+    def listdir(self, path: str) -> dict[str, MirrorEntry]:
+        base = _normal(path)
+        entry = self.entries.get(base)
+        if entry is None or not entry.is_dir:
+            raise MirrorError(2, "No such file or directory", path)
+        prefix = base + "/" if base else ""
+        return {
+            name[len(prefix) :]: e
+            for name, e in self.entries.items()
+            if name.startswith(prefix) and name != base and "/" not in name[len(prefix) :]
+        }
+
+    def blobs(self, udid: str) -> dict[str, BlobRef]:
+        """The committed blobs `<udid>/xx/<fileID>`, by fileID."""
+        found = {}
+        for name, entry in self.entries.items():
+            parts = name.split("/")
+            if entry.blob is not None and len(parts) == 3 and parts[0] == udid and len(parts[1]) == 2:
+                found[parts[2]] = entry.blob
+        return found
+
+    # --- changes ------------------------------------------------------------------
+    def mkdir(self, path: str) -> None:
+        normal = _normal(path)
+        parts = normal.split("/") if normal else []
+        for depth in range(1, len(parts) + 1):
+            name = "/".join(parts[:depth])
+            existing = self.entries.get(name)
+            if existing is None:
+                self.entries[name] = MirrorEntry(is_dir=True)
+            elif not existing.is_dir:
+                raise MirrorError(20, "Not a directory", name)
+
+    def put(self, path: str, entry: MirrorEntry) -> None:
+        normal = _normal(path)
+        parent = posixpath.dirname(normal)
+        if parent not in self.entries or not self.entries[parent].is_dir:
+            raise MirrorError(2, "No such file or directory", parent)
+        self.entries[normal] = entry
+
+    def put_data(self, path: str, data: bytes) -> None:
+        self.mkdir(posixpath.dirname(_normal(path)))
+        self.put(path, MirrorEntry(is_dir=False, size=len(data), data=data))
+
+    def move(self, source: str, destination: str) -> None:
+        src, dst = _normal(source), _normal(destination)
+        if src not in self.entries:
+            return  # as pymobiledevice3 does: a missing source is skipped
+        self.remove(dst)
+        self.mkdir(posixpath.dirname(dst))
+        moved = {name: e for name, e in self.entries.items() if name == src or name.startswith(src + "/")}
+        for name, entry in moved.items():
+            del self.entries[name]
+            self.entries[dst + name[len(src) :]] = entry
+
+    def copy(self, source: str, destination: str) -> None:
+        src, dst = _normal(source), _normal(destination)
+        if src not in self.entries:
+            return
+        self.mkdir(posixpath.dirname(dst))
+        for name, entry in list(self.entries.items()):
+            if name == src or name.startswith(src + "/"):
+                self.entries[dst + name[len(src) :]] = entry
+
+    def remove(self, path: str) -> list[MirrorEntry]:
+        target = _normal(path)
+        if not target:
+            raise MirrorError(1, "Operation not permitted", path)
+        doomed = [name for name in self.entries if name == target or name.startswith(target + "/")]
+        return [self.entries.pop(name) for name in doomed]
+
+
+def modification_date(entry: MirrorEntry) -> dt.datetime:
+    """A naive UTC datetime, as plistlib and the DeviceLink listing expect."""
+    return dt.datetime.fromtimestamp(entry.mtime, dt.UTC).replace(tzinfo=None)

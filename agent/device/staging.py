@@ -1,0 +1,109 @@
+"""Local staging for device files whose category or key is not known yet.
+
+A file arrives named only by its fileID; its domain and path (hence its category) and, in a
+device-encrypted backup, its per-file key come with the Manifest.db at the end. Until then
+its bytes wait here, encrypted under a key that lives only in this process's memory (a
+fresh one per run), so a staging folder left by a crash is unreadable noise and a stolen
+host holds nothing. Staged files are deleted as soon as they are stored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from agent.errors import StorageError
+
+RECORD_LENGTH = struct.Struct(">I")
+
+
+@dataclass
+class StagedFile:
+    path: Path
+    number: int
+    size: int = 0  # plaintext bytes staged
+
+
+class StagingArea:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(tempfile.mkdtemp(prefix="coffer-staging-", dir=root))
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.peak_bytes = 0
+        self._current_bytes = 0
+
+    def new_file(self) -> StagedFile:
+        with self._lock:
+            self._counter += 1
+            number = self._counter
+        return StagedFile(self.directory / f"{number:08d}", number)
+
+    def _nonce(self, staged: StagedFile, piece: int) -> bytes:
+        return struct.pack(">IQ", staged.number, piece)
+
+    def writer(self, staged: StagedFile) -> StagedWriter:
+        return StagedWriter(self, staged)
+
+    def read(self, staged: StagedFile) -> Iterator[bytes]:
+        with open(staged.path, "rb") as handle:
+            piece = 0
+            while header := handle.read(RECORD_LENGTH.size):
+                (length,) = RECORD_LENGTH.unpack(header)
+                yield self._aead.decrypt(self._nonce(staged, piece), handle.read(length), None)
+                piece += 1
+
+    def discard(self, staged: StagedFile) -> None:
+        try:
+            size = staged.path.stat().st_size
+            staged.path.unlink()
+        except FileNotFoundError:
+            return
+        with self._lock:
+            self._current_bytes -= size
+
+    def _account(self, size: int) -> None:
+        with self._lock:
+            self._current_bytes += size
+            self.peak_bytes = max(self.peak_bytes, self._current_bytes)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class StagedWriter:
+    def __init__(self, area: StagingArea, staged: StagedFile) -> None:
+        self._area = area
+        self._staged = staged
+        self._piece = 0
+        try:
+            self._handle = open(staged.path, "wb")  # noqa: SIM115 - closed in finish()
+        except OSError as exc:
+            raise StorageError(f"cannot stage a device file in {area.directory}: {exc.strerror}") from exc
+
+    def write(self, data: bytes) -> None:
+        sealed = self._area._aead.encrypt(self._area._nonce(self._staged, self._piece), data, None)
+        self._piece += 1
+        try:
+            self._handle.write(RECORD_LENGTH.pack(len(sealed)) + sealed)
+        except OSError as exc:
+            raise StorageError(f"staging disk {self._area.directory} failed: {exc.strerror}") from exc
+        self._staged.size += len(data)
+        self._area._account(RECORD_LENGTH.size + len(sealed))
+
+    def finish(self) -> StagedFile:
+        self._handle.close()
+        return self._staged
+
+    def abort(self) -> None:
+        self._handle.close()
+        os.unlink(self._staged.path)

@@ -1,0 +1,107 @@
+"""What a backup host remembers about each device between backups: metadata, never contents.
+
+For an incremental backup the device asks the host for its previous Status.plist,
+Manifest.plist and Manifest.db and expects the host to still hold every file it does not
+send again. Coffer keeps exactly those three metadata files plus, per fileID, the category
+and chunk IDs of the content already in the repository — so it can answer the device and
+write a complete snapshot without a copy of the phone. A put-only station could not read
+this back from the repository, which is why it is kept here. Stored per repository and
+device under `$COFFER_STATE_DIR` (default `~/.local/state/coffer`), written atomically,
+mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zstandard
+
+from agent.device.mirror import BlobRef
+
+
+def state_root() -> Path:
+    configured = os.environ.get("COFFER_STATE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "coffer"
+
+
+@dataclass
+class DeviceState:
+    udid: str
+    snapshot_id: str
+    status_plist: bytes
+    manifest_plist: bytes
+    manifest_db: bytes
+    blobs: dict[str, BlobRef] = field(default_factory=dict)
+    backup_password: str | None = None  # the device backup password this host set or was given
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "udid": self.udid,
+            "snapshot_id": self.snapshot_id,
+            "status_plist": base64.b64encode(self.status_plist).decode(),
+            "manifest_plist": base64.b64encode(self.manifest_plist).decode(),
+            "manifest_db": base64.b64encode(self.manifest_db).decode(),
+            "backup_password": self.backup_password,
+            "blobs": {
+                file_id: [ref.category, ref.stored_size, ref.plain_size, [c.hex() for c in ref.chunks]]
+                for file_id, ref in self.blobs.items()
+            },
+        }
+        return zstandard.compress(json.dumps(doc).encode(), 3)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DeviceState:
+        doc = json.loads(zstandard.decompress(data))
+        return cls(
+            udid=doc["udid"],
+            snapshot_id=doc["snapshot_id"],
+            status_plist=base64.b64decode(doc["status_plist"]),
+            manifest_plist=base64.b64decode(doc["manifest_plist"]),
+            manifest_db=base64.b64decode(doc["manifest_db"]),
+            backup_password=doc.get("backup_password"),
+            blobs={
+                file_id: BlobRef(file_id, stored, category=category, chunks=[bytes.fromhex(c) for c in chunks], plain_size=plain)
+                for file_id, (category, stored, plain, chunks) in doc["blobs"].items()
+            },
+        )
+
+
+class DeviceStateStore:
+    def __init__(self, repository_id: str, root: Path | None = None) -> None:
+        self.directory = (root or state_root()) / repository_id
+
+    def _path(self, udid: str) -> Path:
+        return self.directory / f"{udid.replace('/', '_')}.state"
+
+    def load(self, udid: str) -> DeviceState | None:
+        try:
+            return DeviceState.from_bytes(self._path(udid).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, zstandard.ZstdError):
+            return None  # unreadable state only costs a full backup
+
+    def save(self, state: DeviceState) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, temporary = tempfile.mkstemp(prefix=".state-", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(state.to_bytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, self._path(state.udid))
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+    def forget(self, udid: str) -> None:
+        self._path(udid).unlink(missing_ok=True)

@@ -1,0 +1,96 @@
+"""com.apple.mobilebackup2, device side: DeviceLink handshake, then one host message after another.
+
+`Hello` negotiates the protocol version, `Backup` and `Restore` run their engines, `ChangePassword`
+turns the device's backup encryption on, off or to another password. Each ends with a `Response`
+whose `ErrorCode` is 0 or an MBErrorDomain code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from agent.sim.device import SimulatedDevice
+from agent.sim.mobilebackup import errors
+from agent.sim.mobilebackup.backup_engine import BackupEngine
+from agent.sim.mobilebackup.device_link import DeviceLinkChannel, DeviceLinkError
+from agent.sim.mobilebackup.restore_engine import RestoreEngine
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSIONS = (2.0, 2.1)
+
+
+async def serve_mobilebackup2(
+    device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Serve one mobilebackup2 connection until the host disconnects."""
+    link = DeviceLinkChannel(reader, writer)
+    await link.version_exchange()
+    while (request := await link.receive_request()) is not None:
+        name = request.get("MessageName")
+        try:
+            extra = await _handle(device, link, name, request)
+        except errors.MobileBackupFailure as failure:
+            logger.info("%s on %s failed: %s (%d)", name, device.udid, failure.description, failure.code)
+            _record_outcome(device, name, failure.code, failure.description)
+            await link.send_response(failure.code, failure.description)
+        except DeviceLinkError as error:
+            logger.info("%s on %s failed: %s", name, device.udid, error)
+            _record_outcome(device, name, errors.GENERIC, str(error))
+            await link.send_response(errors.GENERIC, str(error))
+        else:
+            _record_outcome(device, name, 0, "")
+            await link.send_response(0, extra=extra)
+
+
+async def _handle(
+    device: SimulatedDevice, link: DeviceLinkChannel, name: Any, request: dict[str, Any]
+) -> dict[str, Any]:
+    """Run one host message; extra fields of its successful Response."""
+    if name == "Hello":
+        return {"ProtocolVersion": _hello(request)}
+    target = request.get("TargetIdentifier")
+    if name in ("Backup", "Restore") and target and target != device.udid:
+        raise errors.MobileBackupFailure(errors.GENERIC, f"TargetIdentifier {target} is not this device")
+    if name == "Backup":
+        await BackupEngine(device, link, request).run()
+    elif name == "Restore":
+        await RestoreEngine(device, link, request).run()
+    elif name == "ChangePassword":
+        change_password(device, request.get("OldPassword"), request.get("NewPassword"))
+    else:
+        raise errors.MobileBackupFailure(errors.GENERIC, f"{name} is not supported by this device")
+    return {}
+
+
+def _hello(request: dict[str, Any]) -> float:
+    """The protocol version both sides speak (a real: libimobiledevice checks the plist type)."""
+    offered = request.get("SupportedProtocolVersions")
+    common = set(offered) & set(PROTOCOL_VERSIONS) if isinstance(offered, list) else set()
+    if not common:
+        raise errors.MobileBackupFailure(errors.GENERIC, "No common supported protocol version")
+    return float(max(common))
+
+
+def change_password(device: SimulatedDevice, old: Any, new: Any) -> None:
+    """Turn backup encryption on (`new` only), change the password (both) or turn it off (`old` only)."""
+    if device.backup_password is None:
+        if not isinstance(new, str) or not new:
+            raise errors.MobileBackupFailure(
+                errors.GENERIC, "backup encryption is off: a new password is needed"
+            )
+        device.set_backup_password(new)
+        return
+    if old != device.backup_password:
+        raise errors.MobileBackupFailure(errors.INVALID_PASSWORD, "Invalid password")
+    device.set_backup_password(new if isinstance(new, str) and new else None)
+
+
+def _record_outcome(device: SimulatedDevice, name: Any, code: int, description: str) -> None:
+    """Close the report the engine opened (the last one of its kind) with the Response's code."""
+    reports = {"Backup": device.backups, "Restore": device.restores}.get(name)
+    if reports and reports[-1].error_code is None:
+        reports[-1].error_code = code
+        reports[-1].error_description = description

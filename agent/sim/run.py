@@ -1,0 +1,41 @@
+"""`coffer sim`: run simulated devices in the foreground until SIGINT/SIGTERM.
+
+The first output line is `USBMUXD_SOCKET_ADDRESS=127.0.0.1:PORT` (flushed at once, so a script can
+read it and export it), the second `COFFER_SIM_CONTROL=127.0.0.1:PORT` (the control socket of
+`agent.sim.control_server`), then one line per device.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from agent.sim.server import SimServer
+
+
+def run_sim(
+    state_dir: Path | None, devices: int, profile: str, seed: int, password: str | None, port: int = 0
+) -> int:
+    """Serve `devices` simulated iPhones (reusing those already in `state_dir`); the exit code."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sim = SimServer(state_dir, port=port).start()
+    try:
+        existing = len(sim.devices())
+        for _ in range(existing, devices):
+            sim.add_device(profile=profile, seed=seed, password=password)
+        print(f"USBMUXD_SOCKET_ADDRESS={sim.address}", flush=True)
+        print(f"COFFER_SIM_CONTROL={sim.control_address}", flush=True)
+        for device in sim.devices():
+            encryption = "encrypted backups" if device.will_encrypt else "unencrypted backups"
+            print(
+                f"{device.udid}  {device.name}  iOS {device.product_version}  {device.filesystem.profile}  {encryption}",
+                flush=True,
+            )
+        stop.wait()
+    finally:
+        sim.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,212 @@
+"""Shared fixtures: the real `coffer` command in a subprocess against a fresh repository, and the in-process
+helpers that go with it (opening that repository, hashing a folder tree).
+
+`coffer` runs `python -m agent` with a clean environment: no `COFFER_*` variable of the caller leaks in,
+`COFFER_KDF_TARGET_SECONDS=0` keeps key derivation cheap, `COFFER_PASSWORD` is `TEST_PASSPHRASE` and
+`COFFER_REPOSITORY` points at a new, not yet initialised folder under the test's `tmp_path`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ios_helpers import Entry, directory, symlink
+
+from agent.keys.slots import Passphrase, Secret
+from agent.repository.config import CONFIG_NAME, PackSettings
+from agent.repository.repository import Repository
+from agent.storage.local import LocalStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_PASSPHRASE = "correct battery staple"
+
+
+@dataclass
+class CofferRun:
+    """The outcome of one `coffer` invocation."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def describe(self) -> str:
+        return f"coffer {' '.join(self.args)} -> {self.returncode}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+
+
+class CofferCli:
+    """Runs the `coffer` command line against one repository (`COFFER_REPOSITORY`)."""
+
+    def __init__(self, repo: Path, env: dict[str, str]) -> None:
+        self.repo = repo
+        self.env = env
+
+    def environment(self, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+        """The subprocess environment; a value of None in `extra` removes that variable."""
+        env = dict(self.env)
+        for name, value in (extra or {}).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    def __call__(
+        self, *args: str | Path, expect: int | None = 0, env: dict[str, str | None] | None = None, timeout: float = 300
+    ) -> CofferRun:
+        """Run `coffer ARGS…`; assert the exit code is `expect` unless it is None."""
+        argv = [str(a) for a in args]
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", *argv],
+            env=self.environment(env),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        run = CofferRun(argv, done.returncode, done.stdout, done.stderr, time.perf_counter() - start)
+        if expect is not None:
+            assert run.returncode == expect, run.describe()
+        assert "Traceback" not in run.stderr, run.describe()
+        return run
+
+    def start(self, *args: str | Path, env: dict[str, str | None] | None = None) -> subprocess.Popen[bytes]:
+        """Start `coffer ARGS…` in the background (output discarded), e.g. to kill it midway."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", *[str(a) for a in args]],
+            env=self.environment(env),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def init(self) -> dict[str, Any]:
+        """`coffer --json init`; returns its document (with `recovery_key`)."""
+        return self("--json", "init").json()
+
+    def open(self, secret: Secret | None = None) -> Repository:
+        """The repository opened in this process (with the test passphrase unless told otherwise)."""
+        return Repository.open(LocalStorage(self.repo), secret or Passphrase(TEST_PASSPHRASE))
+
+    def set_pack_sizes(self, min_size: int, max_size: int) -> None:
+        """Rewrite the (authenticated) config with small packs, so little data spans several packs."""
+        repository = self.open()
+        repository.config.packs = PackSettings(min_size, max_size)
+        repository.storage.put(CONFIG_NAME, repository.config.encode(repository.keys.auth_key), if_absent=False)
+
+
+def coffer_cli(repo: Path) -> CofferCli:
+    """A `coffer` runner for the repository at `repo` (for module-scoped fixtures; tests use `coffer`)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("COFFER_")}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "COFFER_KDF_TARGET_SECONDS": "0",
+            "COFFER_PASSWORD": TEST_PASSPHRASE,
+            "COFFER_REPOSITORY": str(repo),
+        }
+    )
+    return CofferCli(repo, env)
+
+
+@pytest.fixture
+def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repositories created in this process use the cheapest key derivation."""
+    monkeypatch.setenv("COFFER_KDF_TARGET_SECONDS", "0")
+
+
+@pytest.fixture
+def coffer(tmp_path: Path, fast_kdf: None) -> CofferCli:
+    """The `coffer` command on a fresh, not yet initialised repository at `tmp_path / "repo"`."""
+    return coffer_cli(tmp_path / "repo")
+
+
+def tree_digest(root: Path) -> str:
+    """One hash of every file's name and bytes under `root` (symlinks by target): equal trees, equal hashes."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix().encode()
+        if path.is_symlink():
+            digest.update(b"L" + relative + b"\0" + os.readlink(path).encode() + b"\0")
+        elif path.is_file():
+            digest.update(b"F" + relative + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        else:
+            digest.update(b"D" + relative + b"\0")
+    return digest.hexdigest()
+
+
+def iter_objects(repo: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every object a local repository stores."""
+    storage = LocalStorage(repo)
+    for info in storage.list():
+        yield info.name, storage.get(info.name)
+
+
+class RecordingStorage(LocalStorage):
+    """A real local storage that remembers the name of every object read (whole or by range)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def get(self, name: str) -> bytes:
+        self.reads.append(name)
+        return super().get(name)
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        self.reads.append(name)
+        return super().get_range(name, offset, length)
+
+
+def sample_library(seed: int = 0) -> tuple[Entry, ...]:
+    """About 6 MB of backup rows across categories, reproducible from `seed`: incompressible photos and a
+    video, SQLite-named databases, compressible text, an empty file, a 16-byte multiple, directories and a
+    symlink."""
+    rng = random.Random(seed)
+    words = [rng.randbytes(rng.randint(2, 9)).hex() for _ in range(500)]
+
+    def text(size: int) -> bytes:
+        return " ".join(rng.choice(words) for _ in range(size // 8)).encode()[:size]
+
+    return (
+        directory("HomeDomain", ""),
+        directory("HomeDomain", "Library"),
+        directory("HomeDomain", "Library/SMS"),
+        directory("CameraRollDomain", "Media/DCIM/100APPLE"),
+        *(
+            Entry("CameraRollDomain", f"Media/DCIM/100APPLE/IMG_{n:04d}.HEIC", rng.randbytes(rng.randint(300_000, 900_000)))
+            for n in range(1, 6)
+        ),
+        Entry("CameraRollDomain", "Media/DCIM/100APPLE/IMG_0006.MOV", rng.randbytes(2_500_000)),
+        Entry("CameraRollDomain", "Media/PhotoData/Photos.sqlite", b"SQLite format 3\x00" + text(300_000)),
+        Entry("HomeDomain", "Library/SMS/sms.db", b"SQLite format 3\x00" + text(400_000)),
+        Entry("MediaDomain", "Library/SMS/Attachments/0a/10/IMG_2001.jpeg", rng.randbytes(250_000)),
+        Entry("AppDomainGroup-group.com.apple.notes", "NoteStore.sqlite", text(120_000)),
+        Entry("HomeDomain", "Library/AddressBook/AddressBook.sqlitedb", text(90_000)),
+        Entry("HomeDomain", "Library/Preferences/com.apple.springboard.plist", text(5_000)),
+        Entry("HomeDomain", "Library/Preferences/empty.plist", b""),
+        Entry("HomeDomain", "Library/Notes/sixteen.txt", b"0123456789abcdef" * 4),
+        Entry("AppDomain-com.example.chat", "Documents/history.log", text(600_000)),
+        Entry("AppDomain-com.example.chat", "Documents/blob.bin", rng.randbytes(700_000)),
+        Entry("KeychainDomain", "keychain-backup.plist", text(3_000), protection_class=11),
+        symlink("HomeDomain", "Library/Links/latest", "../SMS/sms.db"),
+    )
