@@ -41,7 +41,7 @@ def ensure_empty_target(target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
 
 
-def _class_keys(manifest_plist: bytes, manifest: ManifestPart) -> ClassKeys:
+def class_keys_for(manifest_plist: bytes, manifest: ManifestPart) -> ClassKeys:
     if not manifest.backup_password:
         raise AccessDeniedError("this snapshot's backup password is not in the repository; export with --decrypt")
     keybag = load_plist_dict(manifest_plist, "Manifest.plist")["BackupKeyBag"]
@@ -65,7 +65,7 @@ def _make_writer(
             hint = "" if decrypt else "; a category key can export with --decrypt"
             raise AccessDeniedError(f"this needs the full key{hint}")
         manifest = read_manifest_part(repository, view.entry.snapshot_id)
-        class_keys = _class_keys(header.manifest_plist, manifest) if header.is_encrypted else None
+        class_keys = class_keys_for(header.manifest_plist, manifest) if header.is_encrypted else None
     if not whole:
         records = [record for _, _, record in view.records()]
         return BackupWriter.subset(

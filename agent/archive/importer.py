@@ -22,6 +22,8 @@ from agent.ios.folder import MANIFEST_PLIST, BackupFolder
 from agent.ios.records import FileRecord
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
+from agent.repository import locks
+from agent.repository.fossils import index_for_backup
 from agent.repository.repository import Repository
 
 
@@ -55,9 +57,22 @@ def import_folder(
     repository: Repository, path: Path, *, backup_password: str | None, progress: bool, workers: int | None = None
 ) -> ImportResult:
     folder = BackupFolder.open(locate_backup_folder(path), backup_password)
-    writer = BlobWriter(repository, repository.load_index())
+    # Announce the backup before reading the index, so prune never deletes a pack this run may reuse.
+    with locks.running_backup(repository.storage):
+        writer = BlobWriter(repository, index_for_backup(repository))
+        commit = _import(repository, folder, writer, backup_password, progress, workers or default_workers())
+    return ImportResult(commit, writer.stats, len(folder.skipped), folder.warnings)
+
+
+def _import(
+    repository: Repository,
+    folder: BackupFolder,
+    writer: BlobWriter,
+    backup_password: str | None,
+    progress: bool,
+    workers: int,
+) -> CommitResult:
     builder = SnapshotBuilder(repository, writer)
-    workers = workers or default_workers()
     files = [r for r in folder.records if r.is_file]
     for record in folder.records:
         if not record.is_file:
@@ -83,7 +98,7 @@ def import_folder(
             with contextlib.suppress(Exception):
                 writer.flush()
             raise
-    commit = builder.commit(
+    return builder.commit(
         device=folder.device,
         source="import",
         info_plist=folder.info_plist,
@@ -95,7 +110,6 @@ def import_folder(
         backup_password=backup_password if folder.is_encrypted else None,
         other_files={name: (folder.path / name).read_bytes() for name in folder.other_files},
     )
-    return ImportResult(commit, writer.stats, len(folder.skipped), folder.warnings)
 
 
 def _counted(pieces: Iterable[bytes], bar: Progress) -> Iterator[bytes]:

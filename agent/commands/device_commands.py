@@ -10,6 +10,7 @@ from agent.commands.format import size, table
 from agent.commands.archive_commands import backup_password
 from agent.device.backup import BackupOptions, DeviceBackup, DeviceBackupResult
 from agent.device.inventory import connected_udids, list_devices
+from agent.device.restore import RestoreOptions, restore_snapshot
 from agent.errors import CofferError, DeviceError, UsageError
 
 
@@ -27,6 +28,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--enable-device-encryption", action="store_true",
                    help="turn on device backup encryption with a random password kept in the repository")
     p.set_defaults(handler=cmd_backup)
+
+    p = sub.add_parser("restore", parents=[common], help="restore a snapshot onto a device (e.g. a replacement)")
+    p.add_argument("snapshot", help="snapshot ID, prefix or 'latest'")
+    p.add_argument("--to-udid", required=True, help="the device to restore onto")
+    p.add_argument("--categories", help="restore only these categories; the device keeps its other data")
+    p.add_argument("--system", action="store_true", help="also restore system files (outside the user's data)")
+    p.add_argument("--reboot", action="store_true", help="reboot the device when done")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--force", action="store_true", help="restore onto an older iOS than the snapshot's")
+    p.set_defaults(handler=cmd_restore)
 
 
 def cmd_devices(ctx: Context) -> int:
@@ -116,4 +127,35 @@ def cmd_backup(ctx: Context) -> int:
         if len(failures) == 1 and len(udids) == 1:
             raise failures[0]
         raise CofferError(f"{len(failures)} of {len(udids)} backups failed") if len(failures) < len(udids) else failures[0]
+    return 0
+
+
+def cmd_restore(ctx: Context) -> int:
+    args = ctx.args
+    repository = ctx.open_repository()
+    options = RestoreOptions(
+        categories=parse_categories(args.categories),
+        system=args.system,
+        reboot=args.reboot,
+        yes=args.yes,
+        force=args.force,
+        progress=ctx.progress,
+    )
+    result = restore_snapshot(repository, args.snapshot, args.to_udid, options)
+    document = {
+        "snapshot": result.snapshot_id,
+        "target": result.target,
+        "source": result.source,
+        "files": result.files,
+        "bytes": result.bytes,
+        "categories": result.categories,
+        "safety_snapshot": result.safety_snapshot,
+        "notes": result.notes,
+    }
+    text = "\n".join([
+        *result.notes,
+        f"restored snapshot {result.snapshot_id[:8]} (from {result.source}) onto {result.target}: "
+        f"{result.files} files, {size(result.bytes)}",
+    ])
+    ctx.emit(document, text)
     return 0

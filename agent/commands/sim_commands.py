@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--state-dir", type=Path, help="keep device state (pairing, content) here")
     p.add_argument("--port", type=int, default=0, help="usbmuxd TCP port on 127.0.0.1 (default: any free one)")
     p.set_defaults(handler=cmd_sim)
+    register_demo(sub, common)
 
 
 def cmd_sim(ctx: Context) -> int:
@@ -24,3 +25,18 @@ def cmd_sim(ctx: Context) -> int:
 
     args = ctx.args
     return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port)
+
+
+def register_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("demo", parents=[common], help="simulated iPhone → encrypted repository → replacement, verified")
+    p.add_argument("--workdir", type=Path, help="keep the demo's files here (default: a temporary folder)")
+    p.add_argument("--profile", choices=["tiny", "small", "medium", "large"], default="small")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(handler=cmd_demo)
+
+
+def cmd_demo(ctx: Context) -> int:
+    from agent.demo import DemoSettings, run_demo
+
+    args = ctx.args
+    return run_demo(DemoSettings(workdir=args.workdir, profile=args.profile, seed=args.seed, progress=ctx.progress))

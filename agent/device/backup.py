@@ -122,10 +122,10 @@ class DeviceBackup:
             values = dict(lockdown.all_values)
             will_encrypt = bool(await lockdown.get_value("com.apple.mobile.backup", "WillEncrypt") or False)
             with tempfile.TemporaryDirectory(prefix="coffer-link-") as scratch:
-                service = MirrorBackupService(lockdown, host, Path(scratch))
                 if not will_encrypt and self.options.enable_device_encryption:
                     password = secrets.token_urlsafe(24)
-                    await service.change_password(scratch, new=password)
+                    # A session serves one request: ChangePassword gets its own.
+                    await MirrorBackupService(lockdown, host, Path(scratch)).change_password(scratch, new=password)
                     password_holder[0] = password
                     will_encrypt = True
                     self.notes.append("device backup encryption turned on with a random password sealed in the repository")
@@ -142,6 +142,7 @@ class DeviceBackup:
                     def on_info(info: dict[str, Any]) -> None:
                         host.known_domains |= {f"AppDomain-{app}" for app in info.get("Installed Applications", [])}
 
+                    service = MirrorBackupService(lockdown, host, Path(scratch))
                     info = await service.run_backup(on_info=on_info, progress=lambda _p: None, full=self.options.full)
         return info, values
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from pymobiledevice3 import usbmux
 from pymobiledevice3.exceptions import (
@@ -38,6 +39,12 @@ PAIR_TIMEOUT_SECONDS = 2.0
 def usbmux_address() -> str | None:
     """The usbmuxd socket: USBMUXD_SOCKET_ADDRESS (e.g. `127.0.0.1:27015`, or a simulator), else the default."""
     return os.environ.get("USBMUXD_SOCKET_ADDRESS") or None
+
+
+def pair_records_folder() -> Path | None:
+    """Where pymobiledevice3 keeps host-side pair records: COFFER_PAIR_RECORDS_DIR, else its default."""
+    configured = os.environ.get("COFFER_PAIR_RECORDS_DIR")
+    return Path(configured) if configured else None
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,11 @@ async def lockdown_session(udid: str, *, autopair: bool = True) -> AsyncIterator
     """A paired lockdown client for `udid`; DeviceError subclasses on failure."""
     try:
         client = await create_using_usbmux(
-            serial=udid, autopair=autopair, pair_timeout=PAIR_TIMEOUT_SECONDS, usbmux_address=usbmux_address()
+            serial=udid,
+            autopair=autopair,
+            pair_timeout=PAIR_TIMEOUT_SECONDS,
+            usbmux_address=usbmux_address(),
+            pairing_records_cache_folder=pair_records_folder(),
         )
     except Exception as exc:
         raise translate(exc, udid) from exc

@@ -93,6 +93,7 @@ class _BlobUpload:
     async def write(self, data: bytes) -> None:
         self._buffer += data
         self._size += len(data)
+        self._host.stats.bytes += len(data)
         self._host.on_bytes(len(data))
         if len(self._buffer) >= HANDOFF_BYTES:
             await self._put(bytes(self._buffer))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,12 +173,19 @@ def read_key_file(path: Path) -> dict[str, object]:
     return doc
 
 
-def unlock(storage: Storage, kdf: KdfParams, secret: Secret) -> Unlocked:
-    """Find the slot the secret opens; the passphrase is stretched once whatever the slot count."""
+def unlock(storage: Storage, kdf: KdfParams, secret: Secret, expected_slots: Collection[str] = ()) -> Unlocked:
+    """Find the slot the secret opens; the passphrase is stretched once whatever the slot count.
+
+    `expected_slots` are the slots the config lists. A damaged or missing slot does not stop another slot
+    from opening; when none opens and some slot is damaged or missing, that damage is the error (exit 4),
+    since the slot this secret belongs to may be the one lost.
+    """
     if isinstance(secret, KeyFile):
         doc = read_key_file(secret.path)
         name = str(doc.get("slot", ""))
         if not name.startswith(SLOT_PREFIX) or not storage.exists(name):
+            if name in expected_slots:
+                raise RepositoryDamagedError(f"key slot {name} of key file {secret.path} is missing from storage")
             raise WrongSecretError(f"key file {secret.path} belongs to a slot this repository does not have (removed?)")
         kek = _kek_from_file_secret(base64.b64decode(str(doc["secret"])))
         keys = _try_unwrap(_read_slot(storage, name), kek)
@@ -189,10 +196,19 @@ def unlock(storage: Storage, kdf: KdfParams, secret: Secret) -> Unlocked:
         kinds, kek, what = ("recovery",), _kek_from_recovery_key(secret.key), "recovery key"
     else:
         kinds, kek, what = ("passphrase",), kdf.derive(secret.text), "passphrase"
-    for name, doc in _iter_slots(storage, kinds):
-        keys = _try_unwrap(doc, kek)
+    present = slot_names(storage)
+    problems = [f"key slot {name} is missing" for name in sorted(set(expected_slots) - set(present))]
+    for name in present:
+        try:
+            doc = _read_slot(storage, name)
+        except RepositoryDamagedError as exc:
+            problems.append(str(exc))
+            continue
+        keys = _try_unwrap(doc, kek) if doc["kind"] in kinds else None
         if keys is not None:
             return Unlocked(keys, name)
+    if problems:
+        raise RepositoryDamagedError(f"no key slot opens with this {what}, and {'; '.join(problems)}")
     raise WrongSecretError(f"wrong {what}: it opens no key slot of this repository")
 
 

@@ -1,8 +1,9 @@
 """`coffer check`: find every damaged, missing or inconsistent object.
 
 Structure first, without any key: the config's checksum, and for every content-named
-object (key slots, index, snapshots, packs with `--read-data`) that its bytes hash to its
-name — so a flipped byte is damage (exit 4) and never mistaken for a wrong key (exit 3).
+object (key slots, index, snapshots, tombstones, fossils, packs with `--read-data`) that
+its bytes hash to its name — so a flipped byte is damage (exit 4) and never mistaken for
+a wrong key (exit 3).
 Then, with the key: index and snapshot authentication, every chunk a snapshot references
 is in the index, every indexed pack exists, snapshot chains are unbroken, and with
 `--read-data` every blob decrypts, decompresses and matches its keyed ID.
@@ -15,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.errors import ObjectNotFoundError, RepositoryDamagedError
-from agent.keys import primitives
-from agent.keys import slots
+from agent.keys import primitives, slots
 from agent.keys.keyset import HEADER_SPACE, MANIFEST_SPACE
 from agent.pipeline import compression
-from agent.repository.index import INDEX_PREFIX, Index
+from agent.repository.fossils import load_fossils
+from agent.repository.index import Index
 from agent.repository.pack import HEADER_READ_SIZE, open_blob, open_pack_key, read_trailer
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import FileRow, ManifestPart, open_header
@@ -145,6 +146,7 @@ def check_repository(
     report.packs = len(stored_packs)
 
     guard("snapshot chains", lambda: _check_chains(repository, report))
+    guard("fossils", lambda: load_fossils(repository))
     for snapshot_id in repository.snapshot_ids():
         report.snapshots += 1
 

@@ -7,10 +7,11 @@ collection and kopia's blob GC do:
 1. *Mark*: packs no snapshot references (and packs left unindexed by interrupted backups)
    are listed in a sealed `fossils/` record; packs that are mostly unused are repacked (their
    live blobs copied into new packs) and the old ones marked the same way. Marked packs stay
-   in the index, so a concurrent backup can still use them.
+   in the index, so a backup already running can still use them; backups that start later
+   leave them out (`fossils.index_for_backup`).
 2. *Sweep*, in a later run: a fossil is deleted only when it was marked more than the grace
    period ago, before the start of the oldest running backup, and no snapshot (new ones
-   included) needs a blob that lives only there; otherwise it is kept.
+   included) needs a blob that lives only there; otherwise it is unmarked and kept.
 
 Every run holds the exclusive prune lease. The new index supersedes the old index objects,
 which are deleted only after it is written.
@@ -45,10 +46,6 @@ class PruneReport:
     packs_kept_alive: int = 0  # fossils a newer snapshot still needed
     index_objects_replaced: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def _pack_id(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
 
 
 def prune(
@@ -86,7 +83,6 @@ def prune(
             ripe = now - fossil.time >= grace_seconds and (oldest_backup is None or fossil.time < oldest_backup)
             if not ripe:
                 continue
-            survivors = {}
             for name, space in fossil.packs.items():
                 record = records.get(name)
                 needed = record is not None and any(
@@ -94,7 +90,6 @@ def prune(
                     for chunk_id, *_ in record.blobs
                 )
                 if needed:
-                    survivors[name] = space
                     report.packs_kept_alive += 1
                 elif name in stored:
                     report.packs_deleted += 1
@@ -105,9 +100,9 @@ def prune(
                     if name in deleted:
                         storage.delete(name)
                 storage.delete(fossil.name)
-            fossil_names -= set(fossil.packs) - set(survivors)
-            if survivors and not dry_run:
-                _write_fossils(repository, survivors)
+            # A fossil still needed (a snapshot taken since the marking uses it) is no fossil any more: the
+            # mark phase below judges it again like any other pack.
+            fossil_names -= set(fossil.packs)
 
         # --- mark: unused packs, orphans, and packs worth repacking --------------------------
         marked: dict[str, str] = {}
@@ -120,7 +115,7 @@ def prune(
                 marked[name] = record.space
             elif 1 - sum(b[2] for b in live) / max(record.stored_size, 1) >= REPACK_WASTE:
                 repack.append(PackRecord(record.pack_id, record.space, live))
-        for name, info in stored.items():
+        for name in stored:
             if name not in records and name not in fossil_names and name not in deleted:
                 marked[name] = ""  # unindexed: left by an interrupted backup, or a running one's
         report.packs_marked = len(marked)

@@ -12,7 +12,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.errors import ObjectExistsError, ObjectNotFoundError, RepositoryDamagedError, UsageError
+from agent.errors import (
+    ObjectExistsError,
+    ObjectNotFoundError,
+    RepositoryDamagedError,
+    StorageError,
+    UsageError,
+)
 from agent.keys import primitives, recovery_key, slots
 from agent.keys.kdf import calibrate
 from agent.keys.keyset import HEADER_SPACE, KeySet
@@ -95,13 +101,18 @@ class Repository:
         try:
             data = storage.get(CONFIG_NAME)
         except ObjectNotFoundError as exc:
+            if _holds_objects(storage):
+                raise RepositoryDamagedError(
+                    f"the repository config is missing from {storage.location} (deleted, or `coffer init` was "
+                    "interrupted: then empty the location and run it again)"
+                ) from exc
             raise UsageError(f"there is no Coffer repository at {storage.location} (run `coffer init`)") from exc
         return RepositoryConfig.decode(data)
 
     @classmethod
     def open(cls, storage: Storage, secret: slots.Secret) -> Repository:
         config, mac = cls.read_config(storage)
-        unlocked = slots.unlock(storage, config.kdf, secret)
+        unlocked = slots.unlock(storage, config.kdf, secret, config.key_slots)
         if unlocked.keys.repository_id != config.repository_id:
             raise RepositoryDamagedError("the key slot belongs to another repository")
         config.verify(mac, unlocked.keys.auth_key)
@@ -235,6 +246,13 @@ class Repository:
         snapshot_id = primitives.sha256(data).hex()
         put_if_absent(self.storage, SNAPSHOT_PREFIX + snapshot_id, data)
         return snapshot_id
+
+
+def _holds_objects(storage: Storage) -> bool:
+    try:
+        return any(True for _ in storage.list())
+    except StorageError:
+        return False  # no such folder or bucket prefix: nothing there
 
 
 def host_name() -> str:

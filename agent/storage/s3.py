@@ -15,9 +15,8 @@ the race matters for nothing else.
 
 On a versioned bucket `delete` adds a delete marker (the data stays as a
 noncurrent version, and `list` no longer shows the name); `purge` removes every
-version. With Object Lock (`object_lock_days`), every put outside the exempt
-prefixes (default: `locks/`, whose leases must be removable) carries a
-retention date, and S3 refuses to remove a locked version before it: `purge`
+version. With Object Lock (`object_lock_days`), every put outside `locks/`
+(whose leases must stay removable) carries a retention date, and S3 refuses to remove a locked version before it: `purge`
 then raises `ObjectLockedError`.
 """
 
@@ -30,7 +29,6 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -69,25 +67,8 @@ _NO_LOCK_CONFIGURATION_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class ObjectLockPolicy:
-    """Retention that every put of a protected name carries."""
-
-    days: int
-    mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
-    exempt_prefixes: tuple[str, ...] = ("locks/",)
-
-    def __post_init__(self) -> None:
-        if self.days < 1:
-            raise UsageError(f"object lock retention must be at least 1 day, got {self.days}")
-        if self.mode not in ("GOVERNANCE", "COMPLIANCE"):
-            raise UsageError(f"object lock mode must be GOVERNANCE or COMPLIANCE, got {self.mode!r}")
-
-    def covers(self, name: str) -> bool:
-        return not name.startswith(self.exempt_prefixes)
-
-    def retain_until(self) -> datetime:
-        return datetime.now(UTC) + timedelta(days=self.days)
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+LOCK_EXEMPT_PREFIXES = ("locks/",)  # leases must stay removable
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -120,6 +101,8 @@ def _is_aws_endpoint(endpoint_url: str) -> bool:
 class S3Storage(Storage):
     """Objects under one prefix of one S3 bucket."""
 
+    list_page_size = 1000  # keys per ListObjectsV2 request (S3's maximum)
+
     def __init__(
         self,
         bucket: str,
@@ -129,7 +112,8 @@ class S3Storage(Storage):
         path_style: bool | None = None,
         limit_upload: int | None = None,
         limit_download: int | None = None,
-        object_lock: ObjectLockPolicy | None = None,
+        object_lock_days: int | None = None,
+        object_lock_mode: LockMode = "GOVERNANCE",
         retry: RetryPolicy | None = None,
         multipart: MultipartSettings | None = None,
         conditional_writes: bool | None = None,
@@ -139,14 +123,17 @@ class S3Storage(Storage):
         `endpoint_url` overrides `AWS_ENDPOINT_URL`. `path_style` None means
         path-style addressing for any endpoint that is not AWS's own.
         `limit_upload`/`limit_download` cap bytes per second across all of this
-        backend's threads. `conditional_writes` None probes the store on the
+        backend's threads. `object_lock_days` (also settable later) makes every
+        put outside `locks/` carry an Object Lock retention of that many days in
+        `object_lock_mode`. `conditional_writes` None probes the store on the
         first put-if-absent; True trusts it; False always uses HEAD-before-PUT.
         """
         self.bucket = bucket
         self.prefix = prefix
         self.retry = retry or RetryPolicy()
         self.multipart = multipart or MultipartSettings()
-        self.object_lock = object_lock
+        self.object_lock_days = object_lock_days
+        self.object_lock_mode = object_lock_mode
         self._conditional_writes = conditional_writes
         self._probe_lock = threading.Lock()
         self._upload_limit = TokenBucket(limit_upload) if limit_upload else None
@@ -166,7 +153,8 @@ class S3Storage(Storage):
         path_style: bool | None = None,
         limit_upload: int | None = None,
         limit_download: int | None = None,
-        object_lock: ObjectLockPolicy | None = None,
+        object_lock_days: int | None = None,
+        object_lock_mode: LockMode = "GOVERNANCE",
         retry: RetryPolicy | None = None,
     ) -> S3Storage:
         """Open `s3://bucket/prefix`; `COFFER_S3_PATH_STYLE=1/0` overrides `path_style`."""
@@ -178,7 +166,8 @@ class S3Storage(Storage):
             path_style=environment_style if environment_style is not None else path_style,
             limit_upload=limit_upload,
             limit_download=limit_download,
-            object_lock=object_lock,
+            object_lock_days=object_lock_days,
+            object_lock_mode=object_lock_mode,
             retry=retry,
         )
 
@@ -203,6 +192,32 @@ class S3Storage(Storage):
         return build(True)
 
     # -- the Storage interface ------------------------------------------------------------
+
+    @property
+    def object_lock_days(self) -> int | None:
+        """Days of Object Lock retention each protected put carries; None for no lock."""
+        return self._object_lock_days
+
+    @object_lock_days.setter
+    def object_lock_days(self, days: int | None) -> None:
+        if days is not None and days < 1:
+            raise UsageError(f"object lock retention must be at least 1 day, got {days}")
+        self._object_lock_days = days or None
+
+    @property
+    def object_lock_mode(self) -> LockMode:
+        return self._object_lock_mode
+
+    @object_lock_mode.setter
+    def object_lock_mode(self, mode: LockMode) -> None:
+        if mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise UsageError(f"object lock mode must be GOVERNANCE or COMPLIANCE, got {mode!r}")
+        self._object_lock_mode = mode
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, for S3 features the `Storage` interface does not cover."""
+        return self._client
 
     @property
     def location(self) -> str:
@@ -260,7 +275,11 @@ class S3Storage(Storage):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yield the current objects; names whose latest version is a delete marker are not listed."""
         full_prefix = self._key(prefix)
-        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix}
+        arguments: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": full_prefix,
+            "MaxKeys": self.list_page_size,
+        }
         while True:
             with self._translated("list", full_prefix):
                 page = self._retrying(
@@ -357,7 +376,7 @@ class S3Storage(Storage):
         current = self.retention(name)
         if current is not None and current[1] >= until:
             return
-        mode = current[0] if current else (self.object_lock.mode if self.object_lock else "GOVERNANCE")
+        mode = current[0] if current else self._object_lock_mode
         key = self._key(name)
         with self._translated("extend the retention of", key):
             self._retrying(
@@ -407,9 +426,11 @@ class S3Storage(Storage):
         arguments: dict[str, Any] = {}
         if tags:
             arguments["Tagging"] = urlencode(tags)
-        if self.object_lock is not None and self.object_lock.covers(name):
-            arguments["ObjectLockMode"] = self.object_lock.mode
-            arguments["ObjectLockRetainUntilDate"] = self.object_lock.retain_until()
+        if self._object_lock_days and not name.startswith(LOCK_EXEMPT_PREFIXES):
+            arguments["ObjectLockMode"] = self._object_lock_mode
+            arguments["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(
+                days=self._object_lock_days
+            )
         return arguments
 
     def _write(self, key: str, data: bytes, write_args: dict[str, Any], *, if_absent: bool) -> None:

@@ -30,7 +30,34 @@ _PHRASE_POOL_SIZE = 150_000
 _ZIPF_EXPONENT = 1.07
 # English-like letter frequencies, so that words look and compress like words.
 _LETTERS = "etaoinshrdlcumwfgypbvkjxqz"
-_LETTER_WEIGHTS = (12, 9, 8, 7.5, 7, 6.7, 6.3, 6, 6, 4.3, 4, 2.8, 2.8, 2.4, 2.4, 2.2, 2, 2, 1.9, 1.5, 1, 0.8, 0.2, 0.2, 0.1, 0.1)
+_LETTER_WEIGHTS = (
+    12,
+    9,
+    8,
+    7.5,
+    7,
+    6.7,
+    6.3,
+    6,
+    6,
+    4.3,
+    4,
+    2.8,
+    2.8,
+    2.4,
+    2.4,
+    2.2,
+    2,
+    2,
+    1.9,
+    1.5,
+    1,
+    0.8,
+    0.2,
+    0.2,
+    0.1,
+    0.1,
+)
 _LOG_LEVELS = ("Default", "Info", "Debug", "Error", "Fault")
 
 
@@ -58,10 +85,15 @@ class TextSource:
     def __init__(self, seed: str) -> None:
         rng = random.Random(f"{seed}:vocabulary")
         vocabulary = sorted(
-            {"".join(rng.choices(_LETTERS, _LETTER_WEIGHTS, k=rng.randint(2, 10))) for _ in range(_VOCABULARY_SIZE)}
+            {
+                "".join(rng.choices(_LETTERS, _LETTER_WEIGHTS, k=rng.randint(2, 10)))
+                for _ in range(_VOCABULARY_SIZE)
+            }
         )
         rng.shuffle(vocabulary)
-        weights = list(itertools.accumulate(1 / rank**_ZIPF_EXPONENT for rank in range(1, len(vocabulary) + 1)))
+        weights = list(
+            itertools.accumulate(1 / rank**_ZIPF_EXPONENT for rank in range(1, len(vocabulary) + 1))
+        )
         self.vocabulary = vocabulary
         self._phrases = [
             " ".join(rng.choices(vocabulary, cum_weights=weights, k=rng.randint(3, 9)))

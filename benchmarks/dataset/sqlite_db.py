@@ -47,7 +47,9 @@ def _rows(
     moment = start_time
     while True:
         moment += rng.randint(*_SECONDS_BETWEEN_ROWS)
-        payload = rng.randbytes(rng.randint(*shape.payload_size)) if rng.random() < shape.payload_chance else None
+        payload = (
+            rng.randbytes(rng.randint(*shape.payload_size)) if rng.random() < shape.payload_chance else None
+        )
         yield random_uuid(rng), moment, rng.randrange(8), text.line(rng, shape.phrases), payload
 
 
@@ -65,6 +67,9 @@ def create_database(
     connection = sqlite3.connect(path)
     try:
         connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        # Not durable while it is being made (the folder is incomplete until the end anyway); it takes
+        # one sync per batch off a shared disk. The setting lasts only as long as the connection.
+        connection.execute("PRAGMA synchronous = OFF")
         connection.execute(
             f"CREATE TABLE {shape.table} (ROWID INTEGER PRIMARY KEY AUTOINCREMENT, guid TEXT UNIQUE NOT NULL, "
             "date INTEGER, state INTEGER, text TEXT, payload BLOB)"
