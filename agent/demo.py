@@ -122,7 +122,9 @@ def run_demo(settings: DemoSettings) -> int:
             if failures:
                 raise DemoFailure(f"the replacement differs in: {', '.join(failures)}")
 
-            check = DeviceBackup(repository, replacement.udid, BackupOptions(progress=settings.progress)).run()
+            check = DeviceBackup(
+                repository, replacement.udid, BackupOptions(enable_device_encryption=True, progress=settings.progress)
+            ).run()
             _verify_same_files(repository, second.commit.snapshot_id, check.commit.snapshot_id)
             _say(f"backup of the replacement: snapshot {check.commit.snapshot_id[:8]} holds every file of "
                  f"{second.commit.snapshot_id[:8]} with identical content")
