@@ -50,9 +50,13 @@ def describe(summary: DatasetSummary) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="datagen", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="the backup folder to write (or to change, with --mutate)")
-    parser.add_argument("--size", default=DEFAULT_SIZE, help=f"bytes of file contents (default {DEFAULT_SIZE})")
+    parser.add_argument(
+        "--size", default=DEFAULT_SIZE, help=f"bytes of file contents (default {DEFAULT_SIZE})"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"the seed (default {DEFAULT_SEED})")
-    parser.add_argument("--mutate", action="store_true", help="apply one more day of use to an existing folder")
+    parser.add_argument(
+        "--mutate", action="store_true", help="apply one more day of use to an existing folder"
+    )
     return parser
 
 

@@ -49,7 +49,9 @@ class CofferRun:
         return json.loads(self.stdout)
 
     def describe(self) -> str:
-        return f"coffer {' '.join(self.args)} -> {self.returncode}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+        return (
+            f"coffer {' '.join(self.args)} -> {self.returncode}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+        )
 
 
 class CofferCli:
@@ -70,7 +72,11 @@ class CofferCli:
         return env
 
     def __call__(
-        self, *args: str | Path, expect: int | None = 0, env: dict[str, str | None] | None = None, timeout: float = 300
+        self,
+        *args: str | Path,
+        expect: int | None = 0,
+        env: dict[str, str | None] | None = None,
+        timeout: float = 300,
     ) -> CofferRun:
         """Run `coffer ARGS…`; assert the exit code is `expect` unless it is None."""
         argv = [str(a) for a in args]
@@ -85,13 +91,13 @@ class CofferCli:
             timeout=timeout,
             check=False,
         )
-        run = CofferRun(argv, done.returncode, done.stdout, done.stderr, time.perf_counter() - start)
-        if expect is not None:
-            assert run.returncode == expect, run.describe()
-        assert "Traceback" not in run.stderr, run.describe()
-        return run
+        return self._checked(
+            CofferRun(argv, done.returncode, done.stdout, done.stderr, time.perf_counter() - start), expect
+        )
 
-    def inline(self, *args: str | Path, expect: int | None = 0, env: dict[str, str | None] | None = None) -> CofferRun:
+    def inline(
+        self, *args: str | Path, expect: int | None = 0, env: dict[str, str | None] | None = None
+    ) -> CofferRun:
         """Run `coffer ARGS…` in this process: the same code path without a process start, for fast setup."""
         argv = [str(a) for a in args]
         stdout, stderr = io.StringIO(), io.StringIO()
@@ -104,10 +110,9 @@ class CofferCli:
                 if name.startswith("COFFER_"):
                     patch.setenv(name, value)
             code = main(argv)
-        run = CofferRun(argv, code, stdout.getvalue(), stderr.getvalue(), time.perf_counter() - start)
-        if expect is not None:
-            assert run.returncode == expect, run.describe()
-        return run
+        return self._checked(
+            CofferRun(argv, code, stdout.getvalue(), stderr.getvalue(), time.perf_counter() - start), expect
+        )
 
     def start(self, *args: str | Path, env: dict[str, str | None] | None = None) -> subprocess.Popen[bytes]:
         """Start `coffer ARGS…` in the background (output discarded), e.g. to kill it midway."""
@@ -119,6 +124,13 @@ class CofferCli:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    @staticmethod
+    def _checked(run: CofferRun, expect: int | None) -> CofferRun:
+        if expect is not None:
+            assert run.returncode == expect, run.describe()
+        assert "Traceback" not in run.stderr, run.describe()
+        return run
 
     def init(self) -> dict[str, Any]:
         """`coffer --json init` (in this process); returns its document (with `recovery_key`)."""
@@ -132,7 +144,9 @@ class CofferCli:
         """Rewrite the (authenticated) config with small packs, so little data spans several packs."""
         repository = self.open()
         repository.config.packs = PackSettings(min_size, max_size)
-        repository.storage.put(CONFIG_NAME, repository.config.encode(repository.keys.auth_key), if_absent=False)
+        repository.storage.put(
+            CONFIG_NAME, repository.config.encode(repository.keys.auth_key), if_absent=False
+        )
 
 
 def coffer_cli(repo: Path) -> CofferCli:
@@ -214,7 +228,11 @@ def sample_library(seed: int = 0) -> tuple[Entry, ...]:
         directory("HomeDomain", "Library/SMS"),
         directory("CameraRollDomain", "Media/DCIM/100APPLE"),
         *(
-            Entry("CameraRollDomain", f"Media/DCIM/100APPLE/IMG_{n:04d}.HEIC", rng.randbytes(rng.randint(300_000, 900_000)))
+            Entry(
+                "CameraRollDomain",
+                f"Media/DCIM/100APPLE/IMG_{n:04d}.HEIC",
+                rng.randbytes(rng.randint(300_000, 900_000)),
+            )
             for n in range(1, 6)
         ),
         Entry("CameraRollDomain", "Media/DCIM/100APPLE/IMG_0006.MOV", rng.randbytes(2_500_000)),

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,27 +127,28 @@ class SeaweedServer:
             "AWS_SHARED_CREDENTIALS_FILE": str(self.workdir / "no-aws-credentials"),
         }
 
-    def client(self, endpoint_url: str | None = None) -> Any:
-        """A plain boto3 client, for tests to inspect what a backend wrote."""
+    @cached_property
+    def client(self) -> Any:
+        """A plain boto3 client (thread-safe, created once), for tests to inspect what a backend wrote."""
         return boto3.session.Session().client(
             "s3",
-            endpoint_url=endpoint_url or self.endpoint_url,
+            endpoint_url=self.endpoint_url,
             region_name=self.region,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 3}),
         )
 
-    def create_bucket(self, *, object_lock: bool = False) -> str:
-        """Create a bucket with a fresh name (Object Lock implies versioning) and return the name."""
+    def bucket_name(self) -> str:
+        """A bucket name no test has used yet (the bucket is not created)."""
         with self._lock:
             self._bucket_counter += 1
-            name = f"coffer-{self._bucket_counter}-{secrets.token_hex(4)}"
-        client = self.client()
-        try:
-            client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
-        finally:
-            client.close()
+            return f"coffer-{self._bucket_counter}-{secrets.token_hex(4)}"
+
+    def create_bucket(self, *, object_lock: bool = False) -> str:
+        """Create a bucket with a fresh name (Object Lock implies versioning) and return the name."""
+        name = self.bucket_name()
+        self.client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
         return name
 
     def log_tail(self, lines: int = 40) -> str:
@@ -208,6 +210,7 @@ def start_seaweedfs(workdir: Path) -> SeaweedServer:
         "-master.volumeSizeLimitMB=64",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
+        "-volume.preStopSeconds=0",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer_grpc}",
         f"-filer.localSocket={workdir / 'filer.sock'}",

@@ -18,7 +18,6 @@ import pytest
 from conftest import TEST_PASSPHRASE, CofferCli, coffer_cli, tree_digest
 from ios_helpers import Entry, build_backup
 
-from agent.cli import main
 from agent.keys.kdf import KdfParams
 from agent.repository.check import referenced_chunks
 from agent.repository.index import decode_index
@@ -38,7 +37,10 @@ EXTRA_PASSPHRASES = ("second passphrase", "third passphrase")
 
 def library(seed: int) -> tuple[Entry, ...]:
     rng = random.Random(seed)
-    return tuple(Entry(domain, path.format(seed), rng.randbytes(rng.randint(20_000, 150_000))) for domain, path in PLACES)
+    return tuple(
+        Entry(domain, path.format(seed), rng.randbytes(rng.randint(20_000, 150_000)))
+        for domain, path in PLACES
+    )
 
 
 @dataclass
@@ -54,10 +56,13 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Damaged:
     cli.init()
     cli.set_pack_sizes(64 << 10, 128 << 10)
     for passphrase in EXTRA_PASSPHRASES:
-        cli("key", "add", env={"COFFER_NEW_PASSWORD": passphrase})
-    ids = [cli("--json", "import", build_backup(base / f"b{n}" / UDID, library(n)).path).json()["id"] for n in range(3)]
-    cli("forget", "--keep-last", "2")
-    cli("prune")  # the default grace period: this run only marks the forgotten snapshot's packs
+        cli.inline("key", "add", env={"COFFER_NEW_PASSWORD": passphrase})
+    ids = [
+        cli.inline("--json", "import", build_backup(base / f"b{n}" / UDID, library(n)).path).json()["id"]
+        for n in range(3)
+    ]
+    cli.inline("forget", "--keep-last", "2")
+    cli.inline("prune")  # the default grace period: this run only marks the forgotten snapshot's packs
     return Damaged(cli, ids[1:])
 
 
@@ -77,16 +82,13 @@ def test_fixture_holds_every_object_kind(repository: Damaged) -> None:
     assert len(objects_of(repo, "data/")) >= 15
 
 
-def run_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], repo: Path, passphrase: str = TEST_PASSPHRASE) -> tuple[int, str]:
-    """`coffer check --read-data` in this process (the real CLI code path, without a process start)."""
-    monkeypatch.setenv("COFFER_REPOSITORY", str(repo))
-    monkeypatch.setenv("COFFER_PASSWORD", passphrase)
-    code = main(["check", "--read-data"])
-    return code, capsys.readouterr().err
+def run_check(cli: CofferCli, passphrase: str = TEST_PASSPHRASE) -> tuple[int, str]:
+    run = cli.inline("check", "--read-data", expect=None, env={"COFFER_PASSWORD": passphrase})
+    return run.returncode, run.stderr
 
 
 def test_good_repository_passes(repository: Damaged) -> None:
-    run = repository.cli("--json", "check", "--read-data")
+    run = repository.cli.inline("--json", "check", "--read-data")
     report = run.json()
     assert report["ok"] and report["errors"] == []
     assert report["packs_read"] == report["packs"] >= 15
@@ -122,21 +124,30 @@ def needed_index_objects(cli: CofferCli) -> set[str]:
     return needed
 
 
+def how_errors_name(name: str) -> str:
+    """Snapshots are named by their ID prefix in messages, other objects by their full name."""
+    return name.removeprefix("snapshots/")[:12] if name.startswith("snapshots/") else name
+
+
 def targets(repository: Damaged, damage: str) -> list[tuple[str, str]]:
     """(object name, text the error must contain) for every object this damage must be detected on."""
-    repo = repository.cli.repo
-    names = objects_of(repo, "")
-    if damage != "delete":
-        return [(name, name.split("/")[-1][:12] if name.startswith("snapshots/") else name) for name in names]
+    names = objects_of(repository.cli.repo, "")
+    if damage == "flip":
+        return [(name, how_errors_name(name)) for name in names]
+    # One object of each kind, and every key slot: the slot in use must be among them.
+    first_of_each_kind = {name.split("/")[0]: name for name in reversed(names)}
+    some = sorted({*first_of_each_kind.values(), *objects_of(repository.cli.repo, "keys/")})
+    if damage == "truncate":
+        return [(name, how_errors_name(name)) for name in some]
     # Deleting a fossil record only delays reclaiming space, and the newest snapshot's deletion is the
     # rollback only local state can reveal; an index object that lists nothing still needed loses nothing.
-    followed = repository.snapshots[0]
-    needed_index = needed_index_objects(repository.cli)
+    followed = "snapshots/" + repository.snapshots[0]
+    needed_index = sorted(needed_index_objects(repository.cli))
     chosen = []
-    for name in names:
+    for name in [*some, needed_index[0], followed]:
         kind = name.split("/")[0]
-        if kind == "snapshots" and name.endswith(followed):
-            chosen.append((name, followed[:12]))
+        if name == followed:
+            chosen.append((name, how_errors_name(name)))
         elif kind == "index" and name in needed_index:
             chosen.append((name, "no index lists"))
         elif kind == "tombstones":
@@ -147,9 +158,8 @@ def targets(repository: Damaged, damage: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_damage_to_any_object_exits_4_naming_it(
-    repository: Damaged, damage: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_damage_exits_4_naming_the_object(repository: Damaged, damage: str) -> None:
+    """A flipped byte in any object; truncation and deletion of one object of each kind."""
     repo = repository.cli.repo
     chosen = targets(repository, damage)
     kinds = {name.split("/")[0] for name, _ in chosen}
@@ -160,18 +170,17 @@ def test_damage_to_any_object_exits_4_naming_it(
         try:
             DAMAGES[damage](path)
             before = tree_digest(repo)
-            code, stderr = run_check(monkeypatch, capsys, repo)
+            code, stderr = run_check(repository.cli)
             assert (code, len(stderr.splitlines())) == (4, 1), f"{damage} {name}: {code} {stderr}"
             assert expected in stderr, f"{damage} {name}: {stderr}"
             assert tree_digest(repo) == before, f"check changed the repository after {damage} {name}"
         finally:
             path.write_bytes(original)
-    assert run_check(monkeypatch, capsys, repo)[0] == 0
+    assert run_check(repository.cli)[0] == 0
 
 
-@pytest.mark.parametrize("kind", ["config", "keys/", "data/"])
-def test_damage_exits_4_through_the_command(repository: Damaged, kind: str) -> None:
-    path = repository.cli.repo / objects_of(repository.cli.repo, kind)[0]
+def test_damaged_key_slot_exits_4_through_the_command(repository: Damaged) -> None:
+    path = repository.cli.repo / objects_of(repository.cli.repo, "keys/")[0]
     original = path.read_bytes()
     try:
         flip(path)
@@ -182,7 +191,7 @@ def test_damage_exits_4_through_the_command(repository: Damaged, kind: str) -> N
 
 
 def test_wrong_passphrase_exits_3_after_one_key_derivation(
-    repository: Damaged, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    repository: Damaged, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     derivations = []
     real_derive = KdfParams.derive
@@ -194,12 +203,12 @@ def test_wrong_passphrase_exits_3_after_one_key_derivation(
     monkeypatch.setattr(KdfParams, "derive", counting_derive)
     repo = repository.cli.repo
     before = tree_digest(repo)
-    code, stderr = run_check(monkeypatch, capsys, repo, passphrase="not the passphrase")
+    code, stderr = run_check(repository.cli, passphrase="not the passphrase")
     assert (code, len(stderr.splitlines())) == (3, 1), stderr
     assert derivations == ["not the passphrase"], "one derivation for three passphrase slots"
     for passphrase in EXTRA_PASSPHRASES:
         derivations.clear()
-        assert run_check(monkeypatch, capsys, repo, passphrase=passphrase)[0] == 0
+        assert run_check(repository.cli, passphrase=passphrase)[0] == 0
         assert derivations == [passphrase]
     assert tree_digest(repo) == before
 

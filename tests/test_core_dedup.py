@@ -45,7 +45,9 @@ def test_second_import_stores_only_the_changed_files(coffer: CofferCli, tmp_path
     edited = list(entries)
     for position in changed:
         original = entries[position]
-        edited[position] = Entry(original.domain, original.relative_path, rng.randbytes(len(original.content or b"")))
+        edited[position] = Entry(
+            original.domain, original.relative_path, rng.randbytes(len(original.content or b""))
+        )
     changed_bytes = sum(len(entries[p].content or b"") for p in changed)
 
     coffer.init()
@@ -88,8 +90,14 @@ def test_scattered_sqlite_page_edits_store_a_few_blocks(coffer: CofferCli, tmp_p
     changed_pages = sum(before[i : i + 4096] != after[i : i + 4096] for i in range(0, len(before), 4096))
 
     coffer.init()
-    first_size, _ = import_size(coffer, build_backup(tmp_path / "first" / UDID, (Entry("HomeDomain", "Library/SMS/sms.db", before),)).path)
-    second_size, document = import_size(coffer, build_backup(tmp_path / "second" / UDID, (Entry("HomeDomain", "Library/SMS/sms.db", after),)).path)
+    first_size, _ = import_size(
+        coffer,
+        build_backup(tmp_path / "first" / UDID, (Entry("HomeDomain", "Library/SMS/sms.db", before),)).path,
+    )
+    second_size, document = import_size(
+        coffer,
+        build_backup(tmp_path / "second" / UDID, (Entry("HomeDomain", "Library/SMS/sms.db", after),)).path,
+    )
     print(
         f"\n{len(before) >> 20} MiB database, {changed_pages} pages changed: first import {first_size} B, "
         f"second {second_size} B (new {document['new_bytes']} B)"

@@ -89,7 +89,12 @@ def test_category_export_holds_and_reads_only_those_categories(imported: Importe
     target = imported.base / "export-categories"
     storage.reads.clear()
     result = export_snapshot(
-        repository, imported.encrypted_id, target, categories=["photos", "messages"], decrypt=False, progress=False
+        repository,
+        imported.encrypted_id,
+        target,
+        categories=["photos", "messages"],
+        decrypt=False,
+        progress=False,
     )
     wanted = {"photos", "messages"}
     assert set(result.categories) == wanted
@@ -112,7 +117,9 @@ def test_extract_writes_photos_with_their_mtimes(imported: Imported) -> None:
     target = imported.base / "extract-photos"
     document = imported.cli("--json", "extract", imported.plain_id, target, "--categories", "photos").json()
     photos = [
-        r for r in imported.plain.records if r.is_file and classify(r.domain, r.relative_path).value == "photos"
+        r
+        for r in imported.plain.records
+        if r.is_file and classify(r.domain, r.relative_path).value == "photos"
     ]
     assert document["files"] == len(photos) >= 6
     written = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())

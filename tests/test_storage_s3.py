@@ -196,23 +196,23 @@ def test_multipart_upload_of_40_mib_sends_parts_in_parallel(
     print(f"40 MiB multipart put: {seconds:.2f} s, up to {most_in_flight} parts in flight")
 
     assert most_in_flight >= 2
-    head = s3.client().head_object(Bucket=bucket, Key="mp/data/xx/big")
+    head = s3.client.head_object(Bucket=bucket, Key="mp/data/xx/big")
     assert head["ETag"].strip('"') == multipart_etag(data, 8 * MiB)  # five 8 MiB parts
     assert storage.get("data/xx/big") == data
     assert storage.get_range("data/xx/big", 8 * MiB - 10, 20) == data[8 * MiB - 10 : 8 * MiB + 10]
-    assert s3.client().get_object_tagging(Bucket=bucket, Key="mp/data/xx/big")["TagSet"] == [
+    assert s3.client.get_object_tagging(Bucket=bucket, Key="mp/data/xx/big")["TagSet"] == [
         {"Key": "category", "Value": "photos"}
     ]
     with pytest.raises(ObjectExistsError):
         storage.put("data/xx/big", data)
-    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_failed_multipart_upload_is_aborted(
     s3: SeaweedServer, proxy: FaultProxy, open_storage: Callable[..., S3Storage]
 ) -> None:
     bucket = s3.create_bucket()
-    no_retries = RetryPolicy(botocore_attempts=1, operation_attempts=1)
+    no_retries = RetryPolicy(botocore_retries=0, operation_attempts=1)
     storage = open_storage(f"s3://{bucket}/mp", retry=no_retries)
     storage.multipart = MultipartSettings(threshold=6 * MiB, part_size=5 * MiB, threads=1)
     # Requests: create the upload, part 1, part 2 (fails).
@@ -222,7 +222,7 @@ def test_failed_multipart_upload_is_aborted(
         storage.put("data/big", os.urandom(11 * MiB), if_absent=False)
 
     assert proxy.faults["error_500"] == 1
-    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert not storage.exists("data/big")
 
 
@@ -231,7 +231,7 @@ def test_tags_are_stored_as_s3_object_tags(s3: SeaweedServer, open_storage: Call
     storage = open_storage(f"s3://{bucket}/t")
     tags = {"category": "a1b2c3", "note": "spaces & symbols=ok"}
     storage.put("data/a1b2c3/pack", b"x" * 100, tags=tags)
-    tag_set = s3.client().get_object_tagging(Bucket=bucket, Key="t/data/a1b2c3/pack")["TagSet"]
+    tag_set = s3.client.get_object_tagging(Bucket=bucket, Key="t/data/a1b2c3/pack")["TagSet"]
     assert {tag["Key"]: tag["Value"] for tag in tag_set} == tags
 
 
@@ -280,7 +280,7 @@ def test_unreachable_endpoint_fails_fast_with_a_clear_error(
 ) -> None:
     (closed_port,) = free_ports(1)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port}")
-    storage = open_storage("s3://any-bucket/x", retry=RetryPolicy(botocore_attempts=3, connect_timeout=2))
+    storage = open_storage("s3://any-bucket/x", retry=RetryPolicy(botocore_retries=2, connect_timeout=2))
     started = time.monotonic()
     with pytest.raises(
         EndpointUnreachableError, match=f"cannot reach the S3 endpoint http://127.0.0.1:{closed_port}"
@@ -295,18 +295,18 @@ def test_operations_survive_many_injected_faults(
     s3: SeaweedServer, proxy: FaultProxy, open_storage: Callable[..., S3Storage]
 ) -> None:
     bucket = s3.create_bucket()
-    # Every kind of fault once up front, then a fault on 35% of the requests.
+    # Every kind of fault once up front, then a fault on a quarter of the requests.
     proxy.set_plan(
         FaultPlan(
-            probability=0.35,
+            probability=0.25,
             seed=20240917,
             schedule=["drop_request", "drop_response", "error_503", "error_500", "delay"],
             delay_seconds=0.2,
         )
     )
     storage = open_storage(f"s3://{bucket}/faulty")
-    objects = {f"data/{n:02d}": os.urandom(1000 + 37_000 * n) for n in range(12)}
-    objects["data/large"] = os.urandom(20 * MiB)  # three parts of 8 MiB
+    objects = {f"data/{n:02d}": os.urandom(1000 + 37_000 * n) for n in range(10)}
+    objects["data/large"] = os.urandom(17 * MiB)  # multipart: 8 + 8 + 1 MiB
     started = time.monotonic()
     for name, data in objects.items():
         storage.put(name, data, tags={"n": name[-2:]})
@@ -324,9 +324,9 @@ def test_operations_survive_many_injected_faults(
         f"fault proxy: {proxy.total_faults} faults in {proxy.requests} requests "
         f"({dict(proxy.faults)}), all operations correct, {seconds:.1f} s"
     )
-    assert proxy.total_faults >= 15
+    assert proxy.total_faults >= 12
     assert set(proxy.faults) == {"drop_request", "drop_response", "error_503", "error_500", "delay"}
-    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 @pytest.mark.parametrize("reply", ["not_implemented", "ignore"])
@@ -335,10 +335,13 @@ def test_store_without_conditional_writes_falls_back_to_head_before_put(
 ) -> None:
     proxy.conditional_put_reply = reply  # type: ignore[assignment]
     storage = open_storage(f"s3://{s3.create_bucket()}/fallback")
+    storage.multipart = MultipartSettings(threshold=6 * MiB, part_size=5 * MiB)
     storage.put("keys/k1", b"key one")
     with pytest.raises(ObjectExistsError):
         storage.put("keys/k1", b"key two")
-    storage.put("data/big", os.urandom(17 * MiB))  # multipart, completed without the header
+    storage.put("data/big", os.urandom(7 * MiB))  # multipart, completed without the header
+    with pytest.raises(ObjectExistsError):
+        storage.put("data/big", os.urandom(7 * MiB))
     assert storage.get("keys/k1") == b"key one"
     # The probe met the store's behaviour once; later puts no longer send the header.
     assert proxy.conditional_replies == (1 if reply == "not_implemented" else 2)
@@ -360,7 +363,7 @@ def test_url_parsing_and_path_style_setting(s3: SeaweedServer, monkeypatch: pyte
 
 
 def _versions(s3: SeaweedServer, bucket: str, key: str) -> tuple[list[str], list[str]]:
-    listing = s3.client().list_object_versions(Bucket=bucket, Prefix=key)
+    listing = s3.client.list_object_versions(Bucket=bucket, Prefix=key)
     versions = [v["VersionId"] for v in listing.get("Versions", []) if v["Key"] == key]
     markers = [m["VersionId"] for m in listing.get("DeleteMarkers", []) if m["Key"] == key]
     return versions, markers
@@ -369,9 +372,10 @@ def _versions(s3: SeaweedServer, bucket: str, key: str) -> tuple[list[str], list
 def test_object_lock_protects_versions_and_retention_can_be_extended(
     s3: SeaweedServer, open_storage: Callable[..., S3Storage]
 ) -> None:
-    bucket = s3.create_bucket()
+    bucket = s3.bucket_name()
     storage = open_storage(f"s3://{bucket}/locked", object_lock_days=1)
     storage.create_bucket(object_lock=True)
+    storage.create_bucket(object_lock=True)  # again: our own bucket is accepted
     assert storage.object_lock_enabled()
 
     storage.put("data/p1", b"pack one")
@@ -392,7 +396,7 @@ def test_object_lock_protects_versions_and_retention_can_be_extended(
         ObjectLockedError, match=r"data/p1 cannot be removed: version .* is locked \(GOVERNANCE\) until"
     ):
         storage.purge("data/p1")
-    kept = s3.client().get_object(Bucket=bucket, Key="locked/data/p1", VersionId=versions[0])
+    kept = s3.client.get_object(Bucket=bucket, Key="locked/data/p1", VersionId=versions[0])
     assert kept["Body"].read() == b"pack one"
 
     # An overwrite makes a new version; the locked one is still there and still locked.
@@ -427,7 +431,7 @@ def test_compliance_mode_cannot_be_bypassed_governance_can(
         with pytest.raises(ObjectLockedError, match=mode):
             storage.purge("data/p")
         (version,), _ = _versions(s3, bucket, f"{mode}/data/p")
-        client = s3.client()
+        client = s3.client
         if mode == "GOVERNANCE":  # an admin holding s3:BypassGovernanceRetention may still remove it
             client.delete_object(
                 Bucket=bucket, Key=f"{mode}/data/p", VersionId=version, BypassGovernanceRetention=True

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from agent.archive.view import parse_categories
+from agent.commands.archive_commands import backup_password
 from agent.commands.context import Context
 from agent.commands.format import size, table
-from agent.commands.archive_commands import backup_password
 from agent.device.backup import BackupOptions, DeviceBackup, DeviceBackupResult
 from agent.device.inventory import connected_udids, list_devices
 from agent.device.restore import RestoreOptions, restore_snapshot
@@ -116,17 +116,21 @@ def cmd_backup(ctx: Context) -> int:
         except CofferError as exc:
             failures.append(exc)
             documents.append({"udid": udid, "ok": False, "error": str(exc), "exit_code": exc.exit_code})
-            ctx.note(f"coffer: {udid}: {exc}")
+            if len(udids) > 1:
+                ctx.note(f"coffer: {udid}: {exc}")
             continue
         documents.append(_document(result))
         if not ctx.json:
             ctx.emit(None, _summary(result))
     if ctx.json:
         ctx.emit(documents if (args.all or len(udids) > 1) else documents[0])
+    if len(udids) == 1 and failures:
+        raise failures[0]
     if failures:
-        if len(failures) == 1 and len(udids) == 1:
-            raise failures[0]
-        raise CofferError(f"{len(failures)} of {len(udids)} backups failed") if len(failures) < len(udids) else failures[0]
+        summary = CofferError(f"{len(failures)} of {len(udids)} backups failed")
+        codes = {f.exit_code for f in failures}
+        summary.exit_code = codes.pop() if len(codes) == 1 else 1
+        raise summary
     return 0
 
 

@@ -124,7 +124,7 @@ def cmd_ls(ctx: Context) -> int:
     categories = parse_categories(ctx.args.category)
     view = open_view(repository, ctx.args.snapshot, categories)
     items = []
-    for category, row, record in view.records():
+    for category, _row, record in view.records():
         kind = {1: "file", 2: "directory", 4: "symlink"}.get(record.flags, "unknown")
         items.append(
             {

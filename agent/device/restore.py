@@ -31,7 +31,14 @@ from agent.device.link import UploadTarget
 from agent.device.mirror import BackupMirror
 from agent.device.session import MirrorBackupService
 from agent.errors import CofferError, DeviceError, UsageError
-from agent.ios.encryption import ClassKeys, encrypt_manifest_db, encrypt_stream, new_file_key, unwrap_file_key, wrap_file_key
+from agent.ios.encryption import (
+    ClassKeys,
+    encrypt_manifest_db,
+    encrypt_stream,
+    new_file_key,
+    unwrap_file_key,
+    wrap_file_key,
+)
 from agent.ios.manifest_db import manifest_db_bytes
 from agent.ios.mbfile import decode_mbfile, encode_mbfile
 from agent.ios.plists import load_plist_dict
@@ -258,10 +265,10 @@ async def _preflight(target: str, needed_bytes: int, snapshot_version: str, forc
             usage = await lockdown.get_value("com.apple.disk_usage")
         except Exception:
             usage = None
-        if isinstance(usage, dict) and "TotalDataCapacity" in usage:
-            # The restore replaces the user data, so what matters is the data partition's capacity.
-            if needed_bytes + RESTORE_HEADROOM > int(usage["TotalDataCapacity"]):
-                raise DeviceError(f"device {target} has too little space for this snapshot ({needed_bytes} bytes)")
+        # The restore replaces the user data, so what matters is the data partition's capacity.
+        capacity = int(usage.get("TotalDataCapacity", 0)) if isinstance(usage, dict) else 0
+        if capacity and needed_bytes + RESTORE_HEADROOM > capacity:
+            raise DeviceError(f"device {target} has too little space for this snapshot ({needed_bytes} bytes)")
         return values
 
 

@@ -174,7 +174,9 @@ class _ContentDefinedCuts:
     first min_size bytes are skipped. Each scan is followed by the PRF of its
     candidates, and hashing stops at the first one that passes; so as not to hash far
     past a cut, scans after avg_size (where one candidate in 16 passes) stop after a
-    few candidates, a quarter more each time.
+    few candidates, a quarter more each time. No scan straddles avg_size, so one
+    threshold applies to all candidates of a scan, as the scanner's skipping of
+    repeated hash values requires.
     """
 
     def __init__(self, scanner: GearScanner, prf_key: bytes, params: ChunkerParams) -> None:
@@ -194,7 +196,7 @@ class _ContentDefinedCuts:
         cuts = []
         while True:
             forced_cut = self._chunk_start + self._params.max_size
-            if self._scan_position >= forced_cut + 1:
+            if self._scan_position == forced_cut:
                 cut = forced_cut
             elif self._scan_position < data_end:
                 cut = self._scan(data, stream_offset)

@@ -15,8 +15,9 @@ import zstandard
 LEVEL = 3
 MIN_SAVING = 0.03
 INCOMPRESSIBLE_SUFFIXES = frozenset(
-    ".heic .heif .jpg .jpeg .png .gif .webp .mov .mp4 .m4v .m4a .aac .mp3 .amr .caf .zip .gz .bz2 .xz .zst "
-    ".7z .ipa .pkpass .pdf .jxl .avif .dng .3gp".split()
+    {".heic", ".heif", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".mov", ".mp4", ".m4v", ".m4a", ".aac", ".mp3",
+     ".amr", ".caf", ".zip", ".gz", ".bz2", ".xz", ".zst", ".7z", ".ipa", ".pkpass", ".pdf", ".jxl", ".avif",
+     ".dng", ".3gp"}
 )
 
 

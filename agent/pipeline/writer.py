@@ -133,7 +133,7 @@ class BlobWriter:
         for future in self._futures:
             try:
                 future.result()
-            except BaseException:  # noqa: S110 - recorded in self._failure, raised below
+            except BaseException:
                 pass
         self._uploads.shutdown(wait=True)
         self._raise_failure()

@@ -33,8 +33,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-import boto3
+import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.loaders import Loader, create_loader
 
 from agent.errors import ObjectExistsError, StorageError, UsageError
 from agent.storage.base import ObjectInfo, Storage
@@ -43,6 +44,7 @@ from agent.storage.s3_errors import (
     S3AccessDeniedError,
     S3Target,
     error_code,
+    http_status,
     is_not_found,
     is_not_implemented,
     is_precondition_failed,
@@ -69,6 +71,27 @@ _NO_LOCK_CONFIGURATION_CODES = frozenset(
 
 LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 LOCK_EXEMPT_PREFIXES = ("locks/",)  # leases must stay removable
+
+
+_shared_loader: Loader | None = None
+_shared_loader_lock = threading.Lock()
+
+
+def _new_session() -> botocore.session.Session:
+    """A botocore session (fresh credential and endpoint resolution) sharing one model loader.
+
+    Parsing the S3 service model costs a few hundred milliseconds; every backend
+    after the first reuses the parsed copy. This is the session boto3 itself
+    wraps: the same `AWS_*` variables and `~/.aws` files apply.
+    """
+    global _shared_loader
+    with _shared_loader_lock:
+        if _shared_loader is None:
+            _shared_loader = create_loader()
+        loader = _shared_loader
+    session = botocore.session.Session()
+    session.register_component("data_loader", loader)
+    return session
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -138,7 +161,7 @@ class S3Storage(Storage):
         self._probe_lock = threading.Lock()
         self._upload_limit = TokenBucket(limit_upload) if limit_upload else None
         self._download_limit = TokenBucket(limit_download) if limit_download else None
-        self._session = boto3.session.Session()
+        self._session = _new_session()
         self._client = self._make_client(endpoint_url, path_style)
         self.endpoint = str(self._client.meta.endpoint_url)
         if self._upload_limit is not None:
@@ -177,7 +200,7 @@ class S3Storage(Storage):
                 path_style=style, max_pool_connections=max(10, 2 * self.multipart.threads)
             )
             try:
-                return self._session.client("s3", endpoint_url=endpoint_url, config=config)
+                return self._session.create_client("s3", endpoint_url=endpoint_url, config=config)
             except ValueError as error:
                 raise UsageError(f"invalid S3 endpoint or region: {error}") from error
             except BotoCoreError as error:
@@ -325,17 +348,30 @@ class S3Storage(Storage):
                     f"create bucket {self.bucket}", lambda: self._client.create_bucket(**arguments)
                 )
             except ClientError as error:
-                if error_code(error) == "BucketAlreadyExists":
+                if error_code(error) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+                # SeaweedFS says BucketAlreadyExists even to the owner: whether
+                # we can reach the bucket tells ours from someone else's.
+                if not self._bucket_reachable():
                     raise StorageError(
                         f"the bucket name {self.bucket!r} is taken by another account; choose another name"
                     ) from error
-                if error_code(error) != "BucketAlreadyOwnedByYou":
-                    raise
                 if object_lock and not self.object_lock_enabled():
                     raise StorageError(
                         f"bucket {self.bucket!r} exists without Object Lock, which cannot be enabled later; "
                         "use a new bucket"
                     ) from error
+
+    def _bucket_reachable(self) -> bool:
+        try:
+            self._retrying(
+                f"inspect bucket {self.bucket}", lambda: self._client.head_bucket(Bucket=self.bucket)
+            )
+        except ClientError as error:
+            if http_status(error) in {403, 404}:
+                return False
+            raise
+        return True
 
     def object_lock_enabled(self) -> bool:
         """Whether the bucket was created with Object Lock."""
@@ -436,6 +472,10 @@ class S3Storage(Storage):
     def _write(self, key: str, data: bytes, write_args: dict[str, Any], *, if_absent: bool) -> None:
         try:
             if len(data) > self.multipart.threshold:
+                # The conditional completion settles races; the HEAD only spares
+                # uploading every part of a name that is visibly taken already.
+                if if_absent and self._current_etag(key) is not None:
+                    raise ObjectExistsError(f"s3://{self.bucket}/{key} already exists")
                 MultipartUpload(
                     client=self._client,
                     bucket=self.bucket,

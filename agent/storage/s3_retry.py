@@ -31,7 +31,9 @@ class RetryPolicy:
     """How hard the backend tries before reporting a failure."""
 
     mode: Literal["standard", "adaptive"] = "standard"
-    botocore_attempts: int = 8  # attempts botocore makes for one HTTP request
+    botocore_retries: int = (
+        8  # botocore's retries.max_attempts: retries of one HTTP request after its first try
+    )
     operation_attempts: int = 4  # attempts of a whole object operation (each with its botocore attempts)
     base_delay: float = 0.5  # seconds; the first backoff is drawn from [0, base_delay)
     max_delay: float = 8.0
@@ -41,7 +43,7 @@ class RetryPolicy:
 
     def botocore_config(self, *, path_style: bool, max_pool_connections: int) -> Config:
         return Config(
-            retries={"mode": self.mode, "max_attempts": self.botocore_attempts},
+            retries={"mode": self.mode, "max_attempts": self.botocore_retries},
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             max_pool_connections=max_pool_connections,

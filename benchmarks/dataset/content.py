@@ -112,7 +112,7 @@ class TextSource:
 def _plist_value(rng: random.Random, text: TextSource) -> Any:
     roll = rng.random()
     if roll < 0.35:
-        return text.line(rng, 2)
+        return text.line(rng, 4)
     if roll < 0.55:
         return rng.randrange(1 << 31)
     if roll < 0.65:
@@ -120,21 +120,24 @@ def _plist_value(rng: random.Random, text: TextSource) -> Any:
     if roll < 0.75:
         return datetime.fromtimestamp(rng.randrange(1_500_000_000, 1_720_000_000), UTC).replace(tzinfo=None)
     if roll < 0.85:
-        return rng.randbytes(rng.randint(16, 256))
+        return rng.randbytes(rng.randint(16, 512))
     if roll < 0.93:
-        return [text.line(rng, 1) for _ in range(rng.randint(1, 6))]
+        return [text.line(rng, 2) for _ in range(rng.randint(1, 12))]
     return {text.name(rng): rng.randrange(1000) for _ in range(rng.randint(1, 5))}
 
 
 def plist_document(rng: random.Random, text: TextSource, target_size: int) -> bytes:
-    """An XML property list (preferences, app state) of at least `target_size` bytes."""
+    """A binary property list (preferences, app state: iOS writes them binary) of at least `target_size`
+    bytes."""
     document: dict[str, Any] = {}
+    entry_size = 100  # a first guess, then measured
     while True:
-        data = plistlib.dumps(document, fmt=plistlib.FMT_XML)
+        data = plistlib.dumps(document, fmt=plistlib.FMT_BINARY)
         if len(data) >= target_size:
             return data
-        # Grow by the estimated shortfall (an entry is about 140 bytes), then measure again.
-        for _ in range(max(1, (target_size - len(data)) // 140)):
+        if document:
+            entry_size = max(1, len(data) // len(document))
+        for _ in range(max(1, (target_size - len(data)) // entry_size + 1)):
             document[text.name(rng, rng.randint(1, 3))] = _plist_value(rng, text)
 
 

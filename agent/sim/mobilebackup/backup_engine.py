@@ -28,6 +28,7 @@ from agent.ios.encryption import (
 )
 from agent.ios.identity import DeviceIdentity
 from agent.ios.manifest_db import manifest_db_bytes, records_from_bytes
+from agent.ios.mbfile import encode_mbfile
 from agent.ios.plists import application_entry, build_manifest_plist, build_status_plist, load_plist_dict
 from agent.ios.records import FLAG_DIRECTORY, FLAG_FILE, FLAG_SYMLINK, FileRecord, file_id_for
 from agent.sim.content import FileKind, SimFile
@@ -46,6 +47,7 @@ PURGE_OVERSHOOT = 2 * 1024 * 1024 * 1024  # and asks the host to purge this much
 PURGE_URGENCY = 4
 MIN_STATUS_VERSION = (3, 3)
 _FLAGS = {FileKind.FILE: FLAG_FILE, FileKind.DIRECTORY: FLAG_DIRECTORY, FileKind.SYMLINK: FLAG_SYMLINK}
+MOBILE_UID = 501  # user "mobile" owns every backed-up file
 _METADATA_DEVICE_DIR = "/private/var/mobile/Library/MobileBackup"
 
 
@@ -162,24 +164,11 @@ class BackupEngine:
                     plan.records.append(kept)
                     plan.unchanged += 1
                     continue
-            file_key = new_file_key() if f.kind is FileKind.FILE and self.class_keys is not None else None
-            record = FileRecord.create(
-                f.domain,
-                f.relative_path,
-                _FLAGS[f.kind],
-                mode=f.mode,
-                size=f.size,
-                mtime=f.mtime,
-                birth=f.birth,
-                inode=f.inode,
-                protection_class=f.protection_class,
-                wrapped_key=(
-                    wrap_file_key(self.class_keys, f.protection_class, file_key)
-                    if file_key is not None and self.class_keys is not None
-                    else None
-                ),
-                target=f.target,
-            )
+            file_key = wrapped_key = None
+            if f.kind is FileKind.FILE and self.class_keys is not None:
+                file_key = new_file_key()
+                wrapped_key = wrap_file_key(self.class_keys, f.protection_class, file_key)
+            record = _record_for(f, file_id, wrapped_key)
             plan.records.append(record)
             if f.kind is FileKind.FILE:
                 plan.uploads.append((f, record, file_key))
@@ -321,6 +310,42 @@ class BackupEngine:
             raise errors.MobileBackupFailure(
                 errors.MISSING_BLOBS, f"Manifest references files not in backup ({missing} missing)"
             )
+
+
+def _record_for(f: SimFile, file_id: str, wrapped_key: bytes | None) -> FileRecord:
+    """The Manifest.db row of a device entry, built field by field (`FileRecord.create` would decode
+    the blob it has just encoded, doubling the planning time of a large device)."""
+    blob = encode_mbfile(
+        relative_path=f.relative_path,
+        mode=f.mode,
+        size=f.size,
+        mtime=f.mtime,
+        birth=f.birth,
+        uid=MOBILE_UID,
+        gid=MOBILE_UID,
+        inode=f.inode,
+        protection_class=f.protection_class,
+        wrapped_key=wrapped_key,
+        target=f.target,
+    )
+    return FileRecord(
+        file_id=file_id,
+        domain=f.domain,
+        relative_path=f.relative_path,
+        flags=_FLAGS[f.kind],
+        blob=blob,
+        size=f.size,
+        mode=f.mode,
+        mtime=f.mtime,
+        protection_class=f.protection_class,
+        wrapped_key=wrapped_key,
+        target=f.target,
+        uid=MOBILE_UID,
+        gid=MOBILE_UID,
+        inode=f.inode,
+        birth=f.birth,
+        ctime=f.mtime,
+    )
 
 
 def _unchanged(old: FileRecord, f: SimFile, encrypted: bool) -> bool:

@@ -143,12 +143,7 @@ class DeviceLinkChannel:
                 encoded = name.encode()
                 self.writer.write(_U32.pack(len(encoded)) + encoded)
             try:
-                import os
-                CH = int(os.environ.get("CH", "1048576"))
-                for big in upload.pieces:
-                  mv = memoryview(big)
-                  for off in range(0, len(mv), CH):
-                    piece = mv[off:off+CH]
+                for piece in upload.pieces:
                     if not piece:
                         continue  # an empty data block would read as the end of the file
                     self.writer.write(_BLOCK_HEADER.pack(len(piece) + 1, CODE_FILE_DATA))

@@ -115,13 +115,13 @@ class RestoreEngine:
                 )
             manifest = load_plist_dict(metadata["Manifest.plist"], "Manifest.plist")
             manifest_db, class_keys = metadata["Manifest.db"], None
-            if manifest.get("IsEncrypted"):
+            self.report.encrypted = bool(manifest.get("IsEncrypted"))
+            if self.report.encrypted:
                 class_keys = self._unlock(manifest)
                 manifest_key = manifest.get("ManifestKey")
                 if not isinstance(manifest_key, bytes):
                     raise BackupFormatError("an encrypted backup's Manifest.plist has no ManifestKey")
                 manifest_db = decrypt_manifest_db(class_keys, manifest_key, manifest_db)
-            self.report.encrypted = class_keys is not None
             return records_from_bytes(manifest_db), class_keys
         except BackupFormatError as error:
             raise errors.MobileBackupFailure(errors.BACKUP_CORRUPT, str(error)) from error

@@ -1,0 +1,223 @@
+"""Ingest benchmark: `coffer import` against `restic backup` and `borg create` on the same iOS backup folder.
+
+    .venv/bin/python -m benchmarks.bench_ingest --size 2500M
+
+In one run: generate a seeded backup folder (benchmarks/datagen.py), warm every tool up on a small one, back
+the folder up with each tool into its own fresh repository (full), change it as a day of use would, back it
+up again (incremental), and, for restic and borg, once more into a copy of their post-full repository with
+their files cache off (incremental, re-read: what Coffer always does). Each backup is measured for wall
+time, CPU time and peak RSS, and each repository for its size. The order of the tools rotates from phase
+to phase. Prints a Markdown table with the figures and Coffer's ratios, and writes them as JSON (and the
+table as Markdown) to benchmarks/results/. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.errors import CofferError, UsageError
+from benchmarks.datagen import DEFAULT_SEED, DEFAULT_SIZE, describe, parse_size
+from benchmarks.dataset.backup import DEVICE, generate, mutate
+from benchmarks.ingest.measure import MIB, read_through, run_measured, tree_size
+from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, Run, markdown
+from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS, Tool
+
+BENCHMARKS = Path(__file__).resolve().parent
+DEFAULT_SCRATCH = BENCHMARKS / "data" / "ingest"
+DEFAULT_RESULTS = BENCHMARKS / "results"
+WARM_UP_SIZE = 24 * MIB
+# Input, three repositories, two forked ones and staging: what the scratch folder needs, in data set sizes.
+_SCRATCH_FACTOR = 7
+
+
+class Benchmark:
+    """One benchmark run in a scratch folder: the data set, each tool's home folder, the logs."""
+
+    def __init__(self, scratch: Path, tools: list[Tool], seed: int) -> None:
+        self.scratch = scratch
+        self.tools = tools
+        self.seed = seed
+        self.data = scratch / "input" / DEVICE.udid
+        self.logs = scratch / "logs"
+        self.runs: list[Run] = []
+        self.warm_up: dict[str, float] = {}
+
+    def home(self, tool: Tool, phase: str) -> Path:
+        # The re-read phase works on a fork of the post-full home folder; the others share one.
+        return self.scratch / ("reread" if phase == REREAD else "homes") / tool.name
+
+    def warm_up_tools(self) -> None:
+        """Back a small folder up once with every tool: binaries, Python modules and caches get loaded."""
+        folder = self.scratch / "warm-up" / "input" / DEVICE.udid
+        generate(folder, WARM_UP_SIZE, self.seed + 1)
+        for tool in self.tools:
+            home = self.scratch / "warm-up" / tool.name
+            tool.init(home, self.logs / f"{tool.name}-warm-up.log")
+            command = tool.backup_command(home, folder, "warm-up", reread=False)
+            result = run_measured(command.argv, env=command.env, log=self.logs / f"{tool.name}-warm-up.log")
+            self.warm_up[tool.name] = result.wall_seconds
+        shutil.rmtree(self.scratch / "warm-up")
+
+    def run_phase(self, phase: str, tools: list[Tool], rotation: int) -> None:
+        read_through(self.data)  # every tool finds the input in the page cache, not just the last one
+        size = tree_size(self.data)
+        order = tools[rotation % len(tools) :] + tools[: rotation % len(tools)]
+        for position, tool in enumerate(order, start=1):
+            home = self.home(tool, phase)
+            before = tree_size(tool.repository(home)).apparent_bytes
+            slug = phase.replace(", ", "-")
+            log = self.logs / f"{tool.name}-{slug}.log"
+            command = tool.backup_command(home, self.data, slug, reread=phase == REREAD)
+            result = run_measured(command.argv, env=command.env, log=log, cwd=PROJECT_ROOT)
+            if result.exit_code != 0:
+                raise CofferError(
+                    f"{tool.name} failed in the {phase} phase (exit {result.exit_code}); see {log}"
+                )
+            repository = tree_size(tool.repository(home))
+            added = repository.apparent_bytes - before
+            run = Run(phase, tool.name, position, size.files, size.apparent_bytes, result, repository, added)
+            self.runs.append(run)
+            print(
+                f"  {phase:<20} {tool.name:<7} {result.wall_seconds:7.1f} s wall {run.throughput:7.1f} MiB/s "
+                f"{result.cpu_seconds:7.1f} s CPU  repo {repository.apparent_bytes / MIB:,.0f} MiB "
+                f"(load {result.load_before:.1f})",
+                flush=True,
+            )
+
+    def fork_homes(self, tools: list[Tool]) -> None:
+        for tool in tools:
+            shutil.copytree(self.home(tool, FULL), self.home(tool, REREAD), symlinks=True)
+
+
+def _git_commit() -> str:
+    output = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
+    )
+    return output.stdout.strip() or "unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench_ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--size", default=DEFAULT_SIZE, help=f"data set size (default {DEFAULT_SIZE}; 300M to try)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"data set seed (default {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--tools", default=",".join(TOOLS), help="comma-separated, coffer first (default all)"
+    )
+    parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="work folder, must not exist")
+    parser.add_argument(
+        "--results", type=Path, default=DEFAULT_RESULTS, help="where the JSON and Markdown go"
+    )
+    parser.add_argument("--no-reread", action="store_true", help="skip the re-read phase of restic and borg")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch folder (data set, repositories)"
+    )
+    return parser
+
+
+def _tools(names: str) -> list[Tool]:
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in TOOLS]
+    if unknown or not chosen:
+        raise UsageError(f"unknown tools {', '.join(unknown) or '(none)'}: choose from {', '.join(TOOLS)}")
+    return [TOOLS[name] for name in chosen]
+
+
+def _check_space(scratch: Path, size: int) -> None:
+    if scratch.exists() and any(scratch.iterdir()):
+        raise UsageError(f"{scratch} is not empty: remove it or give another --scratch")
+    existing = next(parent for parent in (scratch, *scratch.parents) if parent.exists())
+    free = shutil.disk_usage(existing).free
+    if free < _SCRATCH_FACTOR * size:
+        raise UsageError(
+            f"{existing} has {free / (1 << 30):.1f} GiB free; a {size / (1 << 30):.1f} GiB data set needs about "
+            f"{_SCRATCH_FACTOR * size / (1 << 30):.1f} GiB: choose a smaller --size or another --scratch"
+        )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    size = parse_size(args.size)
+    tools = _tools(args.tools)
+    versions = {tool.name: tool.version() for tool in tools}  # a missing tool stops us here, with the fix
+    _check_space(args.scratch, size)
+    benchmark = Benchmark(args.scratch, tools, args.seed)
+    benchmark.logs.mkdir(parents=True)
+    started = time.perf_counter()
+    print(f"generating a {args.size} data set (seed {args.seed}) in {benchmark.data}", flush=True)
+    dataset = generate(benchmark.data, size, args.seed)
+    print(describe(dataset), flush=True)
+    print("warming up every tool on a small data set", flush=True)
+    benchmark.warm_up_tools()
+    for tool in tools:
+        tool.init(benchmark.home(tool, FULL), benchmark.logs / f"{tool.name}-init.log")
+    benchmark.run_phase(FULL, tools, 0)
+    rereaders = [tool for tool in tools if tool.has_files_cache] if not args.no_reread else []
+    benchmark.fork_homes(rereaders)
+    day = mutate(benchmark.data, args.seed)
+    print(
+        f"day of use: {day.added_files} files added, {day.changed_files} changed, {day.deleted_files} deleted"
+    )
+    benchmark.run_phase(INCREMENTAL, tools, 1)
+    if rereaders:
+        benchmark.run_phase(REREAD, rereaders, 2)
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "size": args.size,
+        "seed": args.seed,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_end": os.getloadavg(),
+        },
+        "coffer_commit": _git_commit(),
+        "versions": versions,
+        "dataset": dataclasses.asdict(dataset),
+        "day_of_use": dataclasses.asdict(day),
+        "warm_up_seconds": benchmark.warm_up,
+        "runs": [dataclasses.asdict(run) | {"throughput_mib_s": run.throughput} for run in benchmark.runs],
+        "markdown": markdown(benchmark.runs),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        results = run(args)
+    except CofferError as error:
+        print(f"bench_ingest: {error}", file=sys.stderr)
+        if (args.scratch / "logs").is_dir():
+            print(
+                f"bench_ingest: {args.scratch} is kept for its logs; remove it before the next run",
+                file=sys.stderr,
+            )
+        return error.exit_code
+    if not args.keep:
+        shutil.rmtree(args.scratch)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    stem.with_suffix(".md").write_text(results["markdown"])
+    print()
+    print(results["markdown"])
+    print(f"results: {stem}.json and {stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

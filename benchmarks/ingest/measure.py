@@ -1,0 +1,93 @@
+"""Running a command and measuring it: wall time, CPU time and peak memory of the child, and sizes on disk.
+
+CPU time and peak RSS come from `wait4` on the child, which reports the child and every descendant it waited
+for, so a tool that forks helpers is counted whole; no `/usr/bin/time` is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One finished command. `peak_rss` is in bytes; times are in seconds."""
+
+    exit_code: int
+    wall_seconds: float
+    user_seconds: float
+    system_seconds: float
+    peak_rss: int
+    load_before: float  # one-minute load average when the command started: how busy the machine was
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.user_seconds + self.system_seconds
+
+
+def run_measured(
+    argv: Sequence[str], *, env: Mapping[str, str], log: Path, cwd: Path | None = None
+) -> Measurement:
+    """Run `argv` with stdout and stderr into `log`, wait for it and measure it."""
+    load_before = os.getloadavg()[0]
+    with open(log, "ab") as output:
+        output.write(f"$ {' '.join(argv)}\n".encode())
+        output.flush()
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=dict(env), cwd=cwd
+        )
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C: do not leave the tool running behind us
+            process.kill()
+            process.wait()
+            raise
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)  # already reaped: tell Popen, so it does not wait
+    return Measurement(
+        exit_code=process.returncode,
+        wall_seconds=wall,
+        user_seconds=usage.ru_utime,
+        system_seconds=usage.ru_stime,
+        peak_rss=usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        load_before=load_before,
+    )
+
+
+@dataclass(frozen=True)
+class TreeSize:
+    """Bytes of the files under a folder: as listed (apparent) and as allocated on disk."""
+
+    files: int
+    apparent_bytes: int
+    disk_bytes: int
+
+
+def tree_size(root: Path) -> TreeSize:
+    files = apparent = disk = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            status = os.lstat(os.path.join(folder, name))
+            files += 1
+            apparent += status.st_size
+            disk += status.st_blocks * 512
+    return TreeSize(files, apparent, disk)
+
+
+def read_through(root: Path) -> int:
+    """Read every file under `root` once, so that every tool then finds it in the page cache; returns bytes."""
+    total = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as handle:
+                while chunk := handle.read(MIB):
+                    total += len(chunk)
+    return total

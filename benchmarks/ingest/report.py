@@ -1,0 +1,146 @@
+"""The results of an ingest benchmark run and their Markdown report: absolute figures, then Coffer's ratios.
+
+Absolute times on a shared machine say little; ratios between tools measured in the same run, on the same
+input, one right after the other, say more. Each ratio is Coffer's figure divided by the other tool's, so
+for throughput above 1 means Coffer is faster, and for CPU time, memory and repository size below 1 means
+Coffer uses less.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmarks.ingest.measure import MIB, Measurement, TreeSize
+
+FULL = "full"
+INCREMENTAL = "incremental"
+REREAD = "incremental, re-read"
+PHASES = (FULL, INCREMENTAL, REREAD)
+# Coffer reads every file on every run: its incremental run is what restic and borg do when made to re-read.
+_COFFER_RUN_FOR = {FULL: FULL, INCREMENTAL: INCREMENTAL, REREAD: INCREMENTAL}
+REFERENCE = "coffer"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured backup: which tool, in which phase and position, on how much input, at what cost."""
+
+    phase: str
+    tool: str
+    position: int  # 1 = first in its phase (the order rotates from phase to phase)
+    input_files: int
+    input_bytes: int
+    measurement: Measurement
+    repository: TreeSize  # after the run
+    added_bytes: int  # repository growth (apparent bytes) caused by this run
+
+    @property
+    def throughput(self) -> float:
+        """MiB of input per second of wall time."""
+        return self.input_bytes / MIB / self.measurement.wall_seconds
+
+
+@dataclass(frozen=True)
+class Ratio:
+    phase: str
+    other: str
+    throughput: float
+    cpu: float
+    peak_rss: float
+    repository: float
+    added: float | None  # None when the other tool added nothing
+
+
+def _divide(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def ratios(runs: list[Run]) -> list[Ratio]:
+    """Coffer against every other tool, phase by phase (for the re-read phase, against Coffer's incremental)."""
+    by_key = {(run.phase, run.tool): run for run in runs}
+    found = []
+    for phase in PHASES:
+        mine = by_key.get((_COFFER_RUN_FOR[phase], REFERENCE))
+        if mine is None:
+            continue
+        for run in runs:
+            if run.phase != phase or run.tool == REFERENCE:
+                continue
+            found.append(
+                Ratio(
+                    phase=phase,
+                    other=run.tool,
+                    throughput=mine.throughput / run.throughput,
+                    cpu=mine.measurement.cpu_seconds / run.measurement.cpu_seconds,
+                    peak_rss=mine.measurement.peak_rss / run.measurement.peak_rss,
+                    repository=mine.repository.apparent_bytes / run.repository.apparent_bytes,
+                    added=_divide(mine.added_bytes, run.added_bytes),
+                )
+            )
+    return found
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _mib(value: int) -> str:
+    return f"{value / MIB:,.1f}"
+
+
+def _times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}×"
+
+
+def markdown(runs: list[Run]) -> str:
+    """The two tables: every run's figures, then Coffer's ratios."""
+    absolute = _table(
+        [
+            "phase",
+            "tool",
+            "order",
+            "input MiB",
+            "wall s",
+            "MiB/s",
+            "CPU s",
+            "peak RSS MiB",
+            "repo MiB",
+            "added MiB",
+        ],
+        [
+            [
+                run.phase,
+                run.tool,
+                str(run.position),
+                _mib(run.input_bytes),
+                f"{run.measurement.wall_seconds:.1f}",
+                f"{run.throughput:.1f}",
+                f"{run.measurement.cpu_seconds:.1f}",
+                _mib(run.measurement.peak_rss),
+                _mib(run.repository.apparent_bytes),
+                _mib(run.added_bytes),
+            ]
+            for run in runs
+        ],
+    )
+    relative = _table(
+        ["phase", "Coffer ÷", "throughput", "CPU time", "peak RSS", "repo size", "added bytes"],
+        [
+            [
+                ratio.phase,
+                ratio.other,
+                _times(ratio.throughput),
+                _times(ratio.cpu),
+                _times(ratio.peak_rss),
+                _times(ratio.repository),
+                _times(ratio.added),
+            ]
+            for ratio in ratios(runs)
+        ],
+    )
+    return f"{absolute}\n\nRatios, Coffer ÷ other tool (same run, same input):\n\n{relative}\n"
