@@ -19,6 +19,7 @@ from agent.commands import (
     archive_commands,
     device_commands,
     key_commands,
+    recovery_commands,
     repository_commands,
     retention_commands,
     sim_commands,
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"coffer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser)
-    for module in (repository_commands, archive_commands, device_commands, retention_commands, key_commands, sim_commands):
+    for module in (repository_commands, archive_commands, device_commands, retention_commands, key_commands, recovery_commands,
+                   sim_commands):
         module.register(sub, common)
     return parser
 

@@ -39,7 +39,7 @@ def parse_size(text: str) -> int:
 def describe(summary: DatasetSummary) -> str:
     """One line per kind of content: files, bytes and share of the bytes."""
     lines = [f"{summary.files} files, {summary.bytes / (1 << 20):,.0f} MiB"]
-    for kind, size in summary.bytes_by_kind.most_common():
+    for kind, size in sorted(summary.bytes_by_kind.items(), key=lambda item: -item[1]):
         lines.append(
             f"  {kind:<7} {summary.files_by_kind[kind]:>6} files {size / (1 << 20):>9,.1f} MiB "
             f"{100 * size / max(1, summary.bytes):5.1f} %"

@@ -13,6 +13,7 @@ seeded probability. It counts what it injected.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -106,6 +107,7 @@ class SeaweedServer:
     process: subprocess.Popen[bytes]
     startup_seconds: float
     version: str
+    grpc_ports: tuple[int, ...] = ()
     _bucket_counter: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -160,6 +162,9 @@ class SeaweedServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if the server is still up after a few seconds."""
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            client.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -167,6 +172,17 @@ class SeaweedServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=_STOP_GRACE)
+        # weed puts its gRPC unix sockets in /tmp whatever TMPDIR says, and only a
+        # clean shutdown removes them.
+        for port in self.grpc_ports:
+            for leftover in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                leftover.unlink(missing_ok=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the test process dies, so no server outlives it."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def start_seaweedfs(workdir: Path) -> SeaweedServer:
@@ -228,7 +244,7 @@ def start_seaweedfs(workdir: Path) -> SeaweedServer:
         f"-admin.port.grpc={admin + _GRPC_PORT_OFFSET}",
     ]
     # A clean environment: no AWS_* (weed mini would turn them into an identity),
-    # no user config from HOME, and its gRPC unix sockets under workdir via TMPDIR.
+    # no user config from HOME, and its glog files under workdir via TMPDIR.
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
@@ -248,7 +264,7 @@ def start_seaweedfs(workdir: Path) -> SeaweedServer:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     server = SeaweedServer(
         endpoint_url=f"http://127.0.0.1:{s3}",
@@ -260,6 +276,7 @@ def start_seaweedfs(workdir: Path) -> SeaweedServer:
         process=process,
         startup_seconds=0.0,
         version=version,
+        grpc_ports=(master_grpc, volume_grpc, filer_grpc, s3_grpc, admin + _GRPC_PORT_OFFSET),
     )
     try:
         _wait_for_s3(server, started + _STARTUP_TIMEOUT)
@@ -278,7 +295,7 @@ def _wait_for_s3(server: SeaweedServer, deadline: float) -> None:
         region_name=server.region,
         aws_access_key_id=server.access_key,
         aws_secret_access_key=server.secret_key,
-        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2),
+        config=Config(retries={"max_attempts": 0}, connect_timeout=1, read_timeout=2),
     )
     try:
         while True:

@@ -63,7 +63,7 @@ def test_forget_per_device_and_prune_reclaim_space(coffer: CofferCli, tmp_path: 
     assert len(document["remove"]) == 3
     first = coffer.inline("--json", "prune", "--grace", "0").json()
     assert first["packs_deleted"] == 0 and first["packs_marked"] > 0
-    assert data_objects(coffer.repo) == before, "the mark phase deletes nothing"
+    assert before.keys() <= data_objects(coffer.repo).keys(), "the mark phase deletes nothing (it may repack)"
     second = coffer("--json", "prune", "--grace", "0").json()
     after = data_objects(coffer.repo)
 
@@ -72,7 +72,7 @@ def test_forget_per_device_and_prune_reclaim_space(coffer: CofferCli, tmp_path: 
     print(
         f"\nforgot {forgotten} B of files; prune reclaimed {reclaimed} B in {second['packs_deleted']} packs"
     )
-    assert second["bytes_deleted"] == reclaimed
+    assert second["bytes_deleted"] >= reclaimed  # net of the few small packs repacking added
     assert reclaimed >= 0.8 * forgotten
     assert [s["id"] for s in coffer.inline("--json", "snapshots").json()] == [
         sid for sid in backups if sid in document["keep"]
@@ -102,7 +102,7 @@ def test_prune_deletes_nothing_while_a_backup_runs(coffer: CofferCli, tmp_path: 
         for _ in range(2):
             report = coffer.inline("--json", "prune", "--grace", "0").json()
             assert report["packs_deleted"] == 0
-        assert data_objects(coffer.repo) == before
+        assert before.keys() <= data_objects(coffer.repo).keys()
     report = coffer.inline("--json", "prune", "--grace", "0").json()
     assert report["packs_deleted"] > 0
     assert sum(data_objects(coffer.repo).values()) < sum(before.values())

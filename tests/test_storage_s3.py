@@ -26,6 +26,7 @@ from agent.storage.s3_errors import (
 )
 from agent.storage.s3_multipart import MultipartSettings, multipart_etag
 from agent.storage.s3_retry import RetryPolicy
+from tests import s3server
 from tests.s3server import (
     READONLY_ACCESS_KEY,
     READONLY_SECRET_KEY,
@@ -35,7 +36,7 @@ from tests.s3server import (
     free_ports,
 )
 
-pytest_plugins = ("tests.s3server",)
+s3_server = s3server.s3_server  # the session fixture, while tests/conftest.py does not provide it
 
 MiB = 1024 * 1024
 _AWS_VARIABLES_TO_CLEAR = (
@@ -137,25 +138,26 @@ def test_list_pages_through_many_keys(s3: SeaweedServer, open_storage: Callable[
 def test_put_if_absent_race_has_exactly_one_winner(
     s3: SeaweedServer, open_storage: Callable[..., S3Storage]
 ) -> None:
-    storage = open_storage(f"s3://{s3.create_bucket()}/race")
+    bucket = s3.create_bucket()
+    writers = [open_storage(f"s3://{bucket}/race"), open_storage(f"s3://{bucket}/race")]
+
+    def contend(
+        index: int, name: str, payload: bytes, outcomes: list[str], barrier: threading.Barrier
+    ) -> None:
+        barrier.wait()
+        try:
+            writers[index].put(name, payload)
+            outcomes[index] = "won"
+        except ObjectExistsError:
+            outcomes[index] = "lost"
+
     for round_number, size in enumerate([1000] * 8 + [3 * MiB] * 2):
         name = f"locks/{round_number}"
         payloads = [os.urandom(size), os.urandom(size)]
-        outcomes = [""] * 2
+        outcomes = ["", ""]
         barrier = threading.Barrier(2)
-
-        def contend(
-            index: int, name: str, payloads: list[bytes], outcomes: list[str], barrier: threading.Barrier
-        ) -> None:
-            barrier.wait()
-            try:
-                storage.put(name, payloads[index])
-                outcomes[index] = "won"
-            except ObjectExistsError:
-                outcomes[index] = "lost"
-
         threads = [
-            threading.Thread(target=contend, args=(index, name, payloads, outcomes, barrier))
+            threading.Thread(target=contend, args=(index, name, payloads[index], outcomes, barrier))
             for index in range(2)
         ]
         for thread in threads:
@@ -163,7 +165,7 @@ def test_put_if_absent_race_has_exactly_one_winner(
         for thread in threads:
             thread.join()
         assert sorted(outcomes) == ["lost", "won"], (name, outcomes)
-        assert storage.get(name) == payloads[outcomes.index("won")]
+        assert writers[0].get(name) == payloads[outcomes.index("won")]
 
 
 def test_multipart_upload_of_40_mib_sends_parts_in_parallel(
@@ -280,7 +282,7 @@ def test_unreachable_endpoint_fails_fast_with_a_clear_error(
 ) -> None:
     (closed_port,) = free_ports(1)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port}")
-    storage = open_storage("s3://any-bucket/x", retry=RetryPolicy(botocore_retries=2, connect_timeout=2))
+    storage = open_storage("s3://any-bucket/x")  # the default retry policy
     started = time.monotonic()
     with pytest.raises(
         EndpointUnreachableError, match=f"cannot reach the S3 endpoint http://127.0.0.1:{closed_port}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from agent.commands.context import Context
@@ -11,7 +10,7 @@ from agent.commands.format import iso, table, timestamp
 from agent.errors import UsageError
 from agent.ios.categories import Category
 from agent.keys import slots
-from agent.keys.sources import checked_passphrase, prompt_new_passphrase, read_secret_file
+from agent.keys.sources import replacement_passphrase
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -43,15 +42,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_passwd)
 
 
-def _new_passphrase(ctx: Context) -> str:
-    """The passphrase to set: never the one that unlocked (COFFER_PASSWORD is the current one)."""
-    if ctx.args.new_password_file:
-        return checked_passphrase(read_secret_file(ctx.args.new_password_file, "new password file"))
-    if "COFFER_NEW_PASSWORD" in os.environ:
-        return checked_passphrase(os.environ["COFFER_NEW_PASSWORD"])
-    return prompt_new_passphrase("new passphrase")
-
-
 def cmd_add(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
@@ -64,7 +54,7 @@ def cmd_add(ctx: Context) -> int:
         if ctx.args.output:
             raise UsageError("--output goes with --put-only")
         name = slots.add_passphrase_slot(
-            repository.storage, repository.config.kdf, _new_passphrase(ctx), repository.keys, ctx.args.label
+            repository.storage, repository.config.kdf, replacement_passphrase(ctx.args.new_password_file), repository.keys, ctx.args.label
         )
         what = "passphrase slot added"
     repository.record_slots(added=[name])
@@ -123,7 +113,7 @@ def cmd_passwd(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     old = repository.slot_name
-    name = slots.add_passphrase_slot(repository.storage, repository.config.kdf, _new_passphrase(ctx), repository.keys, None)
+    name = slots.add_passphrase_slot(repository.storage, repository.config.kdf, replacement_passphrase(ctx.args.new_password_file), repository.keys, None)
     repository.record_slots(added=[name], removed=[old] if old != name else [])
     if old != name:
         kinds = {i.name: i.kind for i in slots.list_slots(repository.storage, repository.keys.auth_key)}

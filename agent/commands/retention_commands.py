@@ -13,10 +13,21 @@ from agent.repository.snapshot import SNAPSHOT_PREFIX
 from agent.repository.tombstones import write_tombstone
 
 
+def _keep_count(text: str) -> int:
+    """A `--keep-*` count: a negative one would keep nothing and forget every snapshot."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("forget", parents=[common], help="remove snapshots by a retention policy, per device")
     for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
-        p.add_argument(f"--keep-{name}", type=int, default=0, metavar="N")
+        p.add_argument(f"--keep-{name}", type=_keep_count, default=0, metavar="N")
     p.add_argument("--prune", action="store_true", help="run prune afterwards")
     p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be removed")
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help=argparse.SUPPRESS)

@@ -29,7 +29,7 @@ from agent.device.mirror import BackupMirror, BlobRef, MirrorEntry
 from agent.device.session import MirrorBackupService
 from agent.device.staging import StagingArea
 from agent.device.state import DeviceState, DeviceStateStore
-from agent.device.uploads import DeviceHost, UploadStats, staging_root
+from agent.device.uploads import DeviceHost, UploadStats
 from agent.errors import CofferError, WrongSecretError
 from agent.ios.categories import classify
 from agent.ios.encryption import ClassKeys, Keybag, decrypt_manifest_db, decrypt_stream, unwrap_file_key
@@ -38,6 +38,7 @@ from agent.ios.manifest_db import read_manifest_rows
 from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.ios.safety import SkippedEntry, file_id_problem, path_problem
+from agent.paths import staging_root
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
 from agent.repository.locks import running_backup

@@ -22,14 +22,7 @@ from pathlib import Path
 import zstandard
 
 from agent.device.mirror import BlobRef
-
-
-def state_root() -> Path:
-    configured = os.environ.get("COFFER_STATE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "coffer"
+from agent.paths import state_root
 
 
 @dataclass

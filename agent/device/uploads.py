@@ -11,7 +11,6 @@ end) waits in encrypted staging. Metadata files stay in memory.
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -227,7 +226,3 @@ class DeviceHost:
         for upload in list(self.active):
             upload.abort("the backup stopped")
         self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def staging_root() -> Path:
-    return Path(os.environ.get("COFFER_STAGING_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "coffer"))

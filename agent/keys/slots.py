@@ -129,7 +129,7 @@ def add_key_file_slot(storage: Storage, kind: str, keys: KeySet, output: Path, l
     return name
 
 
-def _read_slot(storage: Storage, name: str) -> dict[str, object]:
+def read_slot(storage: Storage, name: str) -> dict[str, object]:
     data = storage.get(name)
     if primitives.sha256(data).hex() != name.removeprefix(SLOT_PREFIX):
         raise RepositoryDamagedError(f"key slot {name} is damaged (its content does not match its name)")
@@ -137,7 +137,7 @@ def _read_slot(storage: Storage, name: str) -> dict[str, object]:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RepositoryDamagedError(f"key slot {name} is not a valid slot") from exc
-    if not isinstance(doc, dict) or doc.get("kind") not in SLOT_KINDS or "wrapped" not in doc:
+    if not isinstance(doc, dict) or doc.get("kind") not in SLOT_KINDS or "wrapped" not in doc or "created" not in doc:
         raise RepositoryDamagedError(f"key slot {name} is not a valid slot")
     return doc
 
@@ -148,7 +148,7 @@ def slot_names(storage: Storage) -> list[str]:
 
 def _iter_slots(storage: Storage, kinds: tuple[str, ...]) -> Iterator[tuple[str, dict[str, object]]]:
     for name in slot_names(storage):
-        doc = _read_slot(storage, name)
+        doc = read_slot(storage, name)
         if doc["kind"] in kinds:
             yield name, doc
 
@@ -188,7 +188,7 @@ def unlock(storage: Storage, kdf: KdfParams, secret: Secret, expected_slots: Col
                 raise RepositoryDamagedError(f"key slot {name} of key file {secret.path} is missing from storage")
             raise WrongSecretError(f"key file {secret.path} belongs to a slot this repository does not have (removed?)")
         kek = _kek_from_file_secret(base64.b64decode(str(doc["secret"])))
-        keys = _try_unwrap(_read_slot(storage, name), kek)
+        keys = _try_unwrap(read_slot(storage, name), kek)
         if keys is None:
             raise WrongSecretError(f"key file {secret.path} does not unlock this repository")
         return Unlocked(keys, name)
@@ -200,7 +200,7 @@ def unlock(storage: Storage, kdf: KdfParams, secret: Secret, expected_slots: Col
     problems = [f"key slot {name} is missing" for name in sorted(set(expected_slots) - set(present))]
     for name in present:
         try:
-            doc = _read_slot(storage, name)
+            doc = read_slot(storage, name)
         except RepositoryDamagedError as exc:
             problems.append(str(exc))
             continue

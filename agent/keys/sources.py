@@ -102,3 +102,14 @@ def checked_passphrase(passphrase: str) -> str:
     if len(passphrase) < 8:
         raise UsageError("the passphrase is too short (8 characters at least)")
     return passphrase
+
+
+def replacement_passphrase(new_password_file: str | None) -> str:
+    """The passphrase to set in `key passwd`, `key add` or a recovery: never the one that unlocked
+    (COFFER_PASSWORD is the current one), so it comes from --new-password-file, COFFER_NEW_PASSWORD
+    or a prompt."""
+    if new_password_file:
+        return checked_passphrase(read_secret_file(new_password_file, "new password file"))
+    if "COFFER_NEW_PASSWORD" in os.environ:
+        return checked_passphrase(os.environ["COFFER_NEW_PASSWORD"])
+    return prompt_new_passphrase("new passphrase")

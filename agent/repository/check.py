@@ -61,6 +61,11 @@ def referenced_chunks(repository: Repository, snapshot_id: str) -> set[tuple[str
 def _check_chains(repository: Repository, report: CheckReport) -> None:
     chains = repository.chains()
     forgotten = forgotten_snapshots(repository)
+    for snapshot_id in sorted(repository.ledger.seen() - set(chains) - forgotten):
+        report.errors.append(
+            f"snapshot {snapshot_id[:12]}, which this host has seen, is missing: deleted or rolled back by the storage"
+        )
+    repository.ledger.record(chains)
     for snapshot_id, chain in chains.items():
         previous = chain.previous
         if previous is None or previous in chains or previous in forgotten:

@@ -24,6 +24,7 @@ from agent.keys.kdf import calibrate
 from agent.keys.keyset import HEADER_SPACE, KeySet
 from agent.repository.config import CONFIG_NAME, RepositoryConfig
 from agent.repository.index import INDEX_PREFIX, Index, PackRecord, decode_index, encode_index
+from agent.repository.ledger import SnapshotLedger
 from agent.repository.snapshot import (
     SNAPSHOT_PREFIX,
     ChainRecord,
@@ -64,6 +65,7 @@ class Repository:
         self.config = config
         self.keys = keys
         self.slot_name = slot_name
+        self.ledger = SnapshotLedger(config.repository_id)
 
     # --- creating and opening -------------------------------------------------
     @classmethod
@@ -195,6 +197,7 @@ class Repository:
                     open_chain(sealed, self.keys.index_key),
                 )
             )
+        self.ledger.record(e.snapshot_id for e in entries)
         return sorted(entries, key=lambda e: (e.header.time, e.snapshot_id))
 
     def find_snapshot(self, reference: str) -> SnapshotEntry:
@@ -245,6 +248,7 @@ class Repository:
         )
         snapshot_id = primitives.sha256(data).hex()
         put_if_absent(self.storage, SNAPSHOT_PREFIX + snapshot_id, data)
+        self.ledger.record([snapshot_id])
         return snapshot_id
 
 

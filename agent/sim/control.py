@@ -69,6 +69,10 @@ class SimControl:
     def untrust(self, udid: str) -> None:
         self.request("untrust", udid=udid)
 
+    def throttle(self, udid: str, bytes_per_second: int | None) -> None:
+        """Cap the device's transfer rate; None lifts the cap."""
+        self.request("throttle", udid=udid, bytes_per_second=bytes_per_second)
+
     def evolve(self, udid: str, seed: int) -> dict[str, list[str]]:
         """Let a day of use pass; the keys added, modified and removed."""
         return self.request("evolve", udid=udid, seed=seed)

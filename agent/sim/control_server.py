@@ -9,6 +9,7 @@ Requests are `{"command": NAME, ...}`; replies are `{"ok": true, ...}` or
 | `plug`, `unplug` | `udid` | - |
 | `lock`, `unlock` | `udid` | - |
 | `trust`, `untrust` | `udid` | - (`untrust` forgets every paired host) |
+| `throttle` | `udid`, `bytes_per_second` (int, or null for unlimited) | - |
 | `evolve` | `udid`, `seed` (int) | `added`, `modified`, `removed`: `"<domain>/<path>"` lists |
 
 `agent.sim.control.SimControl` is a blocking client for it.
@@ -39,8 +40,8 @@ class ControlServer:
                 reply = await self.execute(line)
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
-        except ConnectionError:
-            pass
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the client left, or the simulator stops
         finally:
             writer.close()
 
@@ -70,6 +71,11 @@ class ControlServer:
             await self.sim.aset_locked(udid, command == "lock")
         elif command in ("trust", "untrust"):
             await self.sim.aset_trusted(udid, command == "trust")
+        elif command == "throttle":
+            rate = request["bytes_per_second"]
+            if rate is not None and (not isinstance(rate, int) or rate <= 0):
+                raise ValueError("bytes_per_second is a positive integer or null")
+            await self.sim.aset_transfer_rate(udid, rate)
         elif command == "evolve":
             seed = request["seed"]
             if not isinstance(seed, int):

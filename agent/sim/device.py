@@ -22,6 +22,7 @@ from agent.sim.content import PROFILE_NAMES, DeviceFilesystem
 from agent.sim.identity import BUILD_VERSION, MODELS, PRODUCT_VERSION, DeviceKeys, HardwareIdentity
 from agent.sim.reports import BackupReport, RestoreReport
 from agent.sim.services.afc import MediaStore
+from agent.sim.throttle import TransferThrottle
 
 STATE_FILE = "device.plist"
 CONTENT_DIR = "content"
@@ -80,10 +81,11 @@ class SimulatedDevice:
         self.backup_keybag = backup_keybag
         self.keybag_dpic = keybag_dpic
         self.keybag_iterations = keybag_iterations
-        # Runtime only: what the device did since the simulator started, and its AFC media area.
+        # Runtime only: what the device did since the simulator started, its AFC media area, its cable.
         self.backups: list[BackupReport] = []
         self.restores: list[RestoreReport] = []
         self.media = MediaStore()
+        self.throttle = TransferThrottle()
         self._save_lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
 

@@ -160,6 +160,10 @@ class SimServer:
         """Let a day of use pass on the device."""
         return self._call(self.aevolve(udid, seed))
 
+    def set_transfer_rate(self, udid: str, bytes_per_second: int | None) -> None:
+        """Cap the device's file transfers (None: as fast as loopback allows)."""
+        self._call(self.aset_transfer_rate(udid, bytes_per_second))
+
     def is_plugged(self, udid: str) -> bool:
         return udid in self._attachments
 
@@ -177,6 +181,7 @@ class SimServer:
             "locked": device.locked,
             "trusted": device.trusted,
             "will_encrypt": device.will_encrypt,
+            "transfer_rate": device.throttle.bytes_per_second,
             "backups": len(device.backups),
             "restores": len(device.restores),
         }
@@ -205,6 +210,9 @@ class SimServer:
 
     async def aset_trusted(self, udid: str, trusted: bool) -> None:
         self.device(udid).set_trusted(trusted)
+
+    async def aset_transfer_rate(self, udid: str, bytes_per_second: int | None) -> None:
+        self.device(udid).throttle.bytes_per_second = bytes_per_second
 
     async def aevolve(self, udid: str, seed: int) -> EvolveReport:
         return await asyncio.to_thread(self.device(udid).filesystem.evolve, seed)

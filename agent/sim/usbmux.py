@@ -114,6 +114,10 @@ class UsbmuxServer:
             await self._converse(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing to answer
+        except asyncio.CancelledError:
+            # The device was unplugged or the simulator stops: the connection just ends. (Python
+            # 3.11's start_server logs a traceback for a client task that ends cancelled.)
+            pass
         finally:
             writer.close()
 

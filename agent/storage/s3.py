@@ -2,8 +2,11 @@
 
 Endpoint, region and credentials come from boto3's default chain (the `AWS_*`
 variables, `AWS_ENDPOINT_URL` included, then `~/.aws`). Every write of a name
-that must not be overwritten uses `If-None-Match: *`, which S3 (since 2024),
-MinIO, Ceph and SeaweedFS honour on PutObject and CompleteMultipartUpload.
+that must not be overwritten uses `If-None-Match: *` on PutObject and
+CompleteMultipartUpload, which AWS S3 (since 2024), MinIO and SeaweedFS honour;
+a 412 becomes `ObjectExistsError`. (SeaweedFS 4.48 makes PutObject atomic but
+checks CompleteMultipartUpload without a lock: two racing completions of one
+name can both succeed there.)
 
 Stores without conditional writes are detected once per backend by a probe
 (write a throwaway object twice with the header: a store that honours it
@@ -16,8 +19,10 @@ the race matters for nothing else.
 On a versioned bucket `delete` adds a delete marker (the data stays as a
 noncurrent version, and `list` no longer shows the name); `purge` removes every
 version. With Object Lock (`object_lock_days`), every put outside `locks/`
-(whose leases must stay removable) carries a retention date, and S3 refuses to remove a locked version before it: `purge`
-then raises `ObjectLockedError`.
+(whose leases must stay removable) carries a retention date; S3 refuses to
+remove a locked version before that date, and `purge` then raises
+`ObjectLockedError`. Overwriting a locked name (`if_absent=False`) only adds a
+newer version; the locked one stays.
 """
 
 from __future__ import annotations
@@ -204,7 +209,7 @@ class S3Storage(Storage):
             except ValueError as error:
                 raise UsageError(f"invalid S3 endpoint or region: {error}") from error
             except BotoCoreError as error:
-                raise translate(error, "connect to", S3Target("(not resolved)", self.bucket)) from error
+                raise translate(error, "connect to", S3Target(endpoint_url or "S3", self.bucket)) from error
 
         if path_style is not None:
             return build(path_style)
@@ -214,17 +219,15 @@ class S3Storage(Storage):
         client.close()
         return build(True)
 
-    # -- the Storage interface ------------------------------------------------------------
-
     @property
     def object_lock_days(self) -> int | None:
-        """Days of Object Lock retention each protected put carries; None for no lock."""
+        """Days of Object Lock retention each protected put carries; None (or 0) for no lock."""
         return self._object_lock_days
 
     @object_lock_days.setter
     def object_lock_days(self, days: int | None) -> None:
-        if days is not None and days < 1:
-            raise UsageError(f"object lock retention must be at least 1 day, got {days}")
+        if days is not None and days < 0:
+            raise UsageError(f"object lock retention cannot be negative, got {days} days")
         self._object_lock_days = days or None
 
     @property
@@ -239,8 +242,10 @@ class S3Storage(Storage):
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client, for S3 features the `Storage` interface does not cover."""
+        """The botocore S3 client (what boto3's `client("s3")` is), for S3 features beyond `Storage`."""
         return self._client
+
+    # -- the Storage interface ------------------------------------------------------------
 
     @property
     def location(self) -> str:
@@ -361,17 +366,6 @@ class S3Storage(Storage):
                         f"bucket {self.bucket!r} exists without Object Lock, which cannot be enabled later; "
                         "use a new bucket"
                     ) from error
-
-    def _bucket_reachable(self) -> bool:
-        try:
-            self._retrying(
-                f"inspect bucket {self.bucket}", lambda: self._client.head_bucket(Bucket=self.bucket)
-            )
-        except ClientError as error:
-            if http_status(error) in {403, 404}:
-                return False
-            raise
-        return True
 
     def object_lock_enabled(self) -> bool:
         """Whether the bucket was created with Object Lock."""
@@ -529,6 +523,17 @@ class S3Storage(Storage):
             raise
         return str(head["ETag"]).strip('"')
 
+    def _bucket_reachable(self) -> bool:
+        try:
+            self._retrying(
+                f"inspect bucket {self.bucket}", lambda: self._client.head_bucket(Bucket=self.bucket)
+            )
+        except ClientError as error:
+            if http_status(error) in {403, 404}:
+                return False
+            raise
+        return True
+
     def _conditional_writes_work(self) -> bool:
         with self._probe_lock:
             if self._conditional_writes is None:
@@ -599,7 +604,9 @@ class S3Storage(Storage):
     def _pace_upload(self, request: Any, **_: Any) -> None:
         """botocore hook run before each send of a PutObject/UploadPart, retries included."""
         assert self._upload_limit is not None
-        length = int(request.headers.get("Content-Length", 0))
+        headers = request.headers
+        # A streamed (aws-chunked) body announces its size in X-Amz-Decoded-Content-Length.
+        length = int(headers.get("X-Amz-Decoded-Content-Length") or headers.get("Content-Length") or 0)
         self._upload_limit.consume(length)
 
     def _lock_disabled_error(self, error: ClientError) -> StorageError:

@@ -28,7 +28,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard the backend tries before reporting a failure."""
+    """How hard the backend tries before reporting a failure.
+
+    botocore's standard mode backs off `rand() * min(scale * 2**i, 20 s)` with a
+    scale of 1 s for throttling and 50 ms for other errors; with 8 retries an
+    endpoint that refuses connections is reported after at most 12.75 s of
+    backoff. Connection failures are not retried again here; cut-off replies,
+    5xx and throttling are, up to `operation_attempts` times and never past
+    `deadline`.
+    """
 
     mode: Literal["standard", "adaptive"] = "standard"
     botocore_retries: int = (

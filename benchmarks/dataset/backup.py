@@ -18,7 +18,6 @@ import plistlib
 import random
 import tempfile
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,15 +74,15 @@ class DatasetSummary:
 
     files: int = 0
     bytes: int = 0
-    files_by_kind: Counter[str] = field(default_factory=Counter)
-    bytes_by_kind: Counter[str] = field(default_factory=Counter)
+    files_by_kind: dict[str, int] = field(default_factory=dict)
+    bytes_by_kind: dict[str, int] = field(default_factory=dict)
 
     def count(self, record: FileRecord) -> None:
         kind = kind_of(record.domain, record.relative_path).value
         self.files += 1
         self.bytes += record.size
-        self.files_by_kind[kind] += 1
-        self.bytes_by_kind[kind] += record.size
+        self.files_by_kind[kind] = self.files_by_kind.get(kind, 0) + 1
+        self.bytes_by_kind[kind] = self.bytes_by_kind.get(kind, 0) + record.size
 
 
 @dataclass

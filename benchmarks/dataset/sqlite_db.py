@@ -18,6 +18,7 @@ from benchmarks.dataset.content import TextSource, random_uuid
 
 PAGE_SIZE = 4096
 _ROWS_PER_BATCH = 2000
+_LEAST_ROWS_PER_BATCH = 20
 _SECONDS_BETWEEN_ROWS = (5, 600)
 
 
@@ -76,8 +77,9 @@ def create_database(
         )
         connection.execute(f"CREATE INDEX {shape.table}_date ON {shape.table} (date)")
         rows = _rows(shape, rng, text, start_time)
-        while connection.execute("PRAGMA page_count").fetchone()[0] * PAGE_SIZE < target_size:
-            _insert(connection, shape, rows, _ROWS_PER_BATCH)
+        while (size := connection.execute("PRAGMA page_count").fetchone()[0] * PAGE_SIZE) < target_size:
+            # Smaller batches near the end, so a small database does not overshoot its target by much.
+            _insert(connection, shape, rows, max(_LEAST_ROWS_PER_BATCH, min(_ROWS_PER_BATCH, (target_size - size) // 1000)))
             connection.commit()
     finally:
         connection.close()

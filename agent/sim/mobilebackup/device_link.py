@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from agent.sim.framing import FrameError, read_plist, write_plist
+from agent.sim.throttle import TransferThrottle
 
 DL_VERSION_MAJOR = 400
 DL_VERSION_MINOR = 0
@@ -67,9 +68,12 @@ class UploadResult:
 class DeviceLinkChannel:
     """DeviceLink over one mobilebackup2 connection."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, throttle: TransferThrottle
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.throttle = throttle
         writer.transport.set_write_buffer_limits(high=_WRITE_BUFFER_HIGH_WATER)
 
     # --- session ---------------------------------------------------------------------------------
@@ -149,7 +153,8 @@ class DeviceLinkChannel:
                     self.writer.write(_BLOCK_HEADER.pack(len(piece) + 1, CODE_FILE_DATA))
                     self.writer.write(piece)
                     result.sent_bytes += len(piece)
-                    await self._yield_to_loop()
+                    await self.writer.drain()
+                    await self.throttle.pace(len(piece))
             except (OSError, ValueError) as error:
                 message = f"cannot read {upload.device_name}: {error}".encode()
                 self.writer.write(_BLOCK_HEADER.pack(len(message) + 1, CODE_ERROR_REMOTE) + message)
@@ -200,17 +205,13 @@ class DeviceLinkChannel:
             data = await self.reader.readexactly(size - 1) if size > 1 else b""
             if code == CODE_FILE_DATA:
                 target.write(data)
+                await self.throttle.pace(len(data))
             elif code == CODE_SUCCESS:
                 return None
             elif code in (CODE_ERROR_LOCAL, CODE_ERROR_REMOTE):
                 return data.decode(errors="replace") or "error"
             else:
                 raise DeviceLinkError(f"unknown file-stream code {code:#x}")
-
-    async def _yield_to_loop(self) -> None:
-        """Let other connections run between pieces, and notice a vanished host."""
-        await self.writer.drain()
-        await asyncio.sleep(0)
 
     async def _expect_ok(self, message: list[Any], what: str) -> None:
         status = await self._call(message)

@@ -26,7 +26,7 @@ async def serve_mobilebackup2(
     device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """Serve one mobilebackup2 connection until the host disconnects."""
-    link = DeviceLinkChannel(reader, writer)
+    link = DeviceLinkChannel(reader, writer, device.throttle)
     await link.version_exchange()
     while (request := await link.receive_request()) is not None:
         name = request.get("MessageName")

@@ -1,0 +1,97 @@
+"""The ingest benchmark's parts: measuring a child, the tools' command lines run for real, the ratios."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.errors import UsageError
+from benchmarks.dataset.backup import generate
+from benchmarks.ingest.measure import MIB, Measurement, TreeSize, run_measured, tree_size
+from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, Run, markdown, ratios
+from benchmarks.ingest.tools import TOOLS, Tool
+
+
+def test_a_child_is_measured_for_exit_code_time_and_peak_memory(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    script = "import sys, time; block = bytearray(96 << 20); time.sleep(0.2); print('done'); sys.exit(3)"
+    result = run_measured([sys.executable, "-c", script], env={}, log=log)
+    assert result.exit_code == 3
+    assert result.wall_seconds >= 0.2
+    assert result.peak_rss >= 96 * MIB
+    assert result.cpu_seconds > 0
+    assert log.read_text().splitlines()[-1] == "done"
+    assert log.read_text().startswith(f"$ {sys.executable} -c")
+
+
+def test_tree_size_counts_every_file_below_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "one").write_bytes(b"x" * 5000)
+    (tmp_path / "a" / "b" / "two").write_bytes(b"y" * 3)
+    size = tree_size(tmp_path)
+    assert (size.files, size.apparent_bytes) == (2, 5003)
+    assert size.disk_bytes >= 4096
+
+
+def _run(phase: str, tool: str, wall: float, cpu: float, rss: int, repository: int, added: int) -> Run:
+    measurement = Measurement(0, wall, cpu, 0.0, rss, 0.0)
+    return Run(phase, tool, 1, 10, 1000 * MIB, measurement, TreeSize(10, repository, repository), added)
+
+
+RUNS = [
+    _run(FULL, "coffer", 10, 15, 200, 900, 900),
+    _run(FULL, "restic", 20, 30, 100, 1000, 1000),
+    _run(INCREMENTAL, "coffer", 5, 8, 100, 950, 50),
+    _run(INCREMENTAL, "restic", 1, 2, 100, 1100, 100),
+    _run(REREAD, "restic", 10, 16, 50, 1100, 100),
+]
+
+
+def test_ratios_are_coffer_over_the_other_tool_and_reread_compares_with_coffers_incremental() -> None:
+    found = {(ratio.phase, ratio.other): ratio for ratio in ratios(RUNS)}
+    assert set(found) == {(FULL, "restic"), (INCREMENTAL, "restic"), (REREAD, "restic")}
+    full = found[FULL, "restic"]
+    assert (full.throughput, full.cpu, full.peak_rss, full.repository, full.added) == (2, 0.5, 2, 0.9, 0.9)
+    assert found[INCREMENTAL, "restic"].throughput == pytest.approx(0.2)
+    reread = found[REREAD, "restic"]
+    assert (reread.throughput, reread.cpu, reread.peak_rss, reread.added) == (2, 0.5, 2, 0.5)
+
+
+def test_the_report_has_a_row_per_run_and_per_ratio() -> None:
+    text = markdown(RUNS)
+    assert text.count("| coffer |") == 2
+    assert "| full | restic | 2.00× | 0.50× | 2.00× | 0.90× | 0.90× |" in text
+    assert "| incremental, re-read | restic | 2.00× | 0.50× | 2.00× |" in text
+
+
+@pytest.fixture(scope="module")
+def small_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("input") / "backup"
+    generate(path, 16 * MIB, 3)
+    return path
+
+
+@pytest.mark.parametrize("name", list(TOOLS))
+def test_each_tool_backs_up_then_rereads_and_deduplicates(name: str, small_backup: Path, tmp_path: Path) -> None:
+    tool: Tool = TOOLS[name]
+    if shutil.which(tool.executable) is None:
+        pytest.skip(f"{name} is not installed (apt-get install -y restic borgbackup)")
+    home = tmp_path / name
+    tool.init(home, tmp_path / "init.log")
+    sizes = []
+    for snapshot, reread in (("first", False), ("second", True)):
+        command = tool.backup_command(home, small_backup, snapshot, reread=reread)
+        result = run_measured(command.argv, env=command.env, log=tmp_path / f"{snapshot}.log")
+        assert result.exit_code == 0, (tmp_path / f"{snapshot}.log").read_text()
+        sizes.append(tree_size(tool.repository(home)).apparent_bytes)
+    assert sizes[0] > 12 * MIB  # mostly incompressible media, stored encrypted
+    assert sizes[1] - sizes[0] < MIB  # the same input again: deduplicated
+
+
+def test_a_missing_tool_is_reported_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UsageError, match="apt-get install -y restic borgbackup"):
+        TOOLS["restic"].version()
