@@ -259,6 +259,11 @@ def test_bad_credentials_and_bucket_give_clear_errors(
     with pytest.raises(S3CredentialsError, match=r"no usable S3 credentials.*AWS_ACCESS_KEY_ID"):
         open_storage(f"s3://{bucket}/c").get("config")
 
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(S3CredentialsError, match=r"no-such-profile.*AWS_PROFILE"):
+        open_storage(f"s3://{bucket}/c")
+    monkeypatch.delenv("AWS_PROFILE")
+
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", READONLY_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READONLY_SECRET_KEY)
     reader = open_storage(f"s3://{bucket}/c")

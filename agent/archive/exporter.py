@@ -15,7 +15,7 @@ from pathlib import Path
 from agent.archive.parallel import bounded_map
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
-from agent.errors import AccessDeniedError, UsageError
+from agent.errors import AccessDeniedError, CofferError, UsageError
 from agent.ios.encryption import ClassKeys, Keybag, decrypt_manifest_db
 from agent.ios.folder import BackupWriter
 from agent.ios.plists import load_plist_dict
@@ -35,10 +35,18 @@ class ExportResult:
     encrypted: bool
 
 
+def create_target(target: Path) -> None:
+    """Create the output folder and its parents; a path that cannot be a folder is not an internal error."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CofferError(f"cannot create the folder {target}: {exc.strerror or exc}") from exc
+
+
 def ensure_empty_target(target: Path) -> None:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"{target} exists and is not an empty folder: choose a new one")
-    target.mkdir(parents=True, exist_ok=True)
+    create_target(target)
 
 
 def class_keys_for(manifest_plist: bytes, manifest: ManifestPart) -> ClassKeys:

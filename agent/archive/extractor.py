@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.archive.exporter import create_target
 from agent.archive.parallel import bounded_map
 from agent.archive.progress import Progress
 from agent.archive.view import open_view
@@ -53,7 +54,7 @@ def extract_snapshot(
     workers: int = 4,
 ) -> ExtractResult:
     view = open_view(repository, reference, categories)
-    target.mkdir(parents=True, exist_ok=True)
+    create_target(target)
     root = target.resolve()
     result = ExtractResult(view.entry.snapshot_id)
     chosen: list[tuple[str, FileRow, FileRecord, Path]] = []

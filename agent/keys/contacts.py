@@ -29,7 +29,7 @@ from pathlib import Path
 from Crypto.Protocol.SecretSharing import Shamir
 
 from agent.errors import ObjectExistsError, UsageError, WrongSecretError
-from agent.keys import primitives
+from agent.keys import key_files, primitives
 from agent.keys.kdf import KdfParams, calibrate
 from agent.keys.keyset import KeySet
 from agent.keys.slots import SLOT_PREFIX, read_slot
@@ -48,35 +48,13 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode(), validate=True)
 
 
-def _write_new(path: Path, document: dict[str, object]) -> None:
-    try:
-        with open(path, "x", encoding="utf-8") as handle:
-            path.chmod(0o600)
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-    except FileExistsError as exc:
-        raise UsageError(f"{path} exists; choose another file (Coffer never overwrites key material)") from exc
-
-
-def _read_json(path: Path, what: str) -> dict[str, object]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UsageError(f"{what} {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path} is not a Coffer {what}") from exc
-    if not isinstance(document, dict):
-        raise UsageError(f"{path} is not a Coffer {what}")
-    return document
-
-
 # --- the contact's key pair ----------------------------------------------------------------
 def generate_contact_key(output: Path, passphrase: str) -> str:
     """Write a contact key file (private key sealed under the contact's passphrase); return the public key text."""
     private, public = primitives.generate_keypair()
     kdf = calibrate()
     sealed = primitives.seal_box(kdf.derive(passphrase), private, purpose=b"contact private key")
-    _write_new(
+    key_files.write_new(
         output,
         {"coffer_contact_key": CONTACT_KEY_FORMAT, "public": _b64(public), "kdf": kdf.to_dict(), "private": _b64(sealed)},
     )
@@ -97,7 +75,7 @@ def parse_public_key(text: str) -> bytes:
 
 def open_contact_key(path: Path, passphrase: str) -> tuple[bytes, bytes]:
     """(private, public) of a contact key file; a wrong passphrase raises WrongSecretError."""
-    document = _read_json(path, "contact key file")
+    document = key_files.read(path, "contact key file")
     if document.get("coffer_contact_key") != CONTACT_KEY_FORMAT:
         raise UsageError(f"{path} is not a Coffer contact key file")
     kdf = KdfParams.from_dict(document["kdf"])  # type: ignore[arg-type]
@@ -162,14 +140,14 @@ def make_request(storage: Storage, slot_name: str, output: Path) -> RecoveryRequ
     request = {"coffer_recovery_request": 1, "slot": slot_name, "ephemeral_public": _b64(public),
                "threshold": document["threshold"], "contacts": contacts}
     secret_path = output.with_name(output.name + ".secret")
-    _write_new(secret_path, {"coffer_recovery_secret": 1, "slot": slot_name, "ephemeral_private": _b64(private)})
-    _write_new(output, request)
+    key_files.write_new(secret_path, {"coffer_recovery_secret": 1, "slot": slot_name, "ephemeral_private": _b64(private)})
+    key_files.write_new(output, request)
     return RecoveryRequest(slot_name, public, contacts, int(document["threshold"]))  # type: ignore[arg-type]
 
 
 def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path) -> None:
     """The contact's step: open their share and re-seal it to the owner's ephemeral key."""
-    request = _read_json(request_path, "recovery request")
+    request = key_files.read(request_path, "recovery request")
     private, public = open_contact_key(contact_key, passphrase)
     for contact in request.get("contacts", []):  # type: ignore[union-attr]
         if _unb64(contact["public"]) == public:
@@ -178,7 +156,7 @@ def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path)
             except primitives.DecryptionError as exc:
                 raise WrongSecretError("this contact key does not open its share in the request") from exc
             resealed = primitives.seal_to(_unb64(str(request["ephemeral_public"])), share, purpose=b"contact response")
-            _write_new(output, {"coffer_recovery_response": 1, "slot": request["slot"], "index": contact["index"],
+            key_files.write_new(output, {"coffer_recovery_response": 1, "slot": request["slot"], "index": contact["index"],
                                 "share": _b64(resealed)})
             return
     raise WrongSecretError("this contact key is not one of the contacts of the request")
@@ -186,14 +164,14 @@ def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path)
 
 def recover(storage: Storage, secret_path: Path, responses: list[Path]) -> KeySet:
     """The owner's last step: combine the contacts' responses into the key set."""
-    secret_doc = _read_json(secret_path, "recovery secret")
+    secret_doc = key_files.read(secret_path, "recovery secret")
     ephemeral_private = _unb64(str(secret_doc["ephemeral_private"]))
     slot_name = str(secret_doc["slot"])
     document = read_slot(storage, slot_name)
     threshold = int(document["threshold"])  # type: ignore[arg-type]
     shares: dict[int, bytes] = {}
     for path in responses:
-        response = _read_json(path, "recovery response")
+        response = key_files.read(path, "recovery response")
         if response.get("slot") != slot_name:
             raise UsageError(f"{path} answers another recovery request")
         try:

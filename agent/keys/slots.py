@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import ObjectExistsError, RepositoryDamagedError, UsageError, WrongSecretError
-from agent.keys import primitives
+from agent.keys import key_files, primitives
 from agent.keys.kdf import KdfParams
 from agent.keys.keyset import KeySet
 from agent.storage.base import Storage
@@ -119,13 +119,10 @@ def add_key_file_slot(storage: Storage, kind: str, keys: KeySet, output: Path, l
         "secret": base64.b64encode(secret).decode(),
     }
     try:
-        with open(output, "x", encoding="utf-8") as handle:
-            output.chmod(0o600)
-            json.dump(doc, handle, indent=2)
-            handle.write("\n")
-    except FileExistsError as exc:
+        key_files.write_new(output, doc)
+    except UsageError:
         storage.delete(name)
-        raise UsageError(f"{output} exists; choose another --output (key files are never overwritten)") from exc
+        raise
     return name
 
 

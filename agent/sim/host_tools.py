@@ -44,10 +44,16 @@ class HostTools:
         )
 
     def start(self, *command: str) -> subprocess.Popen[str]:
-        """Start a tool in the background (stdout and stderr piped)."""
+        """Start a tool in the background, its standard streams piped (text, line-buffered)."""
         self.home.mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(
-            command, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            env=self.env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
 
     def pymobiledevice3(

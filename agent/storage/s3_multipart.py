@@ -105,11 +105,12 @@ class MultipartUpload:
         with ThreadPoolExecutor(max_workers=self.settings.threads, thread_name_prefix="s3-part") as pool:
             futures = [pool.submit(send, number, start) for number, start in enumerate(offsets, start=1)]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((future for future in done if future.exception() is not None), None)
-            if failed is not None:
-                for future in futures:
-                    future.cancel()
-                raise failed.exception()  # type: ignore[misc]
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    for pending in futures:
+                        pending.cancel()
+                    raise error
             return [future.result() for future in futures]
 
     def _complete(

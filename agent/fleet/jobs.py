@@ -1,0 +1,194 @@
+"""Per-device job state: what the daemon knows about each device and the moves between states.
+
+    waiting ──▶ backing_up ──▶ done ──(min_interval later)──▶ waiting
+       ▲            │  ├──▶ failed (reason, retry_at) ──(retry_at / plugged back)──▶ backing_up
+       │            │  ├──▶ waiting_for_trust / waiting_for_unlock ──(recheck, replug)──▶ backing_up
+       └────────────┘  └──▶ ignored (not selected by the policy)
+        interrupted by a shutdown
+
+A record is plain data; `FleetQueue` (queue.py) holds the records, the lock and the clock.
+`to_state`/`from_state` are what the state file keeps, so a restarted daemon knows when each
+device was last backed up and which backups a shutdown interrupted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    WAITING = "waiting"
+    WAITING_FOR_TRUST = "waiting_for_trust"
+    WAITING_FOR_UNLOCK = "waiting_for_unlock"
+    BACKING_UP = "backing_up"
+    DONE = "done"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class BackupProgress:
+    phase: str  # "connecting", "transferring", "committing", "retention"
+    bytes: int = 0  # received from the device so far
+    files: int = 0
+    expected_bytes: int | None = None  # an estimate (a first backup: the data on the device), if any
+
+    @property
+    def fraction(self) -> float | None:
+        if self.phase in ("committing", "retention"):
+            return 1.0
+        if not self.expected_bytes:
+            return None
+        return min(self.bytes / self.expected_bytes, 0.99)
+
+    def to_json(self) -> dict[str, Any]:
+        fraction = self.fraction
+        return {
+            "phase": self.phase,
+            "bytes": self.bytes,
+            "files": self.files,
+            "expected_bytes": self.expected_bytes,
+            "percent": None if fraction is None else round(fraction * 100, 1),
+        }
+
+
+# --- how a job ended (worker.py produces these, FleetQueue.finish consumes them) -----------------
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    snapshot_id: str
+    bytes: int  # received from the device
+    files: int
+    seconds: float
+    complete: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NeedsUser:
+    """The device waits for its user: to tap Trust, or to unlock it."""
+
+    state: JobState  # WAITING_FOR_TRUST or WAITING_FOR_UNLOCK
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+    exit_code: int
+    transient: bool  # retried with backoff while plugged; otherwise only when plugged back
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    reason: str
+
+
+@dataclass(frozen=True)
+class NotSelected:
+    reason: str
+
+
+Outcome = Succeeded | NeedsUser | Failed | Interrupted | NotSelected
+
+_PERSISTED = (
+    "name", "model", "ios_version", "reason", "retry_at", "failures", "interrupted", "last_attempt",
+    "last_success", "last_snapshot", "last_duration", "last_bytes", "last_failure", "backups_succeeded",
+    "backups_failed", "bytes_total", "seconds_total",
+)  # fmt: skip
+
+
+@dataclass
+class DeviceRecord:
+    udid: str
+    name: str = ""
+    model: str = ""
+    ios_version: str = ""
+    state: JobState = JobState.WAITING
+    reason: str = ""
+    plugged: bool = False
+    retry_at: float | None = None  # not before this time (backoff, recheck of Trust/unlock)
+    failures: int = 0  # consecutive transient failures, for the backoff
+    interrupted: bool = False  # a shutdown stopped its backup: it goes first after a restart
+    last_attempt: float | None = None
+    last_success: float | None = None
+    last_snapshot: str | None = None
+    last_duration: float | None = None
+    last_bytes: int | None = None
+    last_failure: float | None = None
+    backups_succeeded: int = 0
+    backups_failed: int = 0
+    bytes_total: int = 0
+    seconds_total: float = 0.0
+    attached_at: float = 0.0
+    started_at: float | None = None
+    progress: BackupProgress | None = field(default=None, repr=False)
+
+    # --- moves --------------------------------------------------------------------------------
+    def attach(self, now: float) -> None:
+        self.plugged, self.attached_at = True, now
+        if self.state in (JobState.FAILED, JobState.WAITING_FOR_TRUST, JobState.WAITING_FOR_UNLOCK):
+            self.retry_at = now  # plugging back in is the user asking for another try
+        if self.state is JobState.IGNORED:
+            self.state, self.reason = JobState.WAITING, ""  # the policy may have changed: look again
+
+    def detach(self) -> None:
+        self.plugged = False
+        if self.state in (JobState.WAITING_FOR_TRUST, JobState.WAITING_FOR_UNLOCK):
+            self.state, self.reason = JobState.WAITING, "unplugged before it was backed up"
+
+    def ignore(self, reason: str) -> None:
+        self.state, self.reason, self.retry_at = JobState.IGNORED, reason, None
+
+    def begin(self, now: float) -> None:
+        if self.state is JobState.BACKING_UP:
+            raise RuntimeError(f"device {self.udid} is already being backed up")
+        self.state, self.reason = JobState.BACKING_UP, ""
+        self.started_at = self.last_attempt = now
+        self.progress = BackupProgress("connecting")
+
+    def finish(self, outcome: Outcome, now: float, backoff: float) -> None:
+        """Apply a job's outcome; `backoff` is the delay before retrying a transient failure."""
+        self.progress, self.started_at = None, None
+        if isinstance(outcome, Succeeded):
+            self.state, self.reason = JobState.DONE, "; ".join(outcome.notes)
+            self.retry_at, self.failures, self.interrupted = None, 0, False
+            self.last_success, self.last_snapshot = now, outcome.snapshot_id
+            self.last_duration, self.last_bytes = outcome.seconds, outcome.bytes
+            self.backups_succeeded += 1
+            self.bytes_total += outcome.bytes
+            self.seconds_total += outcome.seconds
+        elif isinstance(outcome, NeedsUser):
+            self.state, self.reason, self.retry_at = outcome.state, outcome.reason, None
+        elif isinstance(outcome, Failed):
+            self.state, self.reason = JobState.FAILED, outcome.reason
+            self.backups_failed += 1
+            self.last_failure = now
+            if outcome.transient and self.plugged:
+                self.failures += 1
+                self.retry_at = now + backoff
+            else:
+                self.retry_at = None  # waits for the device to be plugged back in
+        elif isinstance(outcome, Interrupted):
+            self.state, self.reason, self.interrupted = JobState.WAITING, outcome.reason, True
+        else:
+            self.ignore(outcome.reason)
+
+    # --- the state file -------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        doc = {name: getattr(self, name) for name in _PERSISTED}
+        doc["udid"] = self.udid
+        doc["state"] = self.state.value
+        return doc
+
+    @classmethod
+    def from_state(cls, doc: dict[str, Any]) -> DeviceRecord:
+        record = cls(udid=str(doc["udid"]), **{name: doc[name] for name in _PERSISTED if name in doc})
+        record.state = JobState(doc.get("state", JobState.WAITING))
+        if record.state is JobState.BACKING_UP:  # the daemon died mid-backup: resume it
+            record.state, record.interrupted = JobState.WAITING, True
+            record.reason = "interrupted: the daemon stopped during the backup"
+        return record
