@@ -83,7 +83,7 @@ def test_encrypted_backup_round_trips_and_decrypts_with_the_original_password(
 def test_selective_export_is_a_valid_backup_of_exactly_those_categories(
     repo: CofferCli, backups: tuple, tmp_path: Path
 ) -> None:
-    sim, _, encrypted, source, _ = backups
+    sim, _, encrypted, _, _ = backups
     snapshot = repo("--json", "import", encrypted, "--backup-password-file", tmp_path / "password").json()["id"]
     out = tmp_path / "backups" / Path(encrypted).name
     repo("export", snapshot, out, "--categories", "photos,messages")
