@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=DEFAULT_SEED, help=f"data set seed (default {DEFAULT_SEED})"
     )
     parser.add_argument(
-        "--tools", default=",".join(TOOLS), help="comma-separated, coffer first (default all)"
+        "--tools", default=",".join(TOOLS), help="a comma-separated subset of coffer,restic,borg (default all three)"
     )
     parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="work folder, must not exist")
     parser.add_argument(

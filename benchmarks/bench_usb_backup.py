@@ -50,7 +50,9 @@ def run_coffer(work: Path, address: str, udid: str) -> tuple[float, dict[str, ob
     coffer = [sys.executable, "-m", "agent", "--repo", str(repo)]
     subprocess.run([*coffer, "init"], env=env, check=True, capture_output=True)
     start = time.perf_counter()
-    done = subprocess.run([*coffer, "--json", "backup", "--udid", udid, "--full"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [*coffer, "--json", "backup", "--udid", udid, "--full"], env=env, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"coffer backup failed: {done.stderr}")
@@ -69,7 +71,9 @@ def run_raw(work: Path, host: HostTools, udid: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profile", default="medium", choices=["small", "medium", "large"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workdir", type=Path)
@@ -96,7 +100,9 @@ def main() -> None:
     print("| --- | --- | --- |")
     print(f"| pymobiledevice3 backup2 backup (raw folder) | {raw:.1f} s | {mb / raw:.0f} MB/s |")
     print(f"| coffer backup (encrypted repository) | {coffer:.1f} s | {mb / coffer:.0f} MB/s |")
-    print(f"\nratio coffer / raw: {coffer / raw:.2f} (target <= 1.15); peak staging disk: {max(peaks) / 1e6:.1f} MB")
+    print(
+        f"\nratio coffer / raw: {coffer / raw:.2f} (target <= 1.15); peak staging disk: {max(peaks) / 1e6:.1f} MB"
+    )
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,9 +1,13 @@
-"""Shared fixtures: the real `coffer` command in a subprocess against a fresh repository, and the in-process
-helpers that go with it (opening that repository, hashing a folder tree).
+"""Shared fixtures: the real `coffer` command against a fresh repository, and the helpers that go with it
+(opening that repository in this process, hashing a folder tree, a storage that records its reads, sample
+backup content).
 
-`coffer` runs `python -m agent` with a clean environment: no `COFFER_*` variable of the caller leaks in,
-`COFFER_KDF_TARGET_SECONDS=0` keeps key derivation cheap, `COFFER_PASSWORD` is `TEST_PASSPHRASE` and
-`COFFER_REPOSITORY` points at a new, not yet initialised folder under the test's `tmp_path`.
+`coffer(...)` runs `python -m agent` in a subprocess with a clean environment: no `COFFER_*` variable of the
+caller leaks in, `COFFER_KDF_TARGET_SECONDS=0` keeps key derivation cheap, `COFFER_PASSWORD` is
+`TEST_PASSPHRASE`, `COFFER_REPOSITORY` points at a new, not yet initialised folder under the test's
+`tmp_path`, and host-local state (snapshot ledger, caches, staging) lives next to it. `coffer.inline(...)`
+runs the same `agent.cli.main` in this process with that environment, for setup steps and long series
+where a process start per call would dominate.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import io
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +29,7 @@ from typing import Any
 
 import pytest
 from ios_helpers import Entry, directory, symlink
+from s3server import s3_server  # noqa: F401 - the session fixture of the S3 tests
 
 from agent.cli import main
 from agent.keys.slots import Passphrase, Secret
@@ -102,14 +108,18 @@ class CofferCli:
         argv = [str(a) for a in args]
         stdout, stderr = io.StringIO(), io.StringIO()
         start = time.perf_counter()
-        with pytest.MonkeyPatch.context() as patch, redirect_stdout(stdout), redirect_stderr(stderr):
-            for name in os.environ:
-                if name.startswith("COFFER_"):
-                    patch.delenv(name)
-            for name, value in self.environment(env).items():
-                if name.startswith("COFFER_"):
-                    patch.setenv(name, value)
-            code = main(argv)
+        sigterm = signal.getsignal(signal.SIGTERM)  # main() installs its own handler
+        try:
+            with pytest.MonkeyPatch.context() as patch, redirect_stdout(stdout), redirect_stderr(stderr):
+                for name in os.environ:
+                    if name.startswith("COFFER_"):
+                        patch.delenv(name)
+                for name, value in self.environment(env).items():
+                    if name.startswith("COFFER_"):
+                        patch.setenv(name, value)
+                code = main(argv)
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
         return self._checked(
             CofferRun(argv, code, stdout.getvalue(), stderr.getvalue(), time.perf_counter() - start), expect
         )
@@ -158,19 +168,29 @@ def coffer_cli(repo: Path) -> CofferCli:
             "COFFER_KDF_TARGET_SECONDS": "0",
             "COFFER_PASSWORD": TEST_PASSPHRASE,
             "COFFER_REPOSITORY": str(repo),
+            **host_directories(repo.parent / f"{repo.name}-host"),
         }
     )
     return CofferCli(repo, env)
 
 
-@pytest.fixture
-def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Repositories created in this process use the cheapest key derivation."""
-    monkeypatch.setenv("COFFER_KDF_TARGET_SECONDS", "0")
+def host_directories(root: Path) -> dict[str, str]:
+    """`COFFER_*_DIR` variables that keep host-local state, caches and staging under `root`."""
+    return {f"COFFER_{kind.upper()}_DIR": str(root / kind) for kind in ("state", "cache", "staging")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_host_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Coffer code run in the test process keeps its host-local files in a temporary folder, never in ~."""
+    root = tmp_path_factory.mktemp("host")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in host_directories(root).items():
+            patch.setenv(name, value)
+        yield root
 
 
 @pytest.fixture
-def coffer(tmp_path: Path, fast_kdf: None) -> CofferCli:
+def coffer(tmp_path: Path) -> CofferCli:
     """The `coffer` command on a fresh, not yet initialised repository at `tmp_path / "repo"`."""
     return coffer_cli(tmp_path / "repo")
 

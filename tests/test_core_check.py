@@ -44,13 +44,13 @@ def library(seed: int) -> tuple[Entry, ...]:
 
 
 @dataclass
-class Damaged:
+class CheckedRepository:
     cli: CofferCli
     snapshots: list[str]  # oldest first, the forgotten one excluded
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Damaged:
+def repository(tmp_path_factory: pytest.TempPathFactory) -> CheckedRepository:
     base = tmp_path_factory.mktemp("check")
     cli = coffer_cli(base / "repo")
     cli.init()
@@ -63,14 +63,14 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Damaged:
     ]
     cli.inline("forget", "--keep-last", "2")
     cli.inline("prune")  # the default grace period: this run only marks the forgotten snapshot's packs
-    return Damaged(cli, ids[1:])
+    return CheckedRepository(cli, ids[1:])
 
 
 def objects_of(repo: Path, prefix: str) -> list[str]:
     return sorted(info.name for info in LocalStorage(repo).list(prefix))
 
 
-def test_fixture_holds_every_object_kind(repository: Damaged) -> None:
+def test_fixture_holds_every_object_kind(repository: CheckedRepository) -> None:
     repo = repository.cli.repo
     assert objects_of(repo, "config") == ["config"]
     assert len(objects_of(repo, "keys/")) == 4
@@ -87,7 +87,7 @@ def run_check(cli: CofferCli, passphrase: str = TEST_PASSPHRASE) -> tuple[int, s
     return run.returncode, run.stderr
 
 
-def test_good_repository_passes(repository: Damaged) -> None:
+def test_good_repository_passes(repository: CheckedRepository) -> None:
     run = repository.cli.inline("--json", "check", "--read-data")
     report = run.json()
     assert report["ok"] and report["errors"] == []
@@ -129,7 +129,7 @@ def how_errors_name(name: str) -> str:
     return name.removeprefix("snapshots/")[:12] if name.startswith("snapshots/") else name
 
 
-def targets(repository: Damaged, damage: str) -> list[tuple[str, str]]:
+def targets(repository: CheckedRepository, damage: str) -> list[tuple[str, str]]:
     """(object name, text the error must contain) for every object this damage must be detected on."""
     names = objects_of(repository.cli.repo, "")
     if damage == "flip":
@@ -158,7 +158,7 @@ def targets(repository: Damaged, damage: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_damage_exits_4_naming_the_object(repository: Damaged, damage: str) -> None:
+def test_damage_exits_4_naming_the_object(repository: CheckedRepository, damage: str) -> None:
     """A flipped byte in any object; truncation and deletion of one object of each kind."""
     repo = repository.cli.repo
     chosen = targets(repository, damage)
@@ -179,7 +179,21 @@ def test_damage_exits_4_naming_the_object(repository: Damaged, damage: str) -> N
     assert run_check(repository.cli)[0] == 0
 
 
-def test_damaged_key_slot_exits_4_through_the_command(repository: Damaged) -> None:
+def test_a_damaged_slot_does_not_lock_out_the_others(repository: CheckedRepository) -> None:
+    in_use = repository.cli.open().slot_name
+    others = [name for name in objects_of(repository.cli.repo, "keys/") if name != in_use]
+    assert len(others) == 3
+    for name in others:
+        path = repository.cli.repo / name
+        original = path.read_bytes()
+        try:
+            flip(path)
+            repository.cli.inline("snapshots")
+        finally:
+            path.write_bytes(original)
+
+
+def test_damaged_key_slot_exits_4_through_the_command(repository: CheckedRepository) -> None:
     path = repository.cli.repo / objects_of(repository.cli.repo, "keys/")[0]
     original = path.read_bytes()
     try:
@@ -191,7 +205,7 @@ def test_damaged_key_slot_exits_4_through_the_command(repository: Damaged) -> No
 
 
 def test_wrong_passphrase_exits_3_after_one_key_derivation(
-    repository: Damaged, monkeypatch: pytest.MonkeyPatch
+    repository: CheckedRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     derivations = []
     real_derive = KdfParams.derive
@@ -213,7 +227,7 @@ def test_wrong_passphrase_exits_3_after_one_key_derivation(
     assert tree_digest(repo) == before
 
 
-def test_wrong_passphrase_through_the_command(repository: Damaged) -> None:
+def test_wrong_passphrase_through_the_command(repository: CheckedRepository) -> None:
     before = tree_digest(repository.cli.repo)
     run = repository.cli("check", expect=3, env={"COFFER_PASSWORD": "not the passphrase"})
     assert run.stderr.splitlines() == [run.stderr.strip()] and "wrong passphrase" in run.stderr

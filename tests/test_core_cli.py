@@ -114,6 +114,7 @@ USAGE_ERRORS = [
     ["snapshots", "--limit-upload", "fast"],
     ["--repo", "ftp://example.com/repo", "snapshots"],
     ["--repo", "{base}/empty-folder", "snapshots"],
+    ["--repo", "{base}/backup", "snapshots"],  # a folder, but no repository
 ]
 
 
@@ -128,3 +129,9 @@ def test_usage_errors_exit_2_with_one_line(contract: Contract, arguments: list[s
 def test_usage_error_through_the_command(contract: Contract) -> None:
     run = contract.cli("frobnicate", "--json", expect=2)
     assert len(run.stderr.splitlines()) == 1 and run.stderr.startswith("coffer: ") and run.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["export", "extract"])
+def test_a_target_that_cannot_be_a_folder_is_a_plain_failure(contract: Contract, command: str) -> None:
+    run = contract.cli.inline(command, "latest", "/dev/null/out", expect=1)
+    assert run.stderr.splitlines() == ["coffer: cannot create the folder /dev/null/out: Not a directory"]

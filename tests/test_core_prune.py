@@ -7,7 +7,6 @@ from __future__ import annotations
 import plistlib
 from pathlib import Path
 
-import pytest
 from conftest import TEST_PASSPHRASE, CofferCli, sample_library
 from ios_helpers import DEVICE, BuiltBackup, assert_same_tree, build_backup
 
@@ -126,9 +125,7 @@ class PruneBeforeSnapshot(LocalStorage):
         super().put(name, data, if_absent=if_absent, tags=tags)
 
 
-def test_backup_started_after_marking_survives_the_sweep(
-    coffer: CofferCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_backup_started_after_marking_survives_the_sweep(coffer: CofferCli, tmp_path: Path) -> None:
     forgotten = forgotten_repository(coffer, tmp_path)
     coffer.inline("prune", "--grace", "0")  # marks the forgotten snapshot's packs
 

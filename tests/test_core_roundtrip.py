@@ -43,8 +43,8 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Imported:
     encrypted = build_backup(base / "encrypted" / UDID, sample_library(2), password=PASSWORD)
     password_file = base / "backup-password"
     password_file.write_text(PASSWORD)
-    first = cli("--json", "import", plain.path).json()
-    second = cli("--json", "import", encrypted.path, "--backup-password-file", password_file).json()
+    first = cli.inline("--json", "import", plain.path).json()
+    second = cli.inline("--json", "import", encrypted.path, "--backup-password-file", password_file).json()
     return Imported(cli, base, plain, encrypted, first["id"], second["id"], first["packs"])
 
 

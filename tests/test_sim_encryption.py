@@ -28,7 +28,9 @@ def sim(tmp_path: Path):
 
 
 def _ok(result) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )
 
 
 def test_encrypted_backup_decrypts_with_both_readers_and_only_it_holds_health_and_keychain(
@@ -65,7 +67,9 @@ def test_encrypted_backup_decrypts_with_both_readers_and_only_it_holds_health_an
     assert plain_rows == plain.filesystem.snapshot_digest(include_encrypted_only=False)
 
 
-def test_change_password_turns_encryption_on_and_restores_need_the_password(sim: SimServer, tmp_path: Path) -> None:
+def test_change_password_turns_encryption_on_and_restores_need_the_password(
+    sim: SimServer, tmp_path: Path
+) -> None:
     device = sim.add_device(profile="tiny", seed=32)
     target = sim.add_device(profile="tiny", seed=33)
     host = HostTools(sim.address, tmp_path / "home")
@@ -82,7 +86,17 @@ def test_change_password_turns_encryption_on_and_restores_need_the_password(sim:
     assert (report.mode, report.encrypted) == ("full", True)  # a change of encryption forces a full backup
     assert backup_digest(backups / device.udid, PASSWORD) == device.filesystem.snapshot_digest()
 
-    restore = ("backup2", "restore", "--system", "--remove", "--source", device.udid, str(backups), "--udid", target.udid)
+    restore = (
+        "backup2",
+        "restore",
+        "--system",
+        "--remove",
+        "--source",
+        device.udid,
+        str(backups),
+        "--udid",
+        target.udid,
+    )
     refused = host.pymobiledevice3(*restore, "--password", "wrong")
     assert refused.returncode != 0
     assert "207" in refused.stderr

@@ -16,6 +16,11 @@ from agent.sim.server import SimServer
 from agent.sim.verify import backup_digest
 
 
+def _unencrypted_view(device: SimulatedDevice) -> dict[str, str]:
+    """What an unencrypted backup of `device` holds: everything but the encrypted-only files."""
+    return device.filesystem.snapshot_digest(include_encrypted_only=False)
+
+
 @pytest.fixture
 def sim(tmp_path: Path):
     with SimServer(tmp_path / "sim") as server:
@@ -28,10 +33,14 @@ def _backed_up_files(device: SimulatedDevice) -> set[str]:
 
 
 def _ok(result) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )
 
 
-def test_pairing_full_incremental_backup_and_restore_onto_another_device(sim: SimServer, tmp_path: Path) -> None:
+def test_pairing_full_incremental_backup_and_restore_onto_another_device(
+    sim: SimServer, tmp_path: Path
+) -> None:
     source = sim.add_device(profile="small", seed=11)
     target = sim.add_device(profile="tiny", seed=11)
     host = HostTools(sim.address, tmp_path / "home")
@@ -53,7 +62,7 @@ def test_pairing_full_incremental_backup_and_restore_onto_another_device(sim: Si
     files_before = _backed_up_files(source)
     assert (full.mode, full.error_code) == ("full", 0)
     assert set(full.uploaded) == files_before
-    assert backup_digest(backups / source.udid) == source.filesystem.snapshot_digest(include_encrypted_only=False)
+    assert backup_digest(backups / source.udid) == _unencrypted_view(source)
 
     evolution = sim.evolve(source.udid, 1)
     _ok(host.pymobiledevice3("backup2", "backup", str(backups), "--udid", source.udid))
@@ -64,36 +73,52 @@ def test_pairing_full_incremental_backup_and_restore_onto_another_device(sim: Si
     assert len(incremental.uploaded) < len(files_before) / 10
     assert incremental.unchanged == len(_backed_up_files(source)) - len(changed)
     assert set(incremental.removed) == set(evolution.removed) & files_before
-    assert backup_digest(backups / source.udid) == source.filesystem.snapshot_digest(include_encrypted_only=False)
+    assert backup_digest(backups / source.udid) == _unencrypted_view(source)
 
     restore = host.pymobiledevice3(
-        "backup2", "restore", "--system", "--remove", "--source", source.udid, str(backups), "--udid", target.udid
+        "backup2",
+        "restore",
+        "--system",
+        "--remove",
+        "--source",
+        source.udid,
+        str(backups),
+        "--udid",
+        target.udid,
     )
     _ok(restore)
     assert target.restores[-1].error_code == 0
-    assert target.filesystem.snapshot_digest() == source.filesystem.snapshot_digest(include_encrypted_only=False)
+    assert target.filesystem.snapshot_digest() == _unencrypted_view(source)
 
     # A later backup of the restored device carries the restored data.
     _ok(host.pymobiledevice3("backup2", "backup", "--full", str(backups), "--udid", target.udid))
-    assert backup_digest(backups / target.udid) == source.filesystem.snapshot_digest(include_encrypted_only=False)
+    assert backup_digest(backups / target.udid) == _unencrypted_view(source)
 
 
-def test_restore_without_system_files_keeps_the_targets_system_domains(sim: SimServer, tmp_path: Path) -> None:
+def test_restore_without_system_files_keeps_the_targets_system_domains_and_copies_its_backup(
+    sim: SimServer, tmp_path: Path
+) -> None:
     source = sim.add_device(profile="tiny", seed=12)
     target = sim.add_device(profile="tiny", seed=13)
     host = HostTools(sim.address, tmp_path / "home")
     backups = tmp_path / "backups"
-    target_before = target.filesystem.snapshot_digest(include_encrypted_only=False)
-    _ok(host.pymobiledevice3("backup2", "backup", "--full", str(backups), "--udid", source.udid))
+    target_before = _unencrypted_view(target)
+    for device in (source, target):
+        _ok(host.pymobiledevice3("backup2", "backup", "--full", str(backups), "--udid", device.udid))
 
-    _ok(host.pymobiledevice3("backup2", "restore", "--remove", "--source", source.udid, str(backups), "--udid", target.udid))
+    restore = ("backup2", "restore", "--remove", "--copy", "--source", source.udid, str(backups))
+    _ok(host.pymobiledevice3(*restore, "--udid", target.udid))
+
+    # --copy: before restoring, the device had the host set its own backup aside.
+    (copy,) = backups.glob(f"{target.udid}-*")
+    assert backup_digest(copy) == target_before
 
     def split(digest: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         system = {k: v for k, v in digest.items() if is_system_domain(k.split("/", 1)[0])}
         return system, {k: v for k, v in digest.items() if k not in system}
 
-    target_system, target_user = split(target.filesystem.snapshot_digest(include_encrypted_only=False))
-    source_system, source_user = split(source.filesystem.snapshot_digest(include_encrypted_only=False))
+    target_system, target_user = split(_unencrypted_view(target))
+    source_system, source_user = split(_unencrypted_view(source))
     assert target.restores[-1].skipped_system > 0
     assert target_user == source_user
     assert target_system == split(target_before)[0] != source_system

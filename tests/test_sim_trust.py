@@ -84,7 +84,7 @@ def test_identity_and_pairing_survive_a_restart(tmp_path: Path) -> None:
     state_dir = tmp_path / "sim"
     with SimServer(state_dir) as sim:
         device = sim.add_device(profile="tiny", seed=63, password="pw")
-        udid, public_key, paired = device.udid, device.keys.public_key_pem, None
+        udid, public_key = device.udid, device.keys.public_key_pem
         first = HostTools(sim.address, tmp_path / "home").pymobiledevice3("lockdown", "info", "--udid", udid)
         assert first.returncode == 0, first.stderr[-3000:]
         paired = set(device.paired_hosts)

@@ -13,11 +13,17 @@ from pathlib import Path
 import pytest
 from pymobiledevice3.usbmux import create_mux
 
+from agent.sim.device import SimulatedDevice
 from agent.sim.host_tools import PYMOBILEDEVICE3, HostTools
 from agent.sim.server import SimServer
 from agent.sim.verify import backup_digest
 
 ERROR_BOUND = 10.0  # seconds within which the host must see the device gone
+
+
+def _unencrypted_view(device: SimulatedDevice) -> dict[str, str]:
+    """What an unencrypted backup of `device` holds: everything but the encrypted-only files."""
+    return device.filesystem.snapshot_digest(include_encrypted_only=False)
 
 
 @pytest.fixture
@@ -40,7 +46,9 @@ async def _wait_for_detach(address: str, udid: str, listening: threading.Event) 
         await mux.close()
 
 
-def test_unplug_during_backup_fails_the_host_promptly_and_other_devices_carry_on(sim: SimServer, tmp_path: Path) -> None:
+def test_unplug_during_backup_fails_the_host_promptly_and_other_devices_carry_on(
+    sim: SimServer, tmp_path: Path
+) -> None:
     victim = sim.add_device(profile="tiny", seed=41)
     other = sim.add_device(profile="tiny", seed=42)
     host = HostTools(sim.address, tmp_path / "home")
@@ -50,7 +58,9 @@ def test_unplug_during_backup_fails_the_host_promptly_and_other_devices_carry_on
         detach_seen = pool.submit(asyncio.run, _wait_for_detach(sim.address, victim.udid, listening))
         assert listening.wait(10)
 
-        backup = host.start(PYMOBILEDEVICE3, "backup2", "backup", "--full", str(tmp_path / "victim"), "--udid", victim.udid)
+        backup = host.start(
+            PYMOBILEDEVICE3, "backup2", "backup", "--full", str(tmp_path / "victim"), "--udid", victim.udid
+        )
         concurrent_backup = host.start(
             PYMOBILEDEVICE3, "backup2", "backup", "--full", str(tmp_path / "other"), "--udid", other.udid
         )
@@ -72,7 +82,7 @@ def test_unplug_during_backup_fails_the_host_promptly_and_other_devices_carry_on
     assert [entry["UniqueDeviceID"] for entry in json.loads(listed.stdout)] == [other.udid]
     _, errors = concurrent_backup.communicate(timeout=120)
     assert concurrent_backup.returncode == 0, errors[-3000:]
-    assert backup_digest(tmp_path / "other" / other.udid) == other.filesystem.snapshot_digest(include_encrypted_only=False)
+    assert backup_digest(tmp_path / "other" / other.udid) == _unencrypted_view(other)
 
     sim.set_transfer_rate(victim.udid, None)
     sim.plug(victim.udid)

@@ -14,20 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from agent.errors import ObjectExistsError, ObjectNotFoundError, StorageError, UsageError
-from agent.storage.s3 import S3Storage, parse_s3_url
-from agent.storage.s3_errors import (
-    BucketNotFoundError,
-    EndpointUnreachableError,
-    ObjectLockedError,
-    S3AccessDeniedError,
-    S3CredentialsError,
-)
-from agent.storage.s3_multipart import MultipartSettings, multipart_etag
-from agent.storage.s3_retry import RetryPolicy
-from tests import s3server
-from tests.s3server import (
+from s3server import (
     READONLY_ACCESS_KEY,
     READONLY_SECRET_KEY,
     FaultPlan,
@@ -36,7 +23,17 @@ from tests.s3server import (
     free_ports,
 )
 
-s3_server = s3server.s3_server  # the session fixture, while tests/conftest.py does not provide it
+from agent.errors import ObjectExistsError, ObjectNotFoundError, StorageError, UsageError
+from agent.storage.base import ObjectLockedError
+from agent.storage.s3 import S3Storage, parse_s3_url
+from agent.storage.s3_errors import (
+    BucketNotFoundError,
+    EndpointUnreachableError,
+    S3AccessDeniedError,
+    S3CredentialsError,
+)
+from agent.storage.s3_multipart import MultipartSettings, multipart_etag
+from agent.storage.s3_retry import RetryPolicy
 
 MiB = 1024 * 1024
 _AWS_VARIABLES_TO_CLEAR = (

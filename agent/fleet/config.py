@@ -147,13 +147,15 @@ class _Table:
 def parse_duration(value: object) -> float:
     """`"12h"`, `"1h30m"`, `"90s"`, `"2d"` or a number of seconds."""
     if isinstance(value, bool):
-        raise TypeError("expected a duration such as \"12h\", \"30m\" or \"45s\"")
+        raise TypeError('expected a duration such as "12h", "30m" or "45s"')
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and _DURATION_WHOLE.fullmatch(value):
         seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(value))
     else:
-        raise ValueError(f"{value!r} is not a duration: use a number with d, h, m or s, such as \"12h\" or \"1h30m\"")
+        raise ValueError(
+            f'{value!r} is not a duration: use a number with d, h, m or s, such as "12h" or "1h30m"'
+        )
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -216,7 +218,7 @@ def _quiet_hours(value: object) -> tuple[QuietHours, ...]:
     for item in _strings(value):
         match = _CLOCK.fullmatch(item)
         if not match:
-            raise ValueError(f"{item!r} is not a time window: use \"HH:MM-HH:MM\", such as \"22:00-07:00\"")
+            raise ValueError(f'{item!r} is not a time window: use "HH:MM-HH:MM", such as "22:00-07:00"')
         hour1, minute1, hour2, minute2 = (int(g) for g in match.groups())
         try:
             windows.append(QuietHours(dt.time(hour1, minute1), dt.time(hour2, minute2)))
@@ -272,7 +274,9 @@ def load_config(path: Path) -> FleetConfig:
     except tomllib.TOMLDecodeError as exc:
         position = _TOML_POSITION.search(str(exc))
         problem = _TOML_POSITION.sub("", str(exc)).strip()
-        raise ConfigError(path, int(position.group(1)) if position else None, "", f"TOML syntax: {problem}") from None
+        raise ConfigError(
+            path, int(position.group(1)) if position else None, "", f"TOML syntax: {problem}"
+        ) from None
     source = _Source(path, text)
     base = path.resolve().parent
     known_tables = ("repository", "policy", "retention", "hooks", "daemon")
@@ -319,7 +323,9 @@ def load_config(path: Path) -> FleetConfig:
 
     table = tables["hooks"]
     commands = {event: table.get(f"on_{event}", _command, None) for event in HOOK_EVENTS}
-    hooks = HookCommands(commands=commands, timeout=table.get("timeout", parse_duration, HookCommands.timeout))
+    hooks = HookCommands(
+        commands=commands, timeout=table.get("timeout", parse_duration, HookCommands.timeout)
+    )
 
     table = tables["daemon"]
     state_dir = table.get("state_dir", relative, default_state_dir(path))

@@ -25,7 +25,9 @@ def human_line(record: dict[str, Any]) -> str:
 
 
 class EventLog:
-    def __init__(self, path: Path, *, json_stream: TextIO | None = None, text_stream: TextIO | None = None) -> None:
+    def __init__(
+        self, path: Path, *, json_stream: TextIO | None = None, text_stream: TextIO | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
@@ -40,7 +42,9 @@ class EventLog:
             self._seq += 1
             now = time.time()
             record: dict[str, Any] = {
-                "time": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "time": dt.datetime.fromtimestamp(now, dt.UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
                 "ts": round(now, 6),
                 "seq": self._seq,
                 "event": event,
@@ -61,4 +65,3 @@ class EventLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
-

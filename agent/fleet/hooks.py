@@ -58,8 +58,10 @@ class HookRunner:
         if not argv:
             return
         thread = threading.Thread(
-            target=self._run, args=(event, argv, hook_environment(event, facts), facts.get("udid")),
-            name=f"coffer-hook-{event}", daemon=True,
+            target=self._run,
+            args=(event, argv, hook_environment(event, facts), facts.get("udid")),
+            name=f"coffer-hook-{event}",
+            daemon=True,
         )
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
@@ -69,14 +71,23 @@ class HookRunner:
     def _run(self, event: str, argv: tuple[str, ...], env: dict[str, str], udid: object) -> None:
         try:
             done = subprocess.run(
-                list(argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                timeout=self.hooks.timeout, check=False,
+                list(argv),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=self.hooks.timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired:
-            self.events.emit("hook_failed", hook=event, udid=udid, reason=f"timed out after {self.hooks.timeout:g} s")
+            self.events.emit(
+                "hook_failed", hook=event, udid=udid, reason=f"timed out after {self.hooks.timeout:g} s"
+            )
             return
         except OSError as exc:
-            self.events.emit("hook_failed", hook=event, udid=udid, reason=f"cannot run {argv[0]}: {exc.strerror}")
+            self.events.emit(
+                "hook_failed", hook=event, udid=udid, reason=f"cannot run {argv[0]}: {exc.strerror}"
+            )
             return
         if done.returncode != 0:
             output = (done.stderr or done.stdout).strip()[-OUTPUT_TAIL:]

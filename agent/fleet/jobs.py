@@ -150,8 +150,9 @@ class DeviceRecord:
         self.started_at = self.last_attempt = now
         self.progress = BackupProgress("connecting")
 
-    def finish(self, outcome: Outcome, now: float, backoff: float) -> None:
-        """Apply a job's outcome; `backoff` is the delay before retrying a transient failure."""
+    def finish(self, outcome: Outcome, now: float, *, backoff: float, recheck: float) -> None:
+        """Apply a job's outcome: a transient failure is retried after `backoff` seconds, a device
+        waiting for its user is looked at again after `recheck` seconds."""
         self.progress, self.started_at = None, None
         if isinstance(outcome, Succeeded):
             self.state, self.reason = JobState.DONE, "; ".join(outcome.notes)
@@ -162,7 +163,7 @@ class DeviceRecord:
             self.bytes_total += outcome.bytes
             self.seconds_total += outcome.seconds
         elif isinstance(outcome, NeedsUser):
-            self.state, self.reason, self.retry_at = outcome.state, outcome.reason, None
+            self.state, self.reason, self.retry_at = outcome.state, outcome.reason, now + recheck
         elif isinstance(outcome, Failed):
             self.state, self.reason = JobState.FAILED, outcome.reason
             self.backups_failed += 1

@@ -74,7 +74,11 @@ class Policy:
         moment = dt.datetime.fromtimestamp(now)
         end: dt.datetime | None = None
         for _ in range(len(self.quiet_hours) + 1):
-            ends = [e for window in self.quiet_hours if (e := window.window_end(moment)) is not None and e > moment]
+            ends = [
+                e
+                for window in self.quiet_hours
+                if (e := window.window_end(moment)) is not None and e > moment
+            ]
             if not ends:
                 break
             end = moment = max(ends)

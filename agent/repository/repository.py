@@ -79,6 +79,7 @@ class Repository:
         object_lock_days: int = 0,
     ) -> tuple[Repository, str]:
         """Create a repository; return it and the recovery key, formatted to show once."""
+        storage.prepare(object_lock_days=object_lock_days)  # e.g. create the bucket, with Object Lock if asked
         if storage.exists(CONFIG_NAME):
             raise UsageError(f"a repository already exists at {storage.location}")
         repository_id = uuid.uuid4().hex
@@ -103,7 +104,7 @@ class Repository:
         try:
             data = storage.get(CONFIG_NAME)
         except ObjectNotFoundError as exc:
-            if _holds_objects(storage):
+            if _holds_repository_objects(storage):
                 raise RepositoryDamagedError(
                     f"the repository config is missing from {storage.location} (deleted, or `coffer init` was "
                     "interrupted: then empty the location and run it again)"
@@ -118,6 +119,7 @@ class Repository:
         if unlocked.keys.repository_id != config.repository_id:
             raise RepositoryDamagedError("the key slot belongs to another repository")
         config.verify(mac, unlocked.keys.auth_key)
+        storage.object_lock_days = config.object_lock_days  # every later data object carries a retention
         return cls(storage, config, unlocked.keys, unlocked.slot_name)
 
     def record_slots(self, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
@@ -252,9 +254,10 @@ class Repository:
         return snapshot_id
 
 
-def _holds_objects(storage: Storage) -> bool:
+def _holds_repository_objects(storage: Storage) -> bool:
+    """Whether the location holds key slots or data: then a missing config is damage, not a wrong path."""
     try:
-        return any(True for _ in storage.list())
+        return any(any(True for _ in storage.list(prefix)) for prefix in (slots.SLOT_PREFIX, SNAPSHOT_PREFIX, DATA_PREFIX))
     except StorageError:
         return False  # no such folder or bucket prefix: nothing there
 

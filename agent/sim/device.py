@@ -2,16 +2,19 @@
 
 Everything but the runtime history is persisted in the device's state folder
 (`device.plist` next to the `content/` folder of its `DeviceFilesystem`), so a restarted simulator
-serves the same device and the hosts it paired with stay paired.
+serves the same device and the hosts it paired with stay paired. The device's own secrets (its RSA
+key, its backup password) are kept there as the phone itself keeps them; none of them is a Coffer key.
 """
 
 from __future__ import annotations
 
 import plistlib
 import secrets
+import shutil
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ SCRATCH_DIR = "scratch"
 DEFAULT_KEYBAG_DPIC = 1000
 DEFAULT_KEYBAG_ITERATIONS = 100
 APP_DOMAIN_PREFIX = "AppDomain-"
+REPORTS_KEPT = 32  # per kind, so a simulator serving for days keeps a bounded history
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,9 @@ class SimulatedDevice:
         self.backup_keybag = backup_keybag
         self.keybag_dpic = keybag_dpic
         self.keybag_iterations = keybag_iterations
-        # Runtime only: what the device did since the simulator started, its AFC media area, its cable.
-        self.backups: list[BackupReport] = []
-        self.restores: list[RestoreReport] = []
+        # Runtime only: the latest backups and restores, the AFC media area, the cable.
+        self.backups: deque[BackupReport] = deque(maxlen=REPORTS_KEPT)
+        self.restores: deque[RestoreReport] = deque(maxlen=REPORTS_KEPT)
         self.media = MediaStore()
         self.throttle = TransferThrottle()
         self._save_lock = threading.Lock()
@@ -106,28 +110,33 @@ class SimulatedDevice:
         keybag_dpic: int = DEFAULT_KEYBAG_DPIC,
         keybag_iterations: int = DEFAULT_KEYBAG_ITERATIONS,
     ) -> SimulatedDevice:
-        """A new device, the `index`-th of simulator seed `seed`, with `profile` content, in `state_dir`."""
+        """A new device, the `index`-th of simulator seed `seed`, with `profile` content, in a new
+        folder `state_dir`."""
         if profile not in PROFILE_NAMES:
             raise UsageError(f"unknown device profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}")
         hardware = HardwareIdentity.generate(seed, index)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        filesystem = DeviceFilesystem.create(
-            state_dir / CONTENT_DIR, profile=profile, seed=seed * 1000 + index
-        )
-        device = cls(
-            state_dir,
-            hardware=hardware,
-            name=name or f"{hardware.model.marketing_name} ({index + 1})",
-            keys=DeviceKeys.generate(hardware.udid),
-            filesystem=filesystem,
-            trusted=trusted,
-            locked=locked,
-            backup_password=password,
-            backup_keybag=_new_keybag(password, keybag_dpic, keybag_iterations),
-            keybag_dpic=keybag_dpic,
-            keybag_iterations=keybag_iterations,
-        )
-        device.save()
+        state_dir.mkdir(parents=True)
+        try:
+            filesystem = DeviceFilesystem.create(
+                state_dir / CONTENT_DIR, profile=profile, seed=seed * 1000 + index
+            )
+            device = cls(
+                state_dir,
+                hardware=hardware,
+                name=name or f"{hardware.model.marketing_name} ({index + 1})",
+                keys=DeviceKeys.generate(hardware.udid),
+                filesystem=filesystem,
+                trusted=trusted,
+                locked=locked,
+                backup_password=password,
+                backup_keybag=_new_keybag(password, keybag_dpic, keybag_iterations),
+                keybag_dpic=keybag_dpic,
+                keybag_iterations=keybag_iterations,
+            )
+            device.save()
+        except BaseException:
+            shutil.rmtree(state_dir, ignore_errors=True)  # no half-made device left to trip a restart
+            raise
         return device
 
     @classmethod

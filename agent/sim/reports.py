@@ -16,6 +16,7 @@ class BackupReport:
     encrypted: bool = False
     uploaded: list[str] = field(default_factory=list)  # files whose content was sent
     uploaded_bytes: int = 0  # bytes on the wire (ciphertext for an encrypted backup)
+    upload_seconds: float = 0.0  # time spent streaming file contents to the host
     unchanged: int = 0  # files the host already held
     removed: list[str] = field(default_factory=list)  # files dropped from the host's backup
     error_code: int | None = None  # None while running, 0 on success, the MBError code otherwise

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import logging
 import shutil
 import tempfile
 import threading
@@ -26,8 +25,6 @@ from agent.sim.device import STATE_FILE, SimulatedDevice
 from agent.sim.identity import HardwareIdentity
 from agent.sim.routing import Attachment
 from agent.sim.usbmux import RESULT_BADDEV, ConnectionHandler, PairRecordStore, UsbmuxServer, attached_message
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
@@ -70,7 +67,14 @@ class SimServer:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run_loop, args=(ready,), name="coffer-sim", daemon=True)
         self._thread.start()
-        ready.result(timeout=CALL_TIMEOUT)
+        try:
+            ready.result(timeout=CALL_TIMEOUT)
+        except OSError as error:
+            self._thread.join()
+            self._thread = None
+            raise UsageError(
+                f"the simulator cannot listen on {LOOPBACK}: {error.strerror or error}"
+            ) from error
         return self
 
     def stop(self) -> None:
@@ -80,7 +84,8 @@ class SimServer:
         self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=CALL_TIMEOUT)
-        self._thread = None
+        self._thread, self._loop = None, None
+        self._servers, self._listeners = [], set()
         if self._owns_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -264,6 +269,8 @@ class SimServer:
         try:
             loop.run_until_complete(self._start_servers())
         except BaseException as error:
+            for server in self._servers:
+                server.close()
             loop.close()
             ready.set_exception(error)
             return

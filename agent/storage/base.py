@@ -6,6 +6,10 @@ contents are opaque to a backend. Every write of a name that must never be
 overwritten goes through `put(..., if_absent=True)`, which raises
 `ObjectExistsError` when the name is taken, so concurrent writers cannot clobber
 each other.
+
+Object Lock (S3) adds a few capabilities with safe defaults here, for backends
+that keep a single version of each object and lock nothing: `object_lock_days`,
+`prepare`, `retained_until`, `extend_retention`, `purge` and `hidden`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+
+from agent.errors import ObjectNotFoundError, StorageError, UsageError
+
+
+class ObjectLockedError(StorageError):
+    """An Object Lock retention forbids removing an object version."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,9 @@ class Storage(ABC):
     """A flat namespace of immutable objects."""
 
     @abstractmethod
-    def put(self, name: str, data: bytes, *, if_absent: bool = True, tags: dict[str, str] | None = None) -> None:
+    def put(
+        self, name: str, data: bytes, *, if_absent: bool = True, tags: dict[str, str] | None = None
+    ) -> None:
         """Store `data` under `name` atomically: readers see all of it or nothing.
 
         With `if_absent` (the default), raise `ObjectExistsError` if `name` exists.
@@ -55,9 +68,42 @@ class Storage(ABC):
     def delete(self, name: str) -> None:
         """Remove an object; absent objects are not an error."""
 
-    def exists(self, name: str) -> bool:
-        from agent.errors import ObjectNotFoundError
+    # -- immutability (S3 Object Lock); here nothing is versioned and nothing is locked ---------
 
+    @property
+    def object_lock_days(self) -> int | None:
+        """Days of retention every protected put carries; None when puts are not locked."""
+        return None
+
+    @object_lock_days.setter
+    def object_lock_days(self, days: int | None) -> None:
+        if days:
+            raise UsageError(
+                f"{self.location} cannot lock objects: Object Lock needs an s3:// repository on a bucket "
+                "created with Object Lock"
+            )
+
+    def prepare(self, *, object_lock_days: int = 0) -> None:
+        """Get the location ready for a new repository; lock every later protected put if asked."""
+        self.object_lock_days = object_lock_days
+
+    def retained_until(self, name: str) -> datetime | None:
+        """The latest retention date of any stored version of `name`; None when nothing locks it."""
+        return None
+
+    def extend_retention(self, name: str, until: datetime) -> None:
+        """Keep `name` locked until at least `until`."""
+        raise UsageError(f"{self.location} cannot lock objects, so it cannot extend a retention")
+
+    def purge(self, name: str) -> None:
+        """Remove `name` and every older version of it, freeing its space."""
+        self.delete(name)
+
+    def hidden(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Deleted names under `prefix` whose older versions are still stored (newest version's size)."""
+        return iter(())
+
+    def exists(self, name: str) -> bool:
         try:
             self.stat(name)
         except ObjectNotFoundError:

@@ -45,7 +45,9 @@ class LocalStorage(Storage):
             raise StorageError(f"invalid object name {name!r}")
         return self.root.joinpath(*parts)
 
-    def put(self, name: str, data: bytes, *, if_absent: bool = True, tags: dict[str, str] | None = None) -> None:
+    def put(
+        self, name: str, data: bytes, *, if_absent: bool = True, tags: dict[str, str] | None = None
+    ) -> None:
         path = self._path(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -43,9 +44,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.loaders import Loader, create_loader
 
 from agent.errors import ObjectExistsError, StorageError, UsageError
-from agent.storage.base import ObjectInfo, Storage
+from agent.storage.base import ObjectInfo, ObjectLockedError, Storage
 from agent.storage.s3_errors import (
-    ObjectLockedError,
     S3AccessDeniedError,
     S3Target,
     error_code,
@@ -126,6 +126,12 @@ def _is_aws_endpoint(endpoint_url: str) -> bool:
     return host.endswith(_AWS_HOST_SUFFIXES)
 
 
+@dataclass(frozen=True)
+class _Version:
+    version_id: str
+    delete_marker: bool
+
+
 class S3Storage(Storage):
     """Objects under one prefix of one S3 bucket."""
 
@@ -163,6 +169,7 @@ class S3Storage(Storage):
         self.object_lock_days = object_lock_days
         self.object_lock_mode = object_lock_mode
         self._conditional_writes = conditional_writes
+        self._versioning: bool | None = None
         self._probe_lock = threading.Lock()
         self._upload_limit = TokenBucket(limit_upload) if limit_upload else None
         self._download_limit = TokenBucket(limit_download) if limit_download else None
@@ -362,10 +369,20 @@ class S3Storage(Storage):
                         f"the bucket name {self.bucket!r} is taken by another account; choose another name"
                     ) from error
                 if object_lock and not self.object_lock_enabled():
-                    raise StorageError(
-                        f"bucket {self.bucket!r} exists without Object Lock, which cannot be enabled later; "
-                        "use a new bucket"
-                    ) from error
+                    raise self._no_object_lock_error() from error
+
+    def prepare(self, *, object_lock_days: int = 0) -> None:
+        """Create the bucket unless it exists (with Object Lock if `object_lock_days`), then lock puts.
+
+        An existing bucket is used as it is, so credentials without
+        s3:CreateBucket can still create a repository in it; with
+        `object_lock_days` it must have been created with Object Lock.
+        """
+        if not self._bucket_reachable():
+            self.create_bucket(object_lock=bool(object_lock_days))
+        elif object_lock_days and not self.object_lock_enabled():
+            raise self._no_object_lock_error()
+        self.object_lock_days = object_lock_days
 
     def object_lock_enabled(self) -> bool:
         """Whether the bucket was created with Object Lock."""
@@ -416,26 +433,74 @@ class S3Storage(Storage):
                 ),
             )
 
+    def retained_until(self, name: str) -> datetime | None:
+        """The latest retain-until date over every stored version of `name` (None: nothing locks it)."""
+        if not self._versioned():
+            return None  # Object Lock implies versioning
+        key = self._key(name)
+        dates = []
+        with self._translated("read the retention of", key):
+            for version in self._versions(key):
+                if version.delete_marker:
+                    continue
+                head = self._retrying(
+                    f"inspect version {version.version_id} of {key}",
+                    lambda version=version: self._client.head_object(
+                        Bucket=self.bucket, Key=key, VersionId=version.version_id
+                    ),
+                )
+                if head.get("ObjectLockRetainUntilDate") is not None:
+                    dates.append(head["ObjectLockRetainUntilDate"])
+        return max(dates, default=None)
+
     def purge(self, name: str) -> None:
         """Remove every version and delete marker of `name`, freeing its storage.
 
-        Raises `ObjectLockedError` if a version is still under retention; the
-        versions before it in the listing may already be gone.
+        Data versions go first and delete markers last, so a version that turns
+        out to be locked leaves the name exactly as hidden (or visible) as it was.
+        Raises `ObjectLockedError` if a version is still under retention.
         """
+        if not self._versioned():
+            self.delete(name)
+            return
         key = self._key(name)
         with self._translated("purge", key):
-            for version_id in self._version_ids(key):
+            for version in self._versions(key):
                 try:
                     self._retrying(
-                        f"delete version {version_id} of {key}",
-                        lambda version_id=version_id: self._client.delete_object(
-                            Bucket=self.bucket, Key=key, VersionId=version_id
+                        f"delete version {version.version_id} of {key}",
+                        lambda version=version: self._client.delete_object(
+                            Bucket=self.bucket, Key=key, VersionId=version.version_id
                         ),
                     )
                 except ClientError as error:
                     if error_code(error) == "AccessDenied":
-                        raise self._locked_version_error(name, key, version_id) from error
+                        raise self._locked_version_error(name, key, version.version_id) from error
                     raise
+
+    def hidden(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Names under `prefix` whose newest version is a delete marker, with their newest data version."""
+        if not self._versioned():
+            return
+        full_prefix = self._key(prefix)
+        deleted: set[str] = set()
+        newest: dict[str, ObjectInfo] = {}
+        with self._translated("list versions under", full_prefix):
+            for page in self._version_pages(full_prefix):
+                for marker in page.get("DeleteMarkers", []):
+                    if marker.get("IsLatest"):
+                        deleted.add(marker["Key"])
+                for entry in page.get("Versions", []):
+                    info = ObjectInfo(
+                        entry["Key"][len(self.prefix) :],
+                        int(entry["Size"]),
+                        entry["LastModified"].timestamp(),
+                    )
+                    known = newest.get(entry["Key"])
+                    if known is None or known.mtime < info.mtime:
+                        newest[entry["Key"]] = info
+        for key in sorted(deleted):
+            yield newest.get(key, ObjectInfo(key[len(self.prefix) :], 0, 0.0))
 
     # -- internals ------------------------------------------------------------------------
 
@@ -562,30 +627,50 @@ class S3Storage(Storage):
 
     def _remove_probe(self, key: str) -> None:
         try:
-            for version_id in self._version_ids(key):
-                self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            for version in self._versions(key):
+                self._client.delete_object(Bucket=self.bucket, Key=key, VersionId=version.version_id)
         except (ClientError, BotoCoreError) as error:
             log.warning("could not remove the probe object %s: %s", key, error)
 
-    def _version_ids(self, key: str) -> list[str]:
-        """Every version and delete marker of exactly `key` (an unversioned bucket reports version "null")."""
-        found: list[str] = []
-        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key}
+    def _versioned(self) -> bool:
+        """Whether the bucket keeps versions (versioning enabled now or suspended after it was)."""
+        if self._versioning is None:
+            with self._translated("read the versioning state of", ""):
+                reply = self._retrying(
+                    f"read versioning of {self.bucket}",
+                    lambda: self._client.get_bucket_versioning(Bucket=self.bucket),
+                )
+            self._versioning = reply.get("Status") in {"Enabled", "Suspended"}
+        return self._versioning
+
+    def _version_pages(self, key_prefix: str) -> Iterator[dict[str, Any]]:
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": key_prefix}
         while True:
             page = self._retrying(
-                f"list versions of {key}",
+                f"list versions of {key_prefix}",
                 lambda arguments=arguments: self._client.list_object_versions(**arguments),
             )
-            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                if entry["Key"] == key:
-                    found.append(entry["VersionId"])
+            yield page
             if not page.get("IsTruncated"):
-                return found
+                return
             arguments = {
                 **arguments,
                 "KeyMarker": page["NextKeyMarker"],
                 "VersionIdMarker": page["NextVersionIdMarker"],
             }
+
+    def _versions(self, key: str) -> list[_Version]:
+        """Every version of exactly `key`, data versions before delete markers.
+
+        An unversioned bucket reports one version, "null".
+        """
+        found: list[_Version] = []
+        for page in self._version_pages(key):
+            found += [_Version(v["VersionId"], False) for v in page.get("Versions", []) if v["Key"] == key]
+            found += [
+                _Version(m["VersionId"], True) for m in page.get("DeleteMarkers", []) if m["Key"] == key
+            ]
+        return sorted(found, key=lambda version: version.delete_marker)
 
     def _download(self, key: str, byte_range: str | None) -> bytes:
         extra = {"Range": byte_range} if byte_range else {}
@@ -614,6 +699,11 @@ class S3Storage(Storage):
         return StorageError(
             f"S3 refused an Object Lock request on bucket {self.bucket!r} ({error_code(error)}: {message}); "
             "Object Lock must be enabled when the bucket is created"
+        )
+
+    def _no_object_lock_error(self) -> StorageError:
+        return StorageError(
+            f"bucket {self.bucket!r} exists without Object Lock, which cannot be enabled later; use a new bucket"
         )
 
     def _locked_version_error(self, name: str, key: str, version_id: str) -> StorageError:

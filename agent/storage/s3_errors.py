@@ -46,10 +46,6 @@ class EndpointUnreachableError(StorageError):
     """No connection to the S3 endpoint could be made."""
 
 
-class ObjectLockedError(StorageError):
-    """An S3 Object Lock retention forbids removing an object version."""
-
-
 class S3FeatureUnsupportedError(StorageError):
     """The server answered 501 Not Implemented to a request feature."""
 

@@ -1,4 +1,8 @@
-"""Turn a repository URL (a path, `file://…`, `s3://bucket/prefix`) into a storage backend."""
+"""Turn a repository URL (a path, `file://…`, `s3://bucket/prefix`) into a storage backend.
+
+A remote backend comes wrapped in the host-local metadata cache (`agent.storage.cache`);
+a local folder is read directly, a cache of it would only copy it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ from urllib.parse import unquote, urlparse
 
 from agent.errors import UsageError
 from agent.storage.base import Storage
+from agent.storage.cache import CachedStorage
 from agent.storage.local import LocalStorage
 
 
 def open_storage(url: str, **options: object) -> Storage:
     if url.startswith("s3://"):
-        from agent.storage.s3 import S3Storage
+        from agent.storage.s3 import S3Storage  # boto3 loads only when needed
 
-        return S3Storage.from_url(url, **options)  # type: ignore[arg-type]
+        return CachedStorage.for_location(S3Storage.from_url(url, **options))  # type: ignore[arg-type]
     if url.startswith("file://"):
         return LocalStorage(Path(unquote(urlparse(url).path)))
     if "://" in url:

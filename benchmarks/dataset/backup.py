@@ -224,6 +224,127 @@ def _pick(rng: random.Random, records: list[FileRecord], fraction: float, least:
     return rng.sample(records, min(len(records), max(least, round(fraction * len(records)))))
 
 
+class _Day:
+    """One day of use, worked out on an opened folder and then written into it."""
+
+    def __init__(self, folder: BackupFolder, seed: int, staging: Path) -> None:
+        self.folder = folder
+        self.seed = seed
+        self.staging = staging
+        self.day = (folder.status["Date"].replace(tzinfo=UTC) - FIRST_BACKUP_DATE).days + 1
+        self.date = FIRST_BACKUP_DATE + timedelta(days=self.day)
+        self.moment = int(self.date.timestamp())
+        self.rng = random.Random(f"{seed}:day:{self.day}")
+        self.materialise = _Materialiser(seed, staging, self.moment)
+        self.files = [record for record in folder.records if record.is_file]
+        self.by_kind: dict[Kind, list[FileRecord]] = {kind: [] for kind in Kind}
+        for record in self.files:
+            self.by_kind[kind_of(record.domain, record.relative_path)].append(record)
+        self.camera = [r for r in self.by_kind[Kind.MEDIA] if r.relative_path.startswith("Media/DCIM/")]
+        self.rewrites: dict[str, tuple[FileRecord, PieceSource]] = {}  # by fileID
+        self.added: list[tuple[FileRecord, PieceSource]] = []
+        self.deleted: list[FileRecord] = []
+
+    def add_new_files(self) -> None:
+        """About 1 % of the data set in new photos and a video, their thumbnails, attachments, cache entries."""
+        total = sum(record.size for record in self.files)
+        planner = Planner(
+            self.rng,
+            next_camera_number=max((camera_number(r.relative_path) for r in self.camera), default=0) + 1,
+            next_serial=self.day * 1_000_000,
+        )
+        specs = fill_budget(0.008 * total, planner.camera_photo)
+        specs.append(planner.camera_video(largest=max(MIB, int(0.01 * total))))
+        specs += [planner.thumbnail() for _ in specs]
+        specs += [planner.message_attachment() for _ in range(3)]
+        specs += [planner.small_file() for _ in range(20)]
+        for inode, spec in enumerate(specs, start=self.day * 1_000_000):
+            size, source = self.materialise(spec, self.day)
+            self.added.append(
+                (_file_record(spec.domain, spec.relative_path, size, self.moment, inode), source)
+            )
+
+    def delete_some(self) -> None:
+        photos = [r for r in self.camera if not r.relative_path.endswith(".MOV")]
+        url_cache = [r for r in self.files if "/fsCachedData/" in r.relative_path]
+        self.deleted = _pick(self.rng, photos, 0, 3) + _pick(self.rng, url_cache, 0.02, 5)
+
+    def _rewrite(self, old: FileRecord, size: int, source: PieceSource) -> None:
+        record = _file_record(old.domain, old.relative_path, size, self.moment, old.inode)
+        self.rewrites[old.file_id] = (record, source)
+
+    def edit_databases(self) -> None:
+        """Every database gets its typical day of appended, updated and deleted rows, edited in place."""
+        for old in self.by_kind[Kind.SQLITE]:
+            staged = self.staging / f"{old.file_id}.sqlite"
+            with open(staged, "wb") as handle:
+                for piece in self.folder.open_plaintext(old):
+                    handle.write(piece)
+            database = database_at(old.domain, old.relative_path)
+            apply_day(staged, database.shape, database.daily, self.rng, self.materialise.text, self.moment)
+            self._rewrite(old, staged.stat().st_size, lambda staged=staged: _pieces_of(staged))
+
+    def append_to_logs(self) -> None:
+        for old in _pick(self.rng, self.by_kind[Kind.LOG], 0.3, 1):
+            size = self.rng.randint(old.size // 200, old.size // 20) + KIB
+            lines = log_lines(self.rng, self.materialise.text, size, self.moment)
+            self._rewrite(
+                old,
+                old.size + len(lines),
+                lambda old=old, lines=lines: itertools.chain(self.folder.open_plaintext(old), [lines]),
+            )
+
+    def rewrite_documents(self) -> None:
+        deleted = {record.file_id for record in self.deleted}
+        for kind, fraction, least in ((Kind.PLIST, 0.03, 3), (Kind.JSON, 0.02, 2)):
+            candidates = [r for r in self.by_kind[kind] if r.file_id not in deleted]
+            for old in _pick(self.rng, candidates, fraction, least):
+                self._rewrite(
+                    old, *self.materialise(FileSpec(old.domain, old.relative_path, old.size), self.day)
+                )
+
+    def write(self) -> list[FileRecord]:
+        """Write the changed and new blobs, remove the deleted ones, then the metadata; returns every row."""
+        deleted = {record.file_id for record in self.deleted}
+        kept = [
+            self.rewrites.get(r.file_id, (r, None))[0]
+            for r in self.folder.records
+            if r.file_id not in deleted
+        ]
+        known = {(r.domain, r.relative_path) for r in kept if r.is_directory}
+        new_records = [record for record, _ in self.added]
+        records = kept + _missing_directories(new_records, known, self.moment) + new_records
+        writer = BackupWriter.subset(
+            self.folder.path,
+            info_plist=_info_plist(self.date),
+            status_plist=_status_plist(self.seed, self.day, self.date),
+            manifest_plist=build_manifest_plist(
+                device=DEVICE, backup_keybag=self.folder.manifest["BackupKeyBag"], date=self.date
+            ),
+            records=records,
+        )
+        for record, source in [*self.rewrites.values(), *self.added]:
+            writer.write_file(record, source())
+        for record in self.deleted:
+            (self.folder.path / record.blob_name).unlink()
+        writer.finish()
+        return records
+
+    def summary(self, records: list[FileRecord]) -> DaySummary:
+        summary = DaySummary(
+            day=self.day,
+            added_files=len(self.added),
+            added_bytes=sum(record.size for record, _ in self.added),
+            changed_files=len(self.rewrites),
+            deleted_files=len(self.deleted),
+            deleted_bytes=sum(record.size for record in self.deleted),
+        )
+        for record in records:
+            if record.is_file:
+                summary.dataset.count(record)
+        return summary
+
+
 def mutate(path: Path, seed: int) -> DaySummary:
     """Change the backup folder at `path` (made by `generate` with `seed`) as one more day of use would: new
     photos, a video and attachments, rows appended, updated and deleted in every database, lines appended to
@@ -231,94 +352,11 @@ def mutate(path: Path, seed: int) -> DaySummary:
     folder = BackupFolder.open(path)
     if folder.skipped:
         raise UsageError(f"{path} has unusable rows; regenerate it with `datagen` before changing it")
-    previous = folder.status["Date"].replace(tzinfo=UTC)
-    day = (previous - FIRST_BACKUP_DATE).days + 1
-    date = FIRST_BACKUP_DATE + timedelta(days=day)
-    moment = int(date.timestamp())
-    rng = random.Random(f"{seed}:day:{day}")
-    summary = DaySummary(day)
-    files = [record for record in folder.records if record.is_file]
-    by_kind: dict[Kind, list[FileRecord]] = {kind: [] for kind in Kind}
-    for record in files:
-        by_kind[kind_of(record.domain, record.relative_path)].append(record)
-    total = sum(record.size for record in files)
-    camera = [r for r in by_kind[Kind.MEDIA] if r.relative_path.startswith("Media/DCIM/")]
-    planner = Planner(
-        rng,
-        next_camera_number=max((camera_number(r.relative_path) for r in camera), default=0) + 1,
-        next_serial=day * 1_000_000,
-    )
-    new_specs = fill_budget(0.008 * total, planner.camera_photo)
-    new_specs.append(planner.camera_video(largest=max(MIB, int(0.01 * total))))
-    new_specs += [planner.thumbnail() for _ in new_specs]
-    new_specs += [planner.message_attachment() for _ in range(3)]
-    new_specs += [planner.small_file() for _ in range(20)]
-
-    photos = [r for r in camera if not r.relative_path.endswith(".MOV")]
-    url_cache = [r for r in files if "/fsCachedData/" in r.relative_path]
-    deleted = _pick(rng, photos, 0, 3) + _pick(rng, url_cache, 0.02, 5)
-    deleted_ids = {record.file_id for record in deleted}
     with tempfile.TemporaryDirectory(prefix=".datagen-", dir=path.parent) as staging:
-        materialise = _Materialiser(seed, Path(staging), moment)
-        rewrites: dict[str, tuple[FileRecord, PieceSource]] = {}
-
-        def rewrite(old: FileRecord, size: int, source: PieceSource) -> None:
-            rewrites[old.file_id] = (
-                _file_record(old.domain, old.relative_path, size, moment, old.inode),
-                source,
-            )
-
-        for old in by_kind[Kind.SQLITE]:
-            staged = Path(staging) / f"{old.file_id}.sqlite"
-            with open(staged, "wb") as handle:
-                for piece in folder.open_plaintext(old):
-                    handle.write(piece)
-            database = database_at(old.domain, old.relative_path)
-            apply_day(staged, database.shape, database.daily, rng, materialise.text, moment)
-            rewrite(old, staged.stat().st_size, lambda staged=staged: _pieces_of(staged))
-        for old in _pick(rng, by_kind[Kind.LOG], 0.3, 1):
-            appended = log_lines(
-                rng, materialise.text, rng.randint(old.size // 200, old.size // 20) + KIB, moment
-            )
-            rewrite(
-                old,
-                old.size + len(appended),
-                lambda old=old, a=appended: itertools.chain(folder.open_plaintext(old), [a]),
-            )
-        for kind, fraction, least in ((Kind.PLIST, 0.03, 3), (Kind.JSON, 0.02, 2)):
-            candidates = [r for r in by_kind[kind] if r.file_id not in deleted_ids]
-            for old in _pick(rng, candidates, fraction, least):
-                rewrite(old, *materialise(FileSpec(old.domain, old.relative_path, old.size), day))
-
-        added: list[tuple[FileRecord, PieceSource]] = []
-        for inode, spec in enumerate(new_specs, start=day * 1_000_000):
-            size, source = materialise(spec, day)
-            added.append((_file_record(spec.domain, spec.relative_path, size, moment, inode), source))
-
-        kept = [rewrites.get(r.file_id, (r, None))[0] for r in folder.records if r.file_id not in deleted_ids]
-        known = {(r.domain, r.relative_path) for r in kept if r.is_directory}
-        new_records = [record for record, _ in added]
-        records = kept + _missing_directories(new_records, known, moment) + new_records
-        writer = BackupWriter.subset(
-            path,
-            info_plist=_info_plist(date),
-            status_plist=_status_plist(seed, day, date),
-            manifest_plist=build_manifest_plist(
-                device=DEVICE, backup_keybag=folder.manifest["BackupKeyBag"], date=date
-            ),
-            records=records,
-        )
-        for record, source in [*rewrites.values(), *added]:
-            writer.write_file(record, source())
-        for record in deleted:
-            (path / record.blob_name).unlink()
-        writer.finish()
-    summary.added_files = len(added)
-    summary.added_bytes = sum(record.size for record, _ in added)
-    summary.changed_files = len(rewrites)
-    summary.deleted_files = len(deleted)
-    summary.deleted_bytes = sum(record.size for record in deleted)
-    for record in records:
-        if record.is_file:
-            summary.dataset.count(record)
-    return summary
+        day = _Day(folder, seed, Path(staging))
+        day.add_new_files()
+        day.delete_some()
+        day.edit_databases()
+        day.append_to_logs()
+        day.rewrite_documents()
+        return day.summary(day.write())

@@ -79,7 +79,12 @@ def create_database(
         rows = _rows(shape, rng, text, start_time)
         while (size := connection.execute("PRAGMA page_count").fetchone()[0] * PAGE_SIZE) < target_size:
             # Smaller batches near the end, so a small database does not overshoot its target by much.
-            _insert(connection, shape, rows, max(_LEAST_ROWS_PER_BATCH, min(_ROWS_PER_BATCH, (target_size - size) // 1000)))
+            _insert(
+                connection,
+                shape,
+                rows,
+                max(_LEAST_ROWS_PER_BATCH, min(_ROWS_PER_BATCH, (target_size - size) // 1000)),
+            )
             connection.commit()
     finally:
         connection.close()

@@ -60,7 +60,9 @@ def test_databases_are_real_sqlite_with_4096_byte_pages(generated: Path) -> None
             connection.close()
 
 
-def test_the_same_seed_gives_the_same_files_and_another_seed_does_not(generated: Path, tmp_path: Path) -> None:
+def test_the_same_seed_gives_the_same_files_and_another_seed_does_not(
+    generated: Path, tmp_path: Path
+) -> None:
     again, other = tmp_path / "again", tmp_path / "other"
     generate(again, SIZE, SEED)
     generate(other, SIZE, SEED + 1)
@@ -71,7 +73,9 @@ def test_the_same_seed_gives_the_same_files_and_another_seed_does_not(generated:
     assert not filecmp.cmp(generated / "Manifest.db", other / "Manifest.db", shallow=False)
 
 
-def test_a_day_of_use_adds_changes_and_deletes_and_leaves_the_rest_alone(generated: Path, tmp_path: Path) -> None:
+def test_a_day_of_use_adds_changes_and_deletes_and_leaves_the_rest_alone(
+    generated: Path, tmp_path: Path
+) -> None:
     path = tmp_path / "backup"
     shutil.copytree(generated, path)
     before = {r.file_id: r for r in BackupFolder.open(path).records if r.is_file}
@@ -82,7 +86,11 @@ def test_a_day_of_use_adds_changes_and_deletes_and_leaves_the_rest_alone(generat
     assert folder.skipped == [] and folder.warnings == []
     after = {r.file_id: r for r in folder.records if r.is_file}
     added, deleted = after.keys() - before.keys(), before.keys() - after.keys()
-    changed = {i for i in after.keys() & before.keys() if not filecmp.cmp(generated / after[i].blob_name, path / after[i].blob_name, shallow=False)}
+    changed = {
+        i
+        for i in after.keys() & before.keys()
+        if not filecmp.cmp(generated / after[i].blob_name, path / after[i].blob_name, shallow=False)
+    }
     assert (len(added), len(deleted), len(changed)) == (day.added_files, day.deleted_files, day.changed_files)
     assert any(after[i].relative_path.startswith("Media/DCIM/") for i in added)
     assert all(not (path / before[i].blob_name).exists() for i in deleted)
@@ -122,7 +130,8 @@ def test_generating_into_a_folder_that_is_not_empty_is_refused(generated: Path) 
 
 
 @pytest.mark.parametrize(
-    ("text", "size"), [("300M", 300 << 20), ("2.5G", int(2.5 * (1 << 30))), ("4GiB", 4 << 30), ("20000000", 20_000_000)]
+    ("text", "size"),
+    [("300M", 300 << 20), ("2.5G", int(2.5 * (1 << 30))), ("4GiB", 4 << 30), ("20000000", 20_000_000)],
 )
 def test_sizes_are_read_in_binary_units(text: str, size: int) -> None:
     assert parse_size(text) == size

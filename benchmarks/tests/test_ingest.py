@@ -75,7 +75,9 @@ def small_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", list(TOOLS))
-def test_each_tool_backs_up_then_rereads_and_deduplicates(name: str, small_backup: Path, tmp_path: Path) -> None:
+def test_each_tool_backs_up_then_rereads_and_deduplicates(
+    name: str, small_backup: Path, tmp_path: Path
+) -> None:
     tool: Tool = TOOLS[name]
     if shutil.which(tool.executable) is None:
         pytest.skip(f"{name} is not installed (apt-get install -y restic borgbackup)")

@@ -1,15 +1,19 @@
 """The device-side backup, in the order a real device runs it (ios-protocol.md section 4.4).
 
-Resume/mode detection from the host's Status.plist and previous Manifest.db; an incremental backup
-uploads only files whose size, mtime or inode changed and removes the blobs of deleted files; a
-free-space check; the Snapshot/ staging area with Status.plist states; uploads and moves in batches
-of 128; Manifest.plist and Manifest.db (encrypted with the device's backup password when backup
-encryption is on); a final verification of what the host holds.
+Mode detection from the host's Status.plist and previous Manifest.db: without a usable previous
+backup (none, `ForceFullBackup`, corrupt, or another encryption state or keybag) the backup is
+full; otherwise it is incremental and uploads only the files whose size, mtime or inode changed,
+and removes the blobs of deleted files. An interrupted snapshot (SnapshotState uploading, moving
+or removing) is resumed that way too, against the last complete Manifest.db on the host. Then a
+free-space check, the Snapshot/ staging area with the Status.plist states, uploads and moves in
+batches of 128, Manifest.plist and Manifest.db (encrypted with the device's backup password when
+backup encryption is on; encrypted-only files only then), and a final check of what the host holds.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,17 +63,31 @@ class PreviousBackup:
     records: dict[str, FileRecord]  # fileID -> row
 
 
+@dataclass(frozen=True)
+class PlannedUpload:
+    """A file to send, its new Manifest.db row and, in an encrypted backup, its fresh per-file key."""
+
+    file: SimFile
+    record: FileRecord
+    file_key: bytes | None
+
+    @property
+    def wire_size(self) -> int:
+        return encrypted_size(self.file.size) if self.file_key is not None else self.file.size
+
+
 @dataclass
 class BackupPlan:
     """The new Manifest.db rows, which files to send, and which old blobs to drop."""
 
     records: list[FileRecord] = field(default_factory=list)
-    uploads: list[tuple[SimFile, FileRecord, bytes | None]] = field(default_factory=list)  # + per-file key
+    uploads: list[PlannedUpload] = field(default_factory=list)
     removed: list[FileRecord] = field(default_factory=list)
     unchanged: int = 0
 
-    def upload_size(self, encrypted: bool) -> int:
-        return sum(encrypted_size(f.size) if encrypted else f.size for f, _, _ in self.uploads)
+    @property
+    def upload_size(self) -> int:
+        return sum(upload.wire_size for upload in self.uploads)
 
 
 class BackupEngine:
@@ -91,7 +109,7 @@ class BackupEngine:
         self.report.mode = "incremental" if previous else "full"
         snapshot_uuid = previous.snapshot_uuid if previous else str(uuid.uuid4()).upper()
         plan = self._plan(previous)
-        await self._prepare_free_space(plan.upload_size(self.encrypted))
+        await self._prepare_free_space(plan.upload_size)
         await self._prepare_snapshot()
         await self._upload_status("uploading", snapshot_uuid, 10.0)
         await self._upload_files(plan)
@@ -171,7 +189,7 @@ class BackupEngine:
             record = _record_for(f, file_id, wrapped_key)
             plan.records.append(record)
             if f.kind is FileKind.FILE:
-                plan.uploads.append((f, record, file_key))
+                plan.uploads.append(PlannedUpload(f, record, file_key))
         plan.removed = [r for file_id, r in old.items() if r.is_file and file_id not in current_files]
         return plan
 
@@ -209,31 +227,33 @@ class BackupEngine:
         await self.link.upload([upload], progress, len(data))
 
     async def _upload_files(self, plan: BackupPlan) -> None:
-        total = max(plan.upload_size(self.encrypted), 1)
+        total = max(plan.upload_size, 1)
         done = 0
+        started = time.monotonic()
         for start in range(0, len(plan.uploads), BATCH_SIZE):
             batch = plan.uploads[start : start + BATCH_SIZE]
             uploads = [
                 Upload(
-                    device_path(self.device.udid, f.domain, f.relative_path),
-                    f"{self.root}/Snapshot/{record.blob_name}",
-                    self._content(f, file_key),
+                    device_path(self.device.udid, planned.file.domain, planned.file.relative_path),
+                    f"{self.root}/Snapshot/{planned.record.blob_name}",
+                    self._content(planned),
                 )
-                for f, record, file_key in batch
+                for planned in batch
             ]
-            size = sum(encrypted_size(f.size) if self.encrypted else f.size for f, _, _ in batch)
+            size = sum(planned.wire_size for planned in batch)
             result = await self.link.upload(uploads, 10.0 + 80.0 * done / total, size)
             done += size
             self.report.uploaded_bytes += result.sent_bytes
-            self.report.uploaded.extend(f.key for f, _, _ in batch)
+            self.report.uploaded.extend(planned.file.key for planned in batch)
+            self.report.upload_seconds = time.monotonic() - started
             if result.failed:
                 raise errors.MobileBackupFailure(
                     errors.UPLOAD_FAILED, f"could not read {len(result.failed)} files: {result.failed[0]} ..."
                 )
 
-    def _content(self, f: SimFile, file_key: bytes | None) -> Iterator[bytes]:
-        pieces = self.device.filesystem.read(f)
-        return encrypt_stream(file_key, pieces) if file_key is not None else pieces
+    def _content(self, planned: PlannedUpload) -> Iterator[bytes]:
+        pieces = self.device.filesystem.read(planned.file)
+        return encrypt_stream(planned.file_key, pieces) if planned.file_key is not None else pieces
 
     async def _upload_manifests(self, plan: BackupPlan) -> bytes:
         """Upload Snapshot/Manifest.plist and Snapshot/Manifest.db; the Manifest.db bytes sent."""
@@ -264,7 +284,7 @@ class BackupEngine:
     # --- 8-9. moves and removals ----------------------------------------------------------------
 
     async def _move_into_place(self, plan: BackupPlan) -> None:
-        names = [record.blob_name for _, record, _ in plan.uploads]
+        names = [planned.record.blob_name for planned in plan.uploads]
         for start in range(0, len(names), BATCH_SIZE):
             batch = names[start : start + BATCH_SIZE]
             await self.link.move_items({f"{self.root}/Snapshot/{n}": f"{self.root}/{n}" for n in batch}, 91.0)

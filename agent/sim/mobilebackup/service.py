@@ -68,7 +68,8 @@ async def _handle(
 def _hello(request: dict[str, Any]) -> float:
     """The protocol version both sides speak (a real: libimobiledevice checks the plist type)."""
     offered = request.get("SupportedProtocolVersions")
-    common = set(offered) & set(PROTOCOL_VERSIONS) if isinstance(offered, list) else set()
+    offered = offered if isinstance(offered, list) else []
+    common = {version for version in offered if isinstance(version, (int, float))} & set(PROTOCOL_VERSIONS)
     if not common:
         raise errors.MobileBackupFailure(errors.GENERIC, "No common supported protocol version")
     return float(max(common))

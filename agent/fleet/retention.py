@@ -1,0 +1,44 @@
+"""Retention after a backup: forget one device's snapshots that the policy no longer keeps.
+
+The same rules as `coffer forget` (agent/repository/retention.py), applied to the device just
+backed up. It needs a key that can read snapshot headers: a put-only station key cannot,
+and then retention is left to an admin host running `coffer forget` (docs/fleet.md). Space is
+reclaimed by `coffer prune`, which the daemon never runs (it takes the repository's
+exclusive lease).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from agent.errors import CofferError
+from agent.repository.repository import Repository
+from agent.repository.retention import RetentionPolicy, select
+from agent.repository.snapshot import SNAPSHOT_PREFIX
+from agent.repository.tombstones import write_tombstone
+
+# Jobs of one daemon forget one at a time: a snapshot deleted while another job lists the
+# repository would make that listing fail.
+_FORGETTING = threading.Lock()
+
+
+class RetentionSkipped(CofferError):
+    """The daemon's key cannot apply retention; not a failure of the backup."""
+
+
+def apply_retention(repository: Repository, policy: RetentionPolicy, udid: str) -> list[str]:
+    """Forget the snapshots of `udid` that `policy` does not keep; returns their IDs."""
+    if not repository.keys.is_full:
+        raise RetentionSkipped(
+            f"the {repository.keys.kind} key of this station cannot read snapshots: "
+            "run `coffer forget` from an admin host to apply retention"
+        )
+    with _FORGETTING:
+        entries = [entry for entry in repository.snapshots() if entry.header.device.get("udid") == udid]
+        _keep, forget = select(entries, policy)
+        if forget:
+            # Tombstone first: `check` then knows the missing links were forgotten, not deleted by an attacker.
+            write_tombstone(repository, [entry.snapshot_id for entry in forget])
+            for entry in forget:
+                repository.storage.delete(SNAPSHOT_PREFIX + entry.snapshot_id)
+    return [entry.snapshot_id for entry in forget]
