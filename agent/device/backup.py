@@ -41,6 +41,7 @@ from agent.ios.safety import SkippedEntry, file_id_problem, path_problem
 from agent.paths import staging_root
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
+from agent.repository.fossils import index_for_backup
 from agent.repository.locks import running_backup
 from agent.repository.repository import Repository
 from agent.storage.local import LocalStorage
@@ -150,12 +151,18 @@ class DeviceBackup:
     # --- the repository part (sync) -------------------------------------------------------
     def run(self) -> DeviceBackupResult:
         self.repository.keys.require_write()
+        storage = self.repository.storage
+        # Announced before the index is read: prune then spares every pack this backup may reuse.
+        with running_backup(storage):
+            return self._run()
+
+    def _run(self) -> DeviceBackupResult:
         state = None if self.options.full else self.store.load(self.udid)
         previous = self.store.load(self.udid)
         password = self.options.backup_password or (previous.backup_password if previous else None)
         storage = self.repository.storage
         staging = StagingArea(staging_root())
-        writer = BlobWriter(self.repository, self.repository.load_index())
+        writer = BlobWriter(self.repository, index_for_backup(self.repository))
         host = DeviceHost(
             udid=self.udid,
             mirror=_seed_mirror(self.udid, state),
@@ -169,16 +176,15 @@ class DeviceBackup:
         password_holder: list[str | None] = [password]
         started = time.monotonic()
         try:
-            with running_backup(storage):
-                try:
-                    info, _values = asyncio.run(self._transfer(host, password_holder))
-                    host.wait()
-                except CofferError:
-                    raise
-                except Exception as exc:
-                    raise translate(exc, self.udid) from exc
-                transfer_seconds = time.monotonic() - started
-                result = self._finish(host, writer, staging, info, password_holder[0])
+            try:
+                info, _values = asyncio.run(self._transfer(host, password_holder))
+                host.wait()
+            except CofferError:
+                raise
+            except Exception as exc:
+                raise translate(exc, self.udid) from exc
+            transfer_seconds = time.monotonic() - started
+            result = self._finish(host, writer, staging, info, password_holder[0])
         except BaseException:
             host.close()
             with contextlib.suppress(Exception):

@@ -9,8 +9,10 @@ Leases hold times only, nothing about the data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +25,8 @@ LOCK_PREFIX = "locks/"
 PRUNE_LOCK = LOCK_PREFIX + "prune"
 BACKUP_MARKER_PREFIX = LOCK_PREFIX + "backup-"
 PRUNE_LEASE_SECONDS = 6 * 3600
-BACKUP_LEASE_SECONDS = 48 * 3600
+BACKUP_LEASE_SECONDS = 30 * 60
+BACKUP_RENEW_SECONDS = 5 * 60
 
 
 class LockedError(CofferError):
@@ -47,10 +50,14 @@ def _read(storage: Storage, name: str) -> Lease | None:
         return Lease(name, 0.0, 0.0)  # unreadable: treat as expired
 
 
+def _lease_bytes(start: float, expires: float) -> bytes:
+    return json.dumps({"start": start, "expires": expires}).encode()
+
+
 def _write(storage: Storage, name: str, seconds: float) -> Lease:
     now = time.time()
     lease = Lease(name, now, now + seconds)
-    storage.put(name, json.dumps({"start": lease.start, "expires": lease.expires}).encode())
+    storage.put(name, _lease_bytes(lease.start, lease.expires))
     return lease
 
 
@@ -75,11 +82,25 @@ def exclusive(storage: Storage, *, seconds: float = PRUNE_LEASE_SECONDS) -> Iter
 
 @contextmanager
 def running_backup(storage: Storage) -> Iterator[Lease]:
-    lease = _write(storage, BACKUP_MARKER_PREFIX + os.urandom(12).hex(), BACKUP_LEASE_SECONDS)
+    """Announce a running backup; the marker is renewed while the backup runs, so one left by a
+    killed process expires within `BACKUP_LEASE_SECONDS` instead of blocking prune for long."""
+    name = BACKUP_MARKER_PREFIX + os.urandom(12).hex()
+    lease = _write(storage, name, BACKUP_LEASE_SECONDS)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(BACKUP_RENEW_SECONDS):
+            with contextlib.suppress(CofferError):
+                storage.put(name, _lease_bytes(lease.start, time.time() + BACKUP_LEASE_SECONDS), if_absent=False)
+
+    renewer = threading.Thread(target=renew, name="coffer-lease", daemon=True)
+    renewer.start()
     try:
         yield lease
     finally:
-        storage.delete(lease.name)
+        stop.set()
+        renewer.join()
+        storage.delete(name)
 
 
 def oldest_running_backup(storage: Storage) -> float | None:
