@@ -118,7 +118,7 @@ def needed_index_objects(cli: CofferCli) -> set[str]:
     used = set().union(*(referenced_chunks(repository, sid) for sid in repository.snapshot_ids()))
     needed = set()
     for name in objects_of(cli.repo, "index/"):
-        records, _ = decode_index(repository.storage.get(name), repository.keys.index_key, name)
+        records, _ = decode_index(repository.storage.get(name), repository.keys.index_keys(), name)
         if any((record.space, blob[0]) in used for record in records for blob in record.blobs):
             needed.add(name)
     return needed

@@ -6,16 +6,19 @@ import argparse
 from pathlib import Path
 
 from agent.commands.context import Context
-from agent.commands.format import iso, table, timestamp
+from agent.commands.format import iso, size, table, timestamp
 from agent.errors import UsageError
 from agent.ios.categories import Category
 from agent.keys import slots
-from agent.keys.sources import replacement_passphrase
+from agent.keys.slots import Passphrase
+from agent.keys.sources import replacement_passphrase, resolve_secret
+from agent.repository.repository import Repository
+from agent.repository.rotation import rotate
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     key = sub.add_parser("key", parents=[common], help="manage key slots")
-    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="{add,list,remove,passwd,export-category}")
+    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="{add,list,remove,passwd,rotate,export-category}")
 
     p = key_sub.add_parser("add", parents=[common], help="add a passphrase slot, or a put-only station key file")
     p.add_argument("--put-only", action="store_true", help="a key file that can add backups but read nothing")
@@ -36,6 +39,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = key_sub.add_parser("remove", parents=[common], help="remove a key slot")
     p.add_argument("slot", help="slot ID or prefix (see `coffer key list`)")
     p.set_defaults(handler=cmd_remove)
+
+    p = key_sub.add_parser(
+        "rotate",
+        parents=[common],
+        help="new keys for new data; re-seal index and snapshots; revoke station and category key files",
+        description="New authentication, index and category keys; the index, snapshots, tombstones and fossils are "
+        "re-sealed; a new recovery key is printed; recovery contacts carry over; station and category key files "
+        "are revoked. Packs stay sealed to the old category keys (their data remains readable by whoever held an "
+        "old key); the chunk-ID and chunker keys are kept so deduplication keeps working.",
+    )
+    p.set_defaults(handler=cmd_rotate)
 
     p = key_sub.add_parser("passwd", parents=[common], help="change the passphrase of the slot in use")
     p.add_argument("--new-password-file", help="the new passphrase (else COFFER_NEW_PASSWORD or a prompt)")
@@ -120,4 +134,28 @@ def cmd_passwd(ctx: Context) -> int:
         if kinds.get(old) == "passphrase":
             repository.storage.delete(old)
     ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX)}, "passphrase changed")
+    return 0
+
+
+def cmd_rotate(ctx: Context) -> int:
+    secret = resolve_secret(ctx.secret_options)
+    if not isinstance(secret, Passphrase):
+        raise UsageError("run `key rotate` with the passphrase: it becomes the new key set's passphrase")
+    report = rotate(Repository.open(ctx.storage(), secret), secret.text)
+    document = {
+        "recovery_key": report.recovery_key,
+        "snapshots_resealed": report.snapshots_resealed,
+        "packs_under_old_keys": report.packs_under_old_keys,
+        "bytes_under_old_keys": report.bytes_under_old_keys,
+        "contact_slots": report.contact_slots,
+        "revoked": report.revoked,
+    }
+    text = (
+        f"rotated: {report.snapshots_resealed} snapshots re-sealed, {report.contact_slots} contact slots carried over, "
+        f"{len(report.revoked)} station/category key files revoked\n"
+        f"{report.packs_under_old_keys} packs ({size(report.bytes_under_old_keys)}) stay sealed to the old keys: whoever "
+        "held an old key can still read that data; new data uses the new keys\n\n"
+        f"NEW RECOVERY KEY (the old one no longer works) — write it down:\n\n    {report.recovery_key}\n"
+    )
+    ctx.emit(document, text)
     return 0

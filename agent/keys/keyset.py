@@ -29,6 +29,14 @@ def _unb64(text: str) -> bytes:
 
 
 @dataclass
+class RetiredKeys:
+    """Keys a rotation replaced, kept in full key sets so data sealed before the rotation stays readable."""
+
+    index_key: bytes | None
+    private_keys: dict[str, bytes]
+
+
+@dataclass
 class KeySet:
     """Secrets of one repository, or the subset a slot grants."""
 
@@ -40,6 +48,8 @@ class KeySet:
     index_key: bytes | None = None  # encrypts the index and the snapshot chain records
     public_keys: dict[str, bytes] = field(default_factory=dict)  # space -> X25519 public key
     private_keys: dict[str, bytes] = field(default_factory=dict)  # space -> X25519 private key
+    tag_key: bytes | None = None  # opaque storage tags; kept across rotations so pack names stay put
+    retired: list[RetiredKeys] = field(default_factory=list)  # older generations, newest first
 
     @classmethod
     def generate(cls, repository_id: str, categories: list[str]) -> KeySet:
@@ -50,6 +60,7 @@ class KeySet:
             id_key=primitives.random_key(),
             chunker_key=primitives.random_key(),
             index_key=primitives.random_key(),
+            tag_key=primitives.random_key(),
         )
         for space in [*categories, *INTERNAL_SPACES]:
             keys.add_space(space)
@@ -59,6 +70,19 @@ class KeySet:
         private, public = primitives.generate_keypair()
         self.private_keys[space] = private
         self.public_keys[space] = public
+
+    # --- keys to try when opening, current generation first ---------------------------
+    def index_keys(self) -> list[bytes]:
+        current = [self.index_key] if self.index_key is not None else []
+        return current + [r.index_key for r in self.retired if r.index_key is not None]
+
+    def private_keys_for(self, space: str) -> list[bytes]:
+        current = [self.private_keys[space]] if space in self.private_keys else []
+        return current + [r.private_keys[space] for r in self.retired if space in r.private_keys]
+
+    @property
+    def storage_tag_key(self) -> bytes:
+        return self.tag_key if self.tag_key is not None else self.auth_key
 
     # --- rights -------------------------------------------------------------
     @property
@@ -100,6 +124,7 @@ class KeySet:
             chunker_key=self.chunker_key,
             index_key=self.index_key,
             public_keys=dict(self.public_keys),
+            tag_key=self.tag_key,
         )
 
     def category_share(self, category: str) -> KeySet:
@@ -113,6 +138,11 @@ class KeySet:
             index_key=self.index_key,
             public_keys=dict(self.public_keys),
             private_keys={category: self.private_keys[category], HEADER_SPACE: self.private_keys[HEADER_SPACE]},
+            tag_key=self.tag_key,
+            retired=[
+                RetiredKeys(r.index_key, {k: v for k, v in r.private_keys.items() if k in (category, HEADER_SPACE)})
+                for r in self.retired
+            ],
         )
 
     # --- serialisation ----------------------------------------------------------
@@ -124,10 +154,18 @@ class KeySet:
             "public_keys": {k: _b64(v) for k, v in sorted(self.public_keys.items())},
             "private_keys": {k: _b64(v) for k, v in sorted(self.private_keys.items())},
         }
-        for name in ("id_key", "chunker_key", "index_key"):
+        for name in ("id_key", "chunker_key", "index_key", "tag_key"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = _b64(value)
+        if self.retired:
+            doc["retired"] = [
+                {
+                    "index_key": _b64(r.index_key) if r.index_key else None,
+                    "private_keys": {k: _b64(v) for k, v in sorted(r.private_keys.items())},
+                }
+                for r in self.retired
+            ]
         return json.dumps(doc, sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -142,4 +180,12 @@ class KeySet:
             index_key=_unb64(doc["index_key"]) if "index_key" in doc else None,
             public_keys={k: _unb64(v) for k, v in doc["public_keys"].items()},
             private_keys={k: _unb64(v) for k, v in doc["private_keys"].items()},
+            tag_key=_unb64(doc["tag_key"]) if "tag_key" in doc else None,
+            retired=[
+                RetiredKeys(
+                    _unb64(r["index_key"]) if r.get("index_key") else None,
+                    {k: _unb64(v) for k, v in r["private_keys"].items()},
+                )
+                for r in doc.get("retired", [])
+            ],
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -69,6 +70,16 @@ def open_box(key: bytes, sealed: bytes, *, purpose: bytes, associated: bytes = b
         raise DecryptionError("authentication failed") from exc
 
 
+def open_box_any(keys: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    """`open_box` with the first of `keys` that opens it (current key first, then retired ones)."""
+    for key in keys:
+        try:
+            return open_box(key, sealed, purpose=purpose, associated=associated)
+        except DecryptionError:
+            continue
+    raise DecryptionError("authentication failed")
+
+
 def generate_keypair() -> tuple[bytes, bytes]:
     """Return (private, public) raw X25519 keys."""
     private = X25519PrivateKey.generate()
@@ -77,6 +88,16 @@ def generate_keypair() -> tuple[bytes, bytes]:
 
 def public_from_private(private: bytes) -> bytes:
     return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def open_sealed_any(privates: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    """`open_sealed` with the first of `privates` that opens it."""
+    for private in privates:
+        try:
+            return open_sealed(private, sealed, purpose=purpose, associated=associated)
+        except DecryptionError:
+            continue
+    raise DecryptionError("authentication failed")
 
 
 def _sealing_key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes, purpose: bytes) -> bytes:

@@ -59,7 +59,7 @@ class BlobReader:
                 return key
         self.repository.keys.require_read(location.space)
         header = self._get_range(name, 0, HEADER_READ_SIZE)
-        key = open_pack_key(header, self.repository.keys.private_keys[location.space], self.repository.tag(location.space), name)
+        key = open_pack_key(header, self.repository.keys.private_keys_for(location.space), self.repository.tag(location.space), name)
         with self._lock:
             self._pack_keys[location.pack] = key
             while len(self._pack_keys) > PACK_KEY_CACHE:

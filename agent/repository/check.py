@@ -90,7 +90,7 @@ def _read_pack(
         return
     if not repository.keys.can_read(space):
         return
-    key = open_pack_key(data[:HEADER_READ_SIZE], repository.keys.private_keys[space], repository.tag(space), name)
+    key = open_pack_key(data[:HEADER_READ_SIZE], repository.keys.private_keys_for(space), repository.tag(space), name)
     trailer = read_trailer(data, key, name)
     record = index.pack(pack_id)
     indexed = {(c, o, n, r) for c, o, n, r in record.blobs} if record else set()
@@ -158,7 +158,7 @@ def check_repository(
         def check_snapshot(snapshot_id: str = snapshot_id) -> None:
             sealed = repository.read_sealed(snapshot_id)
             if repository.keys.can_read(HEADER_SPACE):
-                open_header(sealed, repository.keys.private_keys[HEADER_SPACE])
+                open_header(sealed, repository.keys.private_keys_for(HEADER_SPACE))
             for space, chunk_id in referenced_chunks(repository, snapshot_id):
                 location = index.lookup(space, chunk_id)
                 if location is None:

@@ -36,7 +36,7 @@ def load_fossils(repository: Repository) -> list[Fossils]:
         if primitives.sha256(data).hex() != info.name.removeprefix(FOSSIL_PREFIX):
             raise RepositoryDamagedError(f"{info.name} is damaged (content does not match its name)")
         try:
-            doc = json.loads(primitives.open_box(repository.keys.index_key, data, purpose=b"fossils"))
+            doc = json.loads(primitives.open_box_any(repository.keys.index_keys(), data, purpose=b"fossils"))
         except primitives.DecryptionError as exc:
             raise RepositoryDamagedError(f"{info.name} fails authentication") from exc
         records.append(Fossils(info.name, float(doc["time"]), dict(doc["packs"])))

@@ -62,9 +62,9 @@ def encode_index(records: Iterable[PackRecord], index_key: bytes, supersedes: li
     return primitives.seal_box(index_key, plain, purpose=b"index")
 
 
-def decode_index(data: bytes, index_key: bytes, name: str) -> tuple[list[PackRecord], list[str]]:
+def decode_index(data: bytes, index_keys: list[bytes], name: str) -> tuple[list[PackRecord], list[str]]:
     try:
-        plain = zstandard.decompress(primitives.open_box(index_key, data, purpose=b"index"))
+        plain = zstandard.decompress(primitives.open_box_any(index_keys, data, purpose=b"index"))
     except (primitives.DecryptionError, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"index object {name} fails authentication") from exc
     (header_length,) = LENGTH.unpack_from(plain, 0)

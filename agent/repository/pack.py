@@ -92,14 +92,14 @@ class PackBuilder:
         return primitives.sha256(data).hex(), data
 
 
-def open_pack_key(header: bytes, category_private_key: bytes, tag: str, pack_name: str) -> bytes:
+def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, pack_name: str) -> bytes:
     """Recover a pack's key from the first bytes of the pack (at least `header_length`)."""
     if header[:4] != MAGIC or len(header) < 6:
         raise RepositoryDamagedError(f"pack {pack_name} has no valid header")
     (sealed_length,) = struct.unpack_from("<H", header, 4)
     sealed = header[6 : 6 + sealed_length]
     try:
-        return primitives.open_sealed(category_private_key, sealed, purpose=b"pack key", associated=tag.encode())
+        return primitives.open_sealed_any(category_private_keys, sealed, purpose=b"pack key", associated=tag.encode())
     except primitives.DecryptionError as exc:
         raise RepositoryDamagedError(f"pack {pack_name}: its key does not open (damaged or not this category)") from exc
 

@@ -119,7 +119,8 @@ class Repository:
         if unlocked.keys.repository_id != config.repository_id:
             raise RepositoryDamagedError("the key slot belongs to another repository")
         config.verify(mac, unlocked.keys.auth_key)
-        storage.object_lock_days = config.object_lock_days  # every later data object carries a retention
+        if storage.supports_object_lock:  # a copy on a backend without Object Lock stays readable
+            storage.object_lock_days = config.object_lock_days  # later data objects carry a retention
         return cls(storage, config, unlocked.keys, unlocked.slot_name)
 
     def record_slots(self, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
@@ -130,7 +131,7 @@ class Repository:
 
     # --- names --------------------------------------------------------------------
     def tag(self, space: str) -> str:
-        return self.config.tag(space, self.keys.auth_key)
+        return self.config.tag(space, self.keys.storage_tag_key)
 
     def pack_name(self, space: str, pack_id: str) -> str:
         return f"{DATA_PREFIX}{self.tag(space)}/{pack_id}"
@@ -149,7 +150,7 @@ class Repository:
             data = self.storage.get(info.name)
             if primitives.sha256(data).hex() != info.name.removeprefix(INDEX_PREFIX):
                 raise RepositoryDamagedError(f"index object {info.name} is damaged (content does not match its name)")
-            records, supersedes = decode_index(data, self.keys.index_key, info.name)
+            records, supersedes = decode_index(data, self.keys.index_keys(), info.name)
             superseded.update(supersedes)
             loaded.append((info.name, records))
         for name, records in loaded:
@@ -182,7 +183,7 @@ class Repository:
         """Chain records of every snapshot (any writer can read them)."""
         self.keys.require_index()
         assert self.keys.index_key is not None
-        return {sid: open_chain(self.read_sealed(sid), self.keys.index_key) for sid in self.snapshot_ids()}
+        return {sid: open_chain(self.read_sealed(sid), self.keys.index_keys()) for sid in self.snapshot_ids()}
 
     def snapshots(self) -> list[SnapshotEntry]:
         """Every snapshot with its header, oldest first."""
@@ -195,8 +196,8 @@ class Repository:
             entries.append(
                 SnapshotEntry(
                     sid,
-                    open_header(sealed, self.keys.private_keys[HEADER_SPACE]),
-                    open_chain(sealed, self.keys.index_key),
+                    open_header(sealed, self.keys.private_keys_for(HEADER_SPACE)),
+                    open_chain(sealed, self.keys.index_keys()),
                 )
             )
         self.ledger.record(e.snapshot_id for e in entries)
@@ -218,7 +219,7 @@ class Repository:
 
     def read_part(self, snapshot_id: str, space: str) -> object:
         self.keys.require_read(space)
-        return open_part(self.read_sealed(snapshot_id), self.tag(space), self.keys.private_keys[space])
+        return open_part(self.read_sealed(snapshot_id), self.tag(space), self.keys.private_keys_for(space))
 
     def device_tag(self, udid: str) -> str:
         assert self.keys.id_key is not None

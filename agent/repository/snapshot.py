@@ -196,28 +196,28 @@ def seal_snapshot(
     return json.dumps(doc, sort_keys=True).encode("utf-8")
 
 
-def open_chain(sealed: SealedSnapshot, index_key: bytes) -> ChainRecord:
+def open_chain(sealed: SealedSnapshot, index_keys: list[bytes]) -> ChainRecord:
     try:
-        doc = _decompress_json(primitives.open_box(index_key, sealed.chain, purpose=b"snapshot chain"))
+        doc = _decompress_json(primitives.open_box_any(index_keys, sealed.chain, purpose=b"snapshot chain"))
     except (primitives.DecryptionError, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: chain record fails authentication") from exc
     return ChainRecord(**doc)  # type: ignore[arg-type]
 
 
-def open_header(sealed: SealedSnapshot, header_private: bytes) -> SnapshotHeader:
+def open_header(sealed: SealedSnapshot, header_privates: list[bytes]) -> SnapshotHeader:
     try:
-        doc = _decompress_json(primitives.open_sealed(header_private, sealed.header, purpose=b"snapshot header"))
+        doc = _decompress_json(primitives.open_sealed_any(header_privates, sealed.header, purpose=b"snapshot header"))
     except (primitives.DecryptionError, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: header fails authentication") from exc
     return SnapshotHeader.from_json(doc)  # type: ignore[arg-type]
 
 
-def open_part(sealed: SealedSnapshot, tag: str, private: bytes) -> object:
+def open_part(sealed: SealedSnapshot, tag: str, privates: list[bytes]) -> object:
     if tag not in sealed.parts:
         raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]} lacks a part it should have")
     try:
         return _decompress_json(
-            primitives.open_sealed(private, sealed.parts[tag], purpose=b"snapshot part", associated=tag.encode())
+            primitives.open_sealed_any(privates, sealed.parts[tag], purpose=b"snapshot part", associated=tag.encode())
         )
     except (primitives.DecryptionError, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: a part fails authentication") from exc

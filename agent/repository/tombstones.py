@@ -36,7 +36,7 @@ def forgotten_snapshots(repository: Repository) -> set[str]:
         if primitives.sha256(data).hex() != info.name.removeprefix(TOMBSTONE_PREFIX):
             raise RepositoryDamagedError(f"{info.name} is damaged (content does not match its name)")
         try:
-            doc = json.loads(primitives.open_box(repository.keys.index_key, data, purpose=b"tombstone"))
+            doc = json.loads(primitives.open_box_any(repository.keys.index_keys(), data, purpose=b"tombstone"))
         except primitives.DecryptionError as exc:
             raise RepositoryDamagedError(f"{info.name} fails authentication") from exc
         forgotten.update(doc["forgotten"])
