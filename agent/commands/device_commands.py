@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from agent.archive.view import parse_categories
 from agent.commands.archive_commands import backup_password
 from agent.commands.context import Context
 from agent.commands.format import size, table
-from agent.device.backup import BackupOptions, DeviceBackup, DeviceBackupResult
-from agent.device.inventory import connected_udids, list_devices
-from agent.device.restore import RestoreOptions, restore_snapshot
 from agent.errors import CofferError, DeviceError, UsageError
+
+if TYPE_CHECKING:
+    from agent.device.backup import DeviceBackupResult
+
+# pymobiledevice3 takes most of a second to import: only the commands that talk to devices pay for it.
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -41,6 +44,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_devices(ctx: Context) -> int:
+    from agent.device.inventory import list_devices
+
     devices = list_devices()
     rows = [[d.udid, d.name, d.model, d.ios_version, d.state,
              {True: "on", False: "off", None: "?"}[d.backup_encryption]] for d in devices]
@@ -87,6 +92,9 @@ def _document(result: DeviceBackupResult) -> dict[str, object]:
 
 
 def cmd_backup(ctx: Context) -> int:
+    from agent.device.backup import BackupOptions, DeviceBackup
+    from agent.device.inventory import connected_udids
+
     args = ctx.args
     if args.categories:
         parse_categories(args.categories)
@@ -135,6 +143,8 @@ def cmd_backup(ctx: Context) -> int:
 
 
 def cmd_restore(ctx: Context) -> int:
+    from agent.device.restore import RestoreOptions, restore_snapshot
+
     args = ctx.args
     repository = ctx.open_repository()
     options = RestoreOptions(
