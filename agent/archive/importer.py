@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.archive.builder import CommitResult, SnapshotBuilder
+from agent.archive.files_cache import CachedFile, FilesCache, fingerprint
 from agent.archive.parallel import bounded_map
 from agent.archive.progress import Progress
 from agent.errors import UsageError
@@ -73,14 +74,26 @@ def _import(
     workers: int,
 ) -> CommitResult:
     builder = SnapshotBuilder(repository, writer)
-    files = [r for r in folder.records if r.is_file]
+    cache = FilesCache(repository.config.repository_id, repository.device_tag(folder.device.udid))
+    files = []
     for record in folder.records:
         if not record.is_file:
             builder.add(record, None)
+            continue
+        print_ = fingerprint(record, folder.path / record.blob_name)
+        cached = cache.lookup(record.file_id, print_, writer.index)
+        if cached is not None:
+            builder.add(record, StoredStream(cached.chunks, cached.size), cached.category)
+            cache.remember(record.file_id, cached)
+            writer.stats.files_unchanged += 1
+            writer.stats.unchanged_bytes += cached.size
+        else:
+            files.append((record, print_))
 
-    with Progress("import", sum(r.size for r in files), enabled=progress) as bar:
+    with Progress("import", sum(r.size for r, _ in files), enabled=progress) as bar:
 
-        def store(record: FileRecord) -> None:
+        def store(item: tuple[FileRecord, str | None]) -> None:
+            record, print_ = item
             category = classify(record.domain, record.relative_path).value
             stored: StoredStream = writer.store_file(
                 category,
@@ -89,6 +102,8 @@ def _import(
                 sqlite_hint=is_sqlite_name(record.relative_path),
             )
             builder.add(record, stored, category)
+            if print_ is not None:
+                cache.remember(record.file_id, CachedFile(print_, category, stored.size, stored.chunks))
 
         try:
             for _ in bounded_map(store, files, workers=workers, in_flight=workers * 2):
@@ -98,7 +113,7 @@ def _import(
             with contextlib.suppress(Exception):
                 writer.flush()
             raise
-    return builder.commit(
+    commit = builder.commit(
         device=folder.device,
         source="import",
         info_plist=folder.info_plist,
@@ -110,6 +125,8 @@ def _import(
         backup_password=backup_password if folder.is_encrypted else None,
         other_files={name: (folder.path / name).read_bytes() for name in folder.other_files},
     )
+    cache.save()
+    return commit
 
 
 def _counted(pieces: Iterable[bytes], bar: Progress) -> Iterator[bytes]:

@@ -45,7 +45,7 @@ def cmd_import(ctx: Context) -> int:
     result = import_folder(repository, ctx.args.directory, backup_password=password, progress=ctx.progress)
     header = result.commit.header
     stats = result.writer
-    total = sum(s.bytes for s in stats.spaces.values())
+    total = sum(s.bytes for s in stats.spaces.values()) + stats.unchanged_bytes
     new = sum(s.new_bytes for s in stats.spaces.values())
     stored = sum(s.stored_bytes for s in stats.spaces.values())
     document = {
@@ -58,6 +58,7 @@ def cmd_import(ctx: Context) -> int:
         "stored_bytes": stored,
         "reused_bytes": total - new,
         "packs": stats.packs_uploaded,
+        "files_unchanged": stats.files_unchanged,
         "skipped": header.skipped,
         "warnings": result.warnings,
         "seconds": round(result.commit.elapsed, 3),

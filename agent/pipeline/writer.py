@@ -41,6 +41,8 @@ class SpaceStats:
 @dataclass
 class WriterStats:
     spaces: dict[str, SpaceStats] = field(default_factory=lambda: defaultdict(SpaceStats))
+    files_unchanged: int = 0  # files reused from the files cache without being read
+    unchanged_bytes: int = 0
     packs_uploaded: int = 0
     uploaded_bytes: int = 0
     index_objects: int = 0
