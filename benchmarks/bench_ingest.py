@@ -116,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=DEFAULT_SEED, help=f"data set seed (default {DEFAULT_SEED})"
     )
     parser.add_argument(
-        "--tools", default=",".join(TOOLS), help="a comma-separated subset of coffer,restic,borg (default all three)"
+        "--tools",
+        default=",".join(TOOLS),
+        help="a comma-separated subset of coffer,restic,borg (default all three)",
     )
     parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="work folder, must not exist")
     parser.add_argument(
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _check_space(args.scratch, size)
     benchmark = Benchmark(args.scratch, tools, args.seed)
     benchmark.logs.mkdir(parents=True)
-    started = time.perf_counter()
+    started_at, started = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     print(f"generating a {args.size} data set (seed {args.seed}) in {benchmark.data}", flush=True)
     dataset = generate(benchmark.data, size, args.seed)
     print(describe(dataset), flush=True)
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if rereaders:
         benchmark.run_phase(REREAD, rereaders, 2)
     return {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started": started_at,
         "seconds": round(time.perf_counter() - started, 1),
         "size": args.size,
         "seed": args.seed,

@@ -55,13 +55,21 @@ def default_workers() -> int:
 
 
 def import_folder(
-    repository: Repository, path: Path, *, backup_password: str | None, progress: bool, workers: int | None = None
+    repository: Repository,
+    path: Path,
+    *,
+    backup_password: str | None,
+    progress: bool,
+    workers: int | None = None,
+    use_files_cache: bool = True,
 ) -> ImportResult:
     folder = BackupFolder.open(locate_backup_folder(path), backup_password)
     # Announce the backup before reading the index, so prune never deletes a pack this run may reuse.
     with locks.running_backup(repository.storage):
         writer = BlobWriter(repository, index_for_backup(repository))
-        commit = _import(repository, folder, writer, backup_password, progress, workers or default_workers())
+        commit = _import(
+            repository, folder, writer, backup_password, progress, workers or default_workers(), use_files_cache
+        )
     return ImportResult(commit, writer.stats, len(folder.skipped), folder.warnings)
 
 
@@ -72,6 +80,7 @@ def _import(
     backup_password: str | None,
     progress: bool,
     workers: int,
+    use_files_cache: bool,
 ) -> CommitResult:
     builder = SnapshotBuilder(repository, writer)
     cache = FilesCache(repository.config.repository_id, repository.device_tag(folder.device.udid))
@@ -81,7 +90,7 @@ def _import(
             builder.add(record, None)
             continue
         print_ = fingerprint(record, folder.path / record.blob_name)
-        cached = cache.lookup(record.file_id, print_, writer.index)
+        cached = cache.lookup(record.file_id, print_, writer.index) if use_files_cache else None
         if cached is not None:
             builder.add(record, StoredStream(cached.chunks, cached.size), cached.category)
             cache.remember(record.file_id, cached)

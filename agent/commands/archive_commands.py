@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("import", parents=[common], help="ingest an existing Finder/iTunes backup folder")
     p.add_argument("directory", type=Path)
     p.add_argument("--backup-password-file", help="the device backup password of an encrypted backup")
+    p.add_argument("--force", action="store_true", help="read every file, even those the files cache says are unchanged")
     p.set_defaults(handler=cmd_import)
 
     p = sub.add_parser("export", parents=[common], help="write a Finder/iTunes-compatible backup folder")
@@ -42,7 +43,9 @@ def backup_password(path: str | None) -> str | None:
 def cmd_import(ctx: Context) -> int:
     password = backup_password(ctx.args.backup_password_file)
     repository = ctx.open_repository()
-    result = import_folder(repository, ctx.args.directory, backup_password=password, progress=ctx.progress)
+    result = import_folder(
+        repository, ctx.args.directory, backup_password=password, progress=ctx.progress, use_files_cache=not ctx.args.force
+    )
     header = result.commit.header
     stats = result.writer
     total = sum(s.bytes for s in stats.spaces.values()) + stats.unchanged_bytes

@@ -52,12 +52,12 @@ class Context:
         return self._storage
 
     def storage_options(self) -> dict[str, Any]:
+        """Backend options from the global flags (a local folder takes none and ignores them)."""
         options: dict[str, Any] = {}
-        if self.repository_url().startswith("s3://"):
-            for name in ("limit_upload", "limit_download"):
-                value = getattr(self.args, name, None)
-                if value:
-                    options[name] = value
+        for name in ("limit_upload", "limit_download"):
+            value = getattr(self.args, name, None)
+            if value:
+                options[name] = value
         return options
 
     def open_repository(self) -> Repository:

@@ -47,10 +47,6 @@ def cmd_init(ctx: Context) -> int:
     if object_lock_days < 0:
         raise UsageError("--object-lock-days must be 0 or more")
     storage = ctx.storage()
-    if object_lock_days and not hasattr(storage, "object_lock_days"):
-        raise UsageError("--object-lock-days needs an s3:// repository on a bucket with Object Lock")
-    if object_lock_days:
-        storage.object_lock_days = object_lock_days  # type: ignore[attr-defined]
     repository, recovery = Repository.init(
         storage,
         passphrase,

@@ -6,7 +6,7 @@ cache. All three encrypt (Coffer always, restic always, borg with repokey-blake2
 (Coffer zstd level 3 where it pays, restic `--compression auto`, borg `-C zstd,3`).
 
 `reread` asks restic and borg to read every file again instead of skipping those their files cache says
-are unchanged (restic `--force`, borg `--files-cache=disabled`). Coffer has no files cache for `import`:
+are unchanged (restic `--force`, borg `--files-cache=disabled`). Coffer's files cache is skipped with `--force`:
 it reads every file on every run, so its incremental run is always a re-read.
 """
 
@@ -87,7 +87,6 @@ class Coffer(Tool):
     name = "coffer"
     executable = sys.executable
     version_arguments = ("-m", "agent", "--version")
-    has_files_cache = False
 
     def environment(self, home: Path) -> dict[str, str]:
         # A half-second key derivation keeps `init` quick; it is not part of what is measured.
@@ -96,6 +95,8 @@ class Coffer(Tool):
             "PYTHONPATH": str(PROJECT_ROOT),
             "COFFER_PASSWORD": PASSWORD,
             "COFFER_KDF_TARGET_SECONDS": "0.5",
+            "COFFER_STATE_DIR": str(home / "state"),  # the files cache travels with the home
+            "COFFER_CACHE_DIR": str(home / "cache"),
         }
 
     def _coffer(self, home: Path) -> list[str]:
@@ -106,7 +107,8 @@ class Coffer(Tool):
 
     def backup_command(self, home: Path, data: Path, snapshot: str, *, reread: bool) -> Command:
         return Command(
-            [*self._coffer(home), "--quiet", "--json", "import", str(data)], self.environment(home)
+            [*self._coffer(home), "--quiet", "--json", "import", *(["--force"] if reread else []), str(data)],
+            self.environment(home),
         )
 
 
