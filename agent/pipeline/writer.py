@@ -11,6 +11,7 @@ interrupted backup resumes by deduplicating against what it already uploaded.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from collections import defaultdict
@@ -85,7 +86,9 @@ class BlobWriter:
         self._in_flight = threading.BoundedSemaphore(max_packs_in_flight)
         self._futures: list[Future[None]] = []
         self._failure: BaseException | None = None
-        self._random = random.SystemRandom()
+        # Which open pack a blob joins only needs to be unpredictable to the storage provider, not
+        # cryptographically strong; one urandom seed per run saves a system call per chunk.
+        self._random = random.Random(os.urandom(32))
 
     # --- public ------------------------------------------------------------------
     def store_file(
