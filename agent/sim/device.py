@@ -142,6 +142,7 @@ class SimulatedDevice:
     @classmethod
     def load(cls, state_dir: Path) -> SimulatedDevice:
         """Reopen a device that `create()` made in `state_dir`."""
+        shutil.rmtree(state_dir / SCRATCH_DIR, ignore_errors=True)  # what an interrupted run left
         state = plistlib.loads((state_dir / STATE_FILE).read_bytes())
         hardware = state["Hardware"]
         model = next(m for m in MODELS if m.product_type == hardware["ProductType"])

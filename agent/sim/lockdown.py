@@ -56,10 +56,8 @@ class LockdownConnection:
         """Answer requests until the host says Goodbye or closes the connection."""
         while True:
             request = await read_plist(self.reader)
-            if request is None:
-                return
             if not isinstance(request, dict):
-                return
+                return  # the host closed the connection (None) or speaks something else
             name = str(request.get("Request", ""))
             handler = self._handlers.get(name)
             reply = handler(request) if handler else {"Error": "InvalidRequest"}

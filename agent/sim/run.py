@@ -1,8 +1,9 @@
 """`coffer sim`: run simulated devices in the foreground until SIGINT/SIGTERM.
 
-The first output line is `USBMUXD_SOCKET_ADDRESS=127.0.0.1:PORT` (flushed at once, so a script can
-read it and export it), the second `COFFER_SIM_CONTROL=127.0.0.1:PORT` (the control socket of
-`agent.sim.control_server`), then one line per device.
+Once every device is plugged in, the first output line is `USBMUXD_SOCKET_ADDRESS=127.0.0.1:PORT`
+(flushed at once: a script that has read it can use the devices), the second
+`COFFER_SIM_CONTROL=127.0.0.1:PORT` (the control socket of `agent.sim.control_server`), then one
+line per device.
 """
 
 from __future__ import annotations
@@ -17,20 +18,25 @@ from agent.sim.server import SimServer
 def run_sim(
     state_dir: Path | None, devices: int, profile: str, seed: int, password: str | None, port: int = 0
 ) -> int:
-    """Serve `devices` simulated iPhones (reusing those already in `state_dir`); the exit code."""
+    """Serve `devices` simulated iPhones until SIGINT/SIGTERM; the exit code (0 after a clean stop).
+
+    Devices already in `state_dir` are served again as they were (pairings included); only the
+    devices added to reach `devices` get `profile`, `seed` and `password` (backup encryption on).
+    Without `state_dir` everything lives in a temporary folder removed at the end."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    sim = SimServer(state_dir, port=port).start()
+    sim = SimServer(state_dir, port=port)
     try:
-        existing = len(sim.devices())
-        for _ in range(existing, devices):
+        sim.start()
+        for _ in range(len(sim.devices()), devices):
             sim.add_device(profile=profile, seed=seed, password=password)
         print(f"USBMUXD_SOCKET_ADDRESS={sim.address}", flush=True)
         print(f"COFFER_SIM_CONTROL={sim.control_address}", flush=True)
         for device in sim.devices():
             encryption = "encrypted backups" if device.will_encrypt else "unencrypted backups"
             print(
-                f"{device.udid}  {device.name}  iOS {device.product_version}  {device.filesystem.profile}  {encryption}",
+                f"{device.udid}  {device.name}  iOS {device.product_version}  "
+                f"{device.filesystem.profile} profile  {encryption}",
                 flush=True,
             )
         stop.wait()

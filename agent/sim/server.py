@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from agent.errors import UsageError
 from agent.sim.content import EvolveReport
 from agent.sim.control_server import ControlServer
-from agent.sim.device import STATE_FILE, SimulatedDevice
+from agent.sim.device import DEFAULT_KEYBAG_DPIC, DEFAULT_KEYBAG_ITERATIONS, STATE_FILE, SimulatedDevice
 from agent.sim.identity import HardwareIdentity
 from agent.sim.routing import Attachment
 from agent.sim.usbmux import RESULT_BADDEV, ConnectionHandler, PairRecordStore, UsbmuxServer, attached_message
@@ -78,14 +78,13 @@ class SimServer:
         return self
 
     def stop(self) -> None:
-        """Unplug every device, close the sockets and stop the thread."""
-        if self._loop is None or self._thread is None:
-            return
-        self._call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=CALL_TIMEOUT)
-        self._thread, self._loop = None, None
-        self._servers, self._listeners = [], set()
+        """Unplug every device, close the sockets and stop the thread (a temporary state folder goes too)."""
+        if self._loop is not None and self._thread is not None:
+            self._call(self._shutdown())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=CALL_TIMEOUT)
+            self._thread, self._loop = None, None
+            self._servers, self._listeners = [], set()
         if self._owns_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -117,9 +116,13 @@ class SimServer:
         trusted: bool = True,
         locked: bool = False,
         plugged: bool = True,
+        keybag_dpic: int = DEFAULT_KEYBAG_DPIC,
+        keybag_iterations: int = DEFAULT_KEYBAG_ITERATIONS,
     ) -> SimulatedDevice:
         """Create a device (identity from `seed` and its position, content from `profile`), save it
-        in the state folder and, unless `plugged` is False, plug it in."""
+        in the state folder and, unless `plugged` is False, plug it in. `password` turns backup
+        encryption on; `keybag_dpic`/`keybag_iterations` are its key-derivation rounds (a real
+        device uses 10,000,000 and 10,000; the small defaults keep tests fast)."""
         if self._loop is None:
             raise RuntimeError("start the simulator before adding devices")
         index = len(self._devices)
@@ -135,6 +138,8 @@ class SimServer:
             password=password,
             trusted=trusted,
             locked=locked,
+            keybag_dpic=keybag_dpic,
+            keybag_iterations=keybag_iterations,
         )
         self._call(self._register(device, plugged))
         return device

@@ -54,7 +54,6 @@ class RestoreEngine:
     def __init__(self, device: SimulatedDevice, link: DeviceLinkChannel, request: dict) -> None:
         self.device = device
         self.link = link
-        self.request = request
         options = request.get("Options")
         self.options = options if isinstance(options, dict) else {}
         self.source = str(request.get("SourceIdentifier") or "")
