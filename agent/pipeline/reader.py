@@ -87,7 +87,7 @@ class BlobReader:
         if len(plain) != location.raw_length:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} has the wrong length")
         id_key = self.repository.keys.id_key
-        if id_key is not None and primitives.mac(id_key, plain) != chunk_id:
+        if id_key is not None and primitives.chunk_id(id_key, plain) != chunk_id:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} does not match its ID")
         if self._on_read is not None:
             self._on_read(len(plain))

@@ -113,7 +113,7 @@ class BlobWriter:
     def store_chunk(self, space: str, chunk: bytes, *, compress: bool) -> tuple[bytes, bool | None]:
         """Store one chunk unless present; return (ID, compressed) — None when deduplicated."""
         self._raise_failure()
-        chunk_id = primitives.mac(self._id_key, chunk)
+        chunk_id = primitives.chunk_id(self._id_key, chunk)
         key = (space, chunk_id)
         with self._lock:
             stats = self.stats.spaces[space]

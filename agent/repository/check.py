@@ -102,7 +102,7 @@ def _read_pack(
         plain = compression.decompress(payload, blob.raw_length) if compressed else payload
         report.blobs_read += 1
         id_key = repository.keys.id_key
-        if len(plain) != blob.raw_length or (id_key is not None and primitives.mac(id_key, plain) != blob.chunk_id):
+        if len(plain) != blob.raw_length or (id_key is not None and primitives.chunk_id(id_key, plain) != blob.chunk_id):
             report.errors.append(f"pack {name}: blob {blob.chunk_id.hex()[:16]} does not match its ID")
 
 
