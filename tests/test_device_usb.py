@@ -174,3 +174,17 @@ def test_unplugged_locked_and_untrusted_give_their_own_messages(usb: CofferCli, 
     assert len(run.stderr.strip().splitlines()) == 1
     for udid in (locked, untrusted):
         sim.unplug(udid)
+
+
+def test_backup_of_chosen_categories_then_all(usb: CofferCli, sim: SimServer) -> None:
+    udid = _device(sim, profile="small")
+    chosen = usb("--json", "backup", "--udid", udid, "--categories", "photos,messages").json()
+    assert {k for k, v in chosen["categories"].items() if v["files"]} == {"photos", "messages"}
+    rows = _rows(usb, chosen["snapshot"])
+    assert {classify(d, p).value for d, p in rows} == {"photos", "messages"}
+    # Everything else was left out of the repository, so an all-category run must bring it in.
+    everything = usb("--json", "backup", "--udid", udid).json()
+    assert any("full backup was needed" in note for note in everything["notes"])
+    digest = sim.device(udid).filesystem.snapshot_digest(include_encrypted_only=False)
+    files = {k for k, v in digest.items() if v != "dir" and not v.startswith("symlink:")}
+    assert {f"{d}/{p}" for d, p in _rows(usb, everything["snapshot"])} == files

@@ -96,9 +96,7 @@ def cmd_backup(ctx: Context) -> int:
     from agent.device.inventory import connected_udids
 
     args = ctx.args
-    if args.categories:
-        parse_categories(args.categories)
-        raise UsageError("--categories for backup is not supported yet: every category is stored")
+    categories = parse_categories(args.categories)
     if args.all:
         udids = connected_udids()
         if not udids:
@@ -115,6 +113,7 @@ def cmd_backup(ctx: Context) -> int:
         backup_password=backup_password(args.backup_password_file),
         enable_device_encryption=args.enable_device_encryption,
         progress=ctx.progress,
+        categories=categories,
     )
     documents: list[dict[str, object]] = []
     failures: list[CofferError] = []

@@ -67,6 +67,7 @@ class BackupOptions:
     backup_password: str | None = None
     enable_device_encryption: bool = False
     progress: bool = False
+    categories: list[str] | None = None  # store only these (the device still sends everything)
 
 
 def _seed_mirror(udid: str, state: DeviceState | None) -> BackupMirror:
@@ -159,6 +160,14 @@ class DeviceBackup:
     def _run(self) -> DeviceBackupResult:
         state = None if self.options.full else self.store.load(self.udid)
         previous = self.store.load(self.udid)
+        wanted = set(self.options.categories) if self.options.categories else None
+        if state is not None and any(
+            ref.excluded and (wanted is None or ref.category in wanted) for ref in state.blobs.values()
+        ):
+            # Files left out by an earlier `--categories` run are on the device but not in the repository,
+            # and the device will not send unchanged files again: only a full backup brings them in.
+            self.notes.append("a full backup was needed: an earlier run left some of these categories out")
+            state = None
         password = self.options.backup_password or (previous.backup_password if previous else None)
         storage = self.repository.storage
         staging = StagingArea(staging_root())
@@ -172,6 +181,7 @@ class DeviceBackup:
             known_categories={fid: ref.category for fid, ref in (state.blobs if state else {}).items() if ref.category},
             known_domains=_known_domains(state),
             free_space_path=storage.root if isinstance(storage, LocalStorage) else None,
+            wanted=wanted,
         )
         password_holder: list[str | None] = [password]
         started = time.monotonic()
@@ -219,7 +229,8 @@ class DeviceBackup:
         kept: dict[str, BlobRef] = {}
         for record in records:
             if not record.is_file:
-                builder.add(record, None)
+                if host.is_wanted(classify(record.domain, record.relative_path).value):
+                    builder.add(record, None)
                 continue
             ref = blobs.get(record.file_id)
             if ref is None:
@@ -227,7 +238,8 @@ class DeviceBackup:
             elif ref.staged is not None:
                 waiting.append((record, ref))
             else:
-                builder.add(record, StoredStream(ref.chunks, ref.plain_size), ref.category)
+                if not ref.excluded and host.is_wanted(str(ref.category)):
+                    builder.add(record, StoredStream(ref.chunks, ref.plain_size), ref.category)
                 kept[record.file_id] = ref
 
         def ingest(item: tuple[FileRecord, BlobRef]) -> None:
@@ -239,6 +251,11 @@ class DeviceBackup:
                     raise CofferError(f"{record.domain}/{record.relative_path} has no per-file key")
                 pieces = decrypt_stream(unwrap_file_key(class_keys, record.wrapped_key), pieces, record.size)
             category = classify(record.domain, record.relative_path).value
+            if not host.is_wanted(category):
+                staging.discard(ref.staged)
+                ref.staged, ref.category, ref.excluded = None, category, True
+                kept[record.file_id] = ref
+                return
             stored = writer.store_file(category, pieces, relative_path=record.relative_path,
                                        sqlite_hint=is_sqlite_name(record.relative_path))
             staging.discard(ref.staged)
@@ -248,6 +265,8 @@ class DeviceBackup:
 
         for _ in bounded_map(ingest, waiting, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2):
             pass
+        if host.wanted is not None:
+            self.notes.append(f"only these categories were stored: {', '.join(sorted(host.wanted))}")
         identity = DeviceIdentity.from_plists(info, manifest)
         complete = encrypted
         if not complete:

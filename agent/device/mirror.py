@@ -27,6 +27,7 @@ class BlobRef:
     chunks: list[bytes] = field(default_factory=list)
     plain_size: int = 0
     staged: StagedFile | None = None  # set while the content waits on local staging
+    excluded: bool = False  # `backup --categories` left its category out: the device has it, the repository not
 
 
 @dataclass

@@ -44,7 +44,7 @@ class DeviceState:
             "manifest_db": base64.b64encode(self.manifest_db).decode(),
             "backup_password": self.backup_password,
             "blobs": {
-                file_id: [ref.category, ref.stored_size, ref.plain_size, [c.hex() for c in ref.chunks]]
+                file_id: [ref.category, ref.stored_size, ref.plain_size, [c.hex() for c in ref.chunks], ref.excluded]
                 for file_id, ref in self.blobs.items()
             },
         }
@@ -61,8 +61,11 @@ class DeviceState:
             manifest_db=base64.b64decode(doc["manifest_db"]),
             backup_password=doc.get("backup_password"),
             blobs={
-                file_id: BlobRef(file_id, stored, category=category, chunks=[bytes.fromhex(c) for c in chunks], plain_size=plain)
-                for file_id, (category, stored, plain, chunks) in doc["blobs"].items()
+                file_id: BlobRef(
+                    file_id, stored, category=category, chunks=[bytes.fromhex(c) for c in chunks], plain_size=plain,
+                    excluded=bool(excluded),
+                )
+                for file_id, (category, stored, plain, chunks, excluded) in doc["blobs"].items()
             },
         )
 

@@ -128,6 +128,7 @@ class DeviceHost:
         known_categories: dict[str, str],
         known_domains: set[str],
         free_space_path: Path | None,
+        wanted: set[str] | None = None,
         on_bytes: Callable[[int], None] = lambda _n: None,
     ) -> None:
         self.udid = udid
@@ -138,6 +139,7 @@ class DeviceHost:
         self.known_categories = known_categories
         self.known_domains = known_domains
         self.free_space_path = free_space_path
+        self.wanted = wanted  # None: every category
         self.on_bytes = on_bytes
         self.stats = UploadStats()
         self.pool = ThreadPoolExecutor(max_workers=FILES_IN_FLIGHT + 1, thread_name_prefix="coffer-ingest")
@@ -154,7 +156,9 @@ class DeviceHost:
         await self._in_flight.acquire()
         ref = BlobRef(file_id, 0)
         category = None if self.encrypted else self._category(file_id, device_name)
-        if category is not None:
+        if category is not None and not self.is_wanted(category):
+            consume = self._drain(ref, category)
+        elif category is not None:
             self.stats.streamed_files += 1
             consume = self._store_directly(ref, category, device_name)
         else:
@@ -184,6 +188,20 @@ class DeviceHost:
                     category, pieces, relative_path=device_name, sqlite_hint=is_sqlite_name(device_name)
                 )
                 ref.category, ref.chunks, ref.plain_size = category, stored.chunks, stored.size
+            finally:
+                self._release()
+
+        return consume
+
+    def is_wanted(self, category: str) -> bool:
+        return self.wanted is None or category in self.wanted
+
+    def _drain(self, ref: BlobRef, category: str) -> Callable[[Iterator[bytes]], None]:
+        def consume(pieces: Iterator[bytes]) -> None:
+            try:
+                for _piece in pieces:
+                    pass
+                ref.category, ref.excluded = category, True
             finally:
                 self._release()
 
