@@ -8,14 +8,11 @@ so it never comes to depend on a pack the next prune may delete.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
-from agent.errors import RepositoryDamagedError
-from agent.keys import primitives
 from agent.repository.index import Index
-from agent.repository.repository import Repository, put_if_absent
+from agent.repository.repository import Repository, read_sealed_records, write_sealed_record
 
 FOSSIL_PREFIX = "fossils/"
 
@@ -28,26 +25,14 @@ class Fossils:
 
 
 def load_fossils(repository: Repository) -> list[Fossils]:
-    repository.keys.require_index()
-    assert repository.keys.index_key is not None
-    records = []
-    for info in repository.storage.list(FOSSIL_PREFIX):
-        data = repository.storage.get(info.name)
-        if primitives.sha256(data).hex() != info.name.removeprefix(FOSSIL_PREFIX):
-            raise RepositoryDamagedError(f"{info.name} is damaged (content does not match its name)")
-        try:
-            doc = json.loads(primitives.open_box_any(repository.keys.index_keys(), data, purpose=b"fossils"))
-        except primitives.DecryptionError as exc:
-            raise RepositoryDamagedError(f"{info.name} fails authentication") from exc
-        records.append(Fossils(info.name, float(doc["time"]), dict(doc["packs"])))
-    return records
+    return [
+        Fossils(name, float(document["time"]), dict(document["packs"]))
+        for name, document in read_sealed_records(repository, FOSSIL_PREFIX, b"fossils")
+    ]
 
 
 def write_fossils(repository: Repository, packs: dict[str, str]) -> None:
-    assert repository.keys.index_key is not None
-    plain = json.dumps({"time": time.time(), "packs": packs}, sort_keys=True).encode()
-    data = primitives.seal_box(repository.keys.index_key, plain, purpose=b"fossils")
-    put_if_absent(repository.storage, FOSSIL_PREFIX + primitives.sha256(data).hex(), data)
+    write_sealed_record(repository, FOSSIL_PREFIX, {"time": time.time(), "packs": packs}, b"fossils")
 
 
 def index_for_backup(repository: Repository) -> Index:

@@ -190,10 +190,13 @@ def _sweep(
         ripe = now - fossil.time >= grace_seconds and (oldest_backup is None or fossil.time < oldest_backup)
         if not ripe:
             continue
-        for name, space in fossil.packs.items():
+        for name in fossil.packs:
+            # The index's word on the pack's category, not the fossil's: a pack marked while unindexed (a
+            # running backup's) has none in its fossil record, and may be indexed and used by now.
             record = records.get(name)
             needed = record is not None and any(
-                (space, chunk_id) in used and not (holders[(space, chunk_id)] - fossil_names - doomed)
+                (record.space, chunk_id) in used
+                and not (holders[(record.space, chunk_id)] - fossil_names - doomed)
                 for chunk_id, *_ in record.blobs
             )
             if needed:

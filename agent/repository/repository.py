@@ -7,10 +7,12 @@ writers never overwrite each other.
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from agent.errors import (
     ObjectExistsError,
@@ -261,6 +263,28 @@ def _holds_repository_objects(storage: Storage) -> bool:
         return any(any(True for _ in storage.list(prefix)) for prefix in (slots.SLOT_PREFIX, SNAPSHOT_PREFIX, DATA_PREFIX))
     except StorageError:
         return False  # no such folder or bucket prefix: nothing there
+
+
+def write_sealed_record(repository: Repository, prefix: str, document: dict[str, object], purpose: bytes) -> str:
+    """Store a small JSON record sealed under the index key as `<prefix><sha256>` (tombstones, fossils)."""
+    assert repository.keys.index_key is not None
+    data = primitives.seal_box(repository.keys.index_key, json.dumps(document, sort_keys=True).encode(), purpose=purpose)
+    name = prefix + primitives.sha256(data).hex()
+    put_if_absent(repository.storage, name, data)
+    return name
+
+
+def read_sealed_records(repository: Repository, prefix: str, purpose: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every record under `prefix`, checked against its name and opened with the current or a retired index key."""
+    repository.keys.require_index()
+    for info in repository.storage.list(prefix):
+        data = repository.storage.get(info.name)
+        if primitives.sha256(data).hex() != info.name.removeprefix(prefix):
+            raise RepositoryDamagedError(f"{info.name} is damaged (content does not match its name)")
+        try:
+            yield info.name, json.loads(primitives.open_box_any(repository.keys.index_keys(), data, purpose=purpose))
+        except primitives.DecryptionError as exc:
+            raise RepositoryDamagedError(f"{info.name} fails authentication") from exc
 
 
 def host_name() -> str:

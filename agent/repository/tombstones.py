@@ -8,36 +8,21 @@ when a tombstone names it.
 
 from __future__ import annotations
 
-import json
 import time
 
-from agent.errors import RepositoryDamagedError
-from agent.keys import primitives
-from agent.repository.repository import Repository, put_if_absent
+from agent.repository.repository import Repository, read_sealed_records, write_sealed_record
 
 TOMBSTONE_PREFIX = "tombstones/"
 
 
 def write_tombstone(repository: Repository, snapshot_ids: list[str]) -> str:
-    assert repository.keys.index_key is not None
-    plain = json.dumps({"forgotten": sorted(snapshot_ids), "time": time.time()}).encode("utf-8")
-    data = primitives.seal_box(repository.keys.index_key, plain, purpose=b"tombstone")
-    name = TOMBSTONE_PREFIX + primitives.sha256(data).hex()
-    put_if_absent(repository.storage, name, data)
-    return name
+    return write_sealed_record(
+        repository, TOMBSTONE_PREFIX, {"forgotten": sorted(snapshot_ids), "time": time.time()}, b"tombstone"
+    )
 
 
 def forgotten_snapshots(repository: Repository) -> set[str]:
-    repository.keys.require_index()
-    assert repository.keys.index_key is not None
     forgotten: set[str] = set()
-    for info in repository.storage.list(TOMBSTONE_PREFIX):
-        data = repository.storage.get(info.name)
-        if primitives.sha256(data).hex() != info.name.removeprefix(TOMBSTONE_PREFIX):
-            raise RepositoryDamagedError(f"{info.name} is damaged (content does not match its name)")
-        try:
-            doc = json.loads(primitives.open_box_any(repository.keys.index_keys(), data, purpose=b"tombstone"))
-        except primitives.DecryptionError as exc:
-            raise RepositoryDamagedError(f"{info.name} fails authentication") from exc
-        forgotten.update(doc["forgotten"])
+    for _name, document in read_sealed_records(repository, TOMBSTONE_PREFIX, b"tombstone"):
+        forgotten.update(document["forgotten"])
     return forgotten

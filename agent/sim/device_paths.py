@@ -8,33 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-_MOBILE = "/private/var/mobile"
-_FIXED_ROOTS = {
-    "HomeDomain": _MOBILE,
-    "CameraRollDomain": _MOBILE,
-    "MediaDomain": _MOBILE,
-    "KeyboardDomain": _MOBILE,
-    "TonesDomain": _MOBILE,
-    "HomeKitDomain": _MOBILE,
-    "HealthDomain": f"{_MOBILE}/Library",
-    "BooksDomain": f"{_MOBILE}/Media/Books",
-    "KeychainDomain": "/private/var/Keychains",
-    "WirelessDomain": "/private/var/wireless",
-    "SystemPreferencesDomain": "/private/var/preferences",
-    "ManagedPreferencesDomain": "/private/var/Managed Preferences",
-    "MobileDeviceDomain": "/private/var/MobileDevice",
-    "InstallDomain": "/private/var/installd",
-    "DatabaseDomain": "/private/var/db",
-    "RootDomain": "/private/var/root",
-    "ProtectedDomain": "/private/var/protected",
-}
-_CONTAINER_ROOTS = {
-    "AppDomain-": f"{_MOBILE}/Containers/Data/Application",
-    "AppDomainGroup-": f"{_MOBILE}/Containers/Shared/AppGroup",
-    "AppDomainPlugin-": f"{_MOBILE}/Containers/Data/PluginKitPlugin",
-    "SysContainerDomain-": "/private/var/containers/Data/System",
-    "SysSharedContainerDomain-": "/private/var/containers/Shared/SystemGroup",
-}
+from agent.ios.domains import CONTAINER_ROOTS, FIXED_ROOTS, MOBILE, container_root
 
 
 def container_uuid(udid: str, identifier: str) -> str:
@@ -44,12 +18,13 @@ def container_uuid(udid: str, identifier: str) -> str:
 
 def domain_root(udid: str, domain: str) -> str:
     """The absolute directory a domain's relative paths start from."""
-    if domain in _FIXED_ROOTS:
-        return _FIXED_ROOTS[domain]
-    for prefix, root in _CONTAINER_ROOTS.items():
-        if domain.startswith(prefix):
-            return f"{root}/{container_uuid(udid, domain.removeprefix(prefix))}"
-    return _MOBILE
+    if domain in FIXED_ROOTS:
+        return FIXED_ROOTS[domain]
+    root = container_root(domain)
+    if root is not None:
+        prefix = next(p for p in CONTAINER_ROOTS if domain.startswith(p))
+        return f"{root}/{container_uuid(udid, domain.removeprefix(prefix))}"
+    return MOBILE
 
 
 def device_path(udid: str, domain: str, relative_path: str) -> str:
@@ -61,4 +36,4 @@ def device_path(udid: str, domain: str, relative_path: str) -> str:
 def is_system_domain(domain: str) -> bool:
     """Whether a domain lives outside the user's data (`/private/var/mobile`): those are the
     "system files" a restore only writes when asked to (`RestoreSystemFiles`)."""
-    return not domain_root("", domain).startswith(_MOBILE)
+    return not domain_root("", domain).startswith(MOBILE)
