@@ -37,7 +37,7 @@ from agent.ios.identity import DeviceIdentity
 from agent.ios.manifest_db import read_manifest_rows
 from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
-from agent.ios.safety import SkippedEntry, file_id_problem, path_problem
+from agent.ios.safety import SkippedEntry, check_rows
 from agent.paths import staging_root
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
@@ -95,20 +95,6 @@ def _known_domains(state: DeviceState | None) -> set[str]:
         return {row.domain for row in read_manifest_rows(state.manifest_db)}
     except CofferError:
         return set()
-
-
-def _records(manifest_db: bytes) -> tuple[list[FileRecord], list[SkippedEntry]]:
-    records, skipped = [], []
-    for row in read_manifest_rows(manifest_db):
-        reason = file_id_problem(str(row.file_id)) or path_problem(str(row.domain), str(row.relative_path))
-        if reason is None:
-            try:
-                records.append(FileRecord.from_row(row.file_id, row.domain, row.relative_path, row.flags, row.blob))
-                continue
-            except CofferError as exc:
-                reason = str(exc)
-        skipped.append(SkippedEntry(str(row.file_id), str(row.domain), str(row.relative_path), reason))
-    return records, skipped
 
 
 class DeviceBackup:
@@ -222,7 +208,8 @@ class DeviceBackup:
         encrypted = bool(manifest.get("IsEncrypted"))
         class_keys = self._class_keys(manifest, password) if encrypted else None
         plaintext_db = decrypt_manifest_db(class_keys, manifest["ManifestKey"], manifest_db) if class_keys else manifest_db
-        records, skipped = _records(plaintext_db)
+        checked = check_rows(read_manifest_rows(plaintext_db))
+        records, skipped = checked.records, checked.skipped
         blobs = mirror.blobs(udid)
         builder = SnapshotBuilder(self.repository, writer)
         waiting: list[tuple[FileRecord, BlobRef]] = []

@@ -25,8 +25,8 @@ from agent.ios.encryption import (
 from agent.ios.identity import DeviceIdentity
 from agent.ios.manifest_db import ManifestRow, manifest_db_bytes, read_manifest_rows, write_atomically
 from agent.ios.plists import dump_binary, load_plist_dict
-from agent.ios.records import KNOWN_FLAGS, FileRecord, file_id_for
-from agent.ios.safety import SkippedEntry, file_id_problem, path_problem
+from agent.ios.records import FileRecord
+from agent.ios.safety import SkippedEntry, check_rows, file_id_problem
 
 INFO_PLIST = "Info.plist"
 STATUS_PLIST = "Status.plist"
@@ -140,49 +140,17 @@ class BackupFolder:
                 )
 
     def _load_rows(self, rows: list[ManifestRow]) -> None:
-        seen: set[str] = set()
-        for row in rows:
-            record, reason = self._check_row(row, seen)
-            if record is None:
-                self.skipped.append(
-                    SkippedEntry(_text(row.file_id), _text(row.domain), _text(row.relative_path), reason)
-                )
+        checked = check_rows(rows)
+        self.skipped.extend(checked.skipped)
+        self.warnings.extend(checked.warnings)
+        for record in checked.records:
+            usable, reason = self._check_file(record) if record.is_file else (record, "")
+            if usable is None:
+                self.skipped.append(SkippedEntry(record.file_id, record.domain, record.relative_path, reason))
             else:
-                seen.add(record.file_id)
-                self.records.append(record)
-
-    def _check_row(self, row: ManifestRow, seen: set[str]) -> tuple[FileRecord | None, str]:
-        """The record and "" if the row is usable, else None and the reason."""
-        if not (
-            isinstance(row.file_id, str)
-            and isinstance(row.domain, str)
-            and isinstance(row.relative_path, str)
-            and isinstance(row.flags, int)
-            and isinstance(row.blob, bytes)
-        ):
-            return None, "the row has wrongly typed columns"
-        reason = file_id_problem(row.file_id) or path_problem(row.domain, row.relative_path)
-        if reason:
-            return None, reason
-        if row.flags not in KNOWN_FLAGS:
-            return None, f"unknown flags value {row.flags}"
-        if row.file_id in seen:
-            return None, "duplicate fileID"
-        try:
-            record = FileRecord.from_row(row.file_id, row.domain, row.relative_path, row.flags, row.blob)
-        except BackupFormatError as error:
-            return None, f"unreadable file record: {error}"
-        if record.file_id != file_id_for(record.domain, record.relative_path):
-            self.warnings.append(
-                f"{record.file_id}: fileID is not sha1 of {record.domain}-{record.relative_path}; row kept"
-            )
-        if record.is_file:
-            return self._check_file(record)
-        return record, ""
+                self.records.append(usable)
 
     def _check_file(self, record: FileRecord) -> tuple[FileRecord | None, str]:
-        if record.size < 0:
-            return None, f"negative size {record.size}"
         expected = record.size
         if self.class_keys is not None:
             if record.wrapped_key is None:
@@ -418,7 +386,3 @@ def _unlock(path: Path, manifest: dict[str, Any], password: str | None) -> Class
     if not isinstance(keybag_data, bytes):
         raise BackupFormatError(f"{path / MANIFEST_PLIST} is encrypted but has no BackupKeyBag")
     return Keybag.parse(keybag_data).unlock(password)
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else repr(value)

@@ -36,6 +36,15 @@ class ManifestRow:
     flags: object
     blob: object
 
+    def is_well_typed(self) -> bool:
+        return (
+            isinstance(self.file_id, str)
+            and isinstance(self.domain, str)
+            and isinstance(self.relative_path, str)
+            and isinstance(self.flags, int)
+            and isinstance(self.blob, bytes)
+        )
+
 
 def read_manifest_rows(data: bytes, name: str = "Manifest.db") -> list[ManifestRow]:
     """Every Files row in storage order. Not a SQLite database, or no Files table of the expected shape:
@@ -62,13 +71,7 @@ def records_from_bytes(data: bytes, name: str = "Manifest.db") -> list[FileRecor
     BackupFormatError (BackupFolder instead reports such rows as skipped)."""
     records = []
     for row in read_manifest_rows(data, name):
-        if not (
-            isinstance(row.file_id, str)
-            and isinstance(row.domain, str)
-            and isinstance(row.relative_path, str)
-            and isinstance(row.flags, int)
-            and isinstance(row.blob, bytes)
-        ):
+        if not row.is_well_typed():
             raise BackupFormatError(
                 f"{name} has a Files row with wrongly typed columns (fileID {row.file_id!r})"
             )

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+
+from agent.errors import BackupFormatError
+from agent.ios.manifest_db import ManifestRow
+from agent.ios.records import KNOWN_FLAGS, FileRecord, file_id_for
 
 FILE_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 _CONTROL_CHARACTERS = re.compile(r"[\x01-\x1f\x7f]")
@@ -54,3 +59,53 @@ def safe_relative_path(domain: str, relative_path: str) -> PurePosixPath | None:
     if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for part in cleaned):
         return None
     return PurePosixPath(*cleaned)
+
+
+@dataclass
+class CheckedRows:
+    """Manifest.db rows sorted into usable records and reported skips (never a crash, never silent)."""
+
+    records: list[FileRecord] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def _check_row(row: ManifestRow, seen: set[str], warnings: list[str]) -> tuple[FileRecord | None, str]:
+    if not row.is_well_typed():
+        return None, "the row has wrongly typed columns"
+    file_id, domain, path, flags = str(row.file_id), str(row.domain), str(row.relative_path), int(row.flags)  # type: ignore[call-overload]
+    reason = file_id_problem(file_id) or path_problem(domain, path)
+    if reason:
+        return None, reason
+    if flags not in KNOWN_FLAGS:
+        return None, f"unknown flags value {flags}"
+    if file_id in seen:
+        return None, "duplicate fileID"
+    try:
+        record = FileRecord.from_row(file_id, domain, path, flags, row.blob)  # type: ignore[arg-type]
+    except BackupFormatError as error:
+        return None, f"unreadable file record: {error}"
+    if record.file_id != file_id_for(record.domain, record.relative_path):
+        warnings.append(f"{record.file_id}: fileID is not sha1 of {record.domain}-{record.relative_path}; row kept")
+    if record.is_file and record.size < 0:
+        return None, f"negative size {record.size}"
+    return record, ""
+
+
+def check_rows(rows: Iterable[ManifestRow]) -> CheckedRows:
+    """Validate every row of a Manifest.db (typed columns, safe names, known flags, unique fileIDs, a readable
+    MBFile record); what a backup folder or a device sends is hostile input until this says otherwise."""
+    checked = CheckedRows()
+    seen: set[str] = set()
+    for row in rows:
+        record, reason = _check_row(row, seen, checked.warnings)
+        if record is None:
+            checked.skipped.append(SkippedEntry(_text(row.file_id), _text(row.domain), _text(row.relative_path), reason))
+        else:
+            seen.add(record.file_id)
+            checked.records.append(record)
+    return checked
