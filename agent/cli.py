@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from agent import __version__
 from agent.commands import (
     archive_commands,
+    copy_commands,
     device_commands,
+    fleet_commands,
     key_commands,
     recovery_commands,
     repository_commands,
@@ -60,8 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"coffer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser)
-    for module in (repository_commands, archive_commands, device_commands, retention_commands, key_commands, recovery_commands,
-                   sim_commands):
+    modules = (
+        repository_commands,
+        archive_commands,
+        device_commands,
+        retention_commands,
+        key_commands,
+        recovery_commands,
+        copy_commands,
+        fleet_commands,
+        sim_commands,
+    )
+    for module in modules:
         module.register(sub, common)
     return parser
 

@@ -21,11 +21,20 @@ from conftest import ROOT, CofferCli, coffer_cli
 from agent.sim.server import SimServer
 
 T = TypeVar("T")
-OUTCOME_EVENTS = {"backup_succeeded", "backup_failed", "backup_waiting", "backup_interrupted", "device_ignored"}
+OUTCOME_EVENTS = {
+    "backup_succeeded",
+    "backup_failed",
+    "backup_waiting",
+    "backup_interrupted",
+    "device_ignored",
+}
 
 
-def fleet_cli(tmp_path: Path, sim: SimServer, name: str = "repo") -> CofferCli:
-    """`coffer` on a fresh initialised repository, talking to the simulator, with its own host folders."""
+def fleet_cli(
+    tmp_path: Path, sim: SimServer, name: str = "repo", *, repository: str | None = None
+) -> CofferCli:
+    """`coffer` talking to the simulator, with host folders of its own: on a fresh repository it
+    initialises under `tmp_path / name`, or on the existing `repository` URL."""
     cli = coffer_cli(tmp_path / name)
     cli.env.update(
         {
@@ -34,7 +43,10 @@ def fleet_cli(tmp_path: Path, sim: SimServer, name: str = "repo") -> CofferCli:
             "COFFER_PAIR_RECORDS_DIR": str(tmp_path / f"{name}-pair-records"),
         }
     )
-    cli.init()
+    if repository is None:
+        cli.init()
+    else:
+        cli.env["COFFER_REPOSITORY"] = repository
     return cli
 
 
@@ -95,7 +107,9 @@ class FleetRun:
         assert started is not None
         return started
 
-    def events(self, kind: str | None = None, udid: str | None = None, *, run: int | None = None) -> list[dict[str, Any]]:
+    def events(
+        self, kind: str | None = None, udid: str | None = None, *, run: int | None = None
+    ) -> list[dict[str, Any]]:
         """Events in log order, of every run of the daemon or of the `run`-th (1, 2, …)."""
         events, runs = [], 0
         for event in read_events(self.event_log):
@@ -113,15 +127,23 @@ class FleetRun:
             if result:
                 return result
             if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(f"the daemon exited ({self.process.returncode}) waiting for {what}\n{self.stderr()}")
+                raise AssertionError(
+                    f"the daemon exited ({self.process.returncode}) waiting for {what}\n{self.stderr()}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; events:\n" + "\n".join(map(str, self.events())))
+                raise AssertionError(
+                    f"timed out waiting for {what}; events:\n" + "\n".join(map(str, self.events()))
+                )
             time.sleep(0.05)
 
-    def wait_event(self, kind: str, udid: str | None = None, *, count: int = 1, timeout: float = 60) -> dict[str, Any]:
+    def wait_event(
+        self, kind: str, udid: str | None = None, *, count: int = 1, timeout: float = 60
+    ) -> dict[str, Any]:
         """The `count`-th event `kind` (of `udid`), waiting for it."""
         return self.wait_for(
-            lambda _: (lambda found: found[count - 1] if len(found) >= count else None)(self.events(kind, udid)),
+            lambda _: (lambda found: found[count - 1] if len(found) >= count else None)(
+                self.events(kind, udid)
+            ),
             timeout=timeout,
             what=f"{count} × {kind} {udid or ''}",
         )

@@ -76,6 +76,8 @@ def test_eight_devices_plugged_at_staggered_times(
     cli.inline("key", "add", "--put-only", "--output", station)
     hook, hook_output = _hook_script(tmp_path)
     devices = [sim.add_device(profile="tiny", seed=index, plugged=False) for index in range(8)]
+    for device in devices:
+        sim.set_transfer_rate(device.udid, 2_000_000)  # about a second each: the backups overlap
     config = f"""
 [repository]
 key_file = "{station}"
@@ -90,6 +92,7 @@ keep_daily = 7
 
 [hooks]
 on_success = "{hook}"
+on_attach = ["{hook}"]
 """
     run = FleetRun(cli, tmp_path / "fleet", config)
     runs.append(run.start())
@@ -111,9 +114,10 @@ on_success = "{hook}"
     skipped = run.events("retention_skipped")
     assert len(skipped) == 8 and "coffer forget" in skipped[0]["reason"]
 
-    files = _wait_for_files(hook_output, 8)
-    assert len(files) == 8
+    files = _wait_for_files(hook_output, 16)
+    assert len(files) == 16
     for device in devices:
+        assert _env_file(hook_output / f"attach-{device.udid}.env")["COFFER_UDID"] == device.udid
         env = _env_file(hook_output / f"success-{device.udid}.env")
         assert env["COFFER_EVENT"] == "success"
         assert env["COFFER_UDID"] == device.udid
@@ -127,7 +131,8 @@ def test_unplugged_mid_backup_is_failed_then_retried_when_plugged_back(
     tmp_path: Path, sim: SimServer, cli: CofferCli, runs: list[FleetRun]
 ) -> None:
     hook, hook_output = _hook_script(tmp_path)
-    device = sim.add_device(profile="small", seed=1, plugged=False)
+    device = sim.add_device(profile="tiny", seed=1, plugged=False)
+    sim.set_transfer_rate(device.udid, 500_000)  # a slow cable: the backup lasts seconds
     config = f"""
 [policy]
 min_interval = "12h"
@@ -156,6 +161,7 @@ on_failure = "{hook}"
     assert env["COFFER_EVENT"] == "failure" and env["COFFER_UDID"] == device.udid
     assert env["COFFER_ERROR"] == failed["reason"] and env["COFFER_EXIT_CODE"] == "5"
 
+    sim.set_transfer_rate(device.udid, None)
     sim.plug(device.udid)
     succeeded = run.wait_event("backup_succeeded", device.udid, timeout=90)
     assert len(run.events("backup_started", device.udid)) == 2
@@ -209,7 +215,9 @@ keep_last = 2
 def test_sigterm_during_backups_then_restart_completes_them(
     tmp_path: Path, sim: SimServer, cli: CofferCli, runs: list[FleetRun]
 ) -> None:
-    devices = [sim.add_device(profile="small", seed=10 + index, plugged=False) for index in range(3)]
+    devices = [sim.add_device(profile="tiny", seed=10 + index, plugged=False) for index in range(3)]
+    for device in devices:
+        sim.set_transfer_rate(device.udid, 500_000)  # slow cables: the backups are caught mid-transfer
     config = """
 [policy]
 min_interval = "12h"
@@ -221,7 +229,11 @@ max_concurrent = 2
         sim.plug(device.udid)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        busy = [d for d in devices if d.backups and d.backups[-1].uploaded_bytes and d.backups[-1].error_code is None]
+        busy = [
+            d
+            for d in devices
+            if d.backups and d.backups[-1].uploaded_bytes and d.backups[-1].error_code is None
+        ]
         if len(busy) == 2:
             break
         time.sleep(0.02)
@@ -234,6 +246,8 @@ max_concurrent = 2
     assert run.events("daemon_stopped")[-1]["interrupted"] == 2
     assert not run.events("backup_succeeded")
 
+    for device in devices:
+        sim.set_transfer_rate(device.udid, None)
     run.start()
     for device in devices:
         run.wait_event("backup_succeeded", device.udid, timeout=120)
@@ -264,8 +278,10 @@ recheck_interval = "1s"
         sim.plug(device.udid)
     done = run.wait_event("backup_succeeded", ready.udid)
     run.wait_for(
-        lambda events: {e["state"] for e in events if e["event"] == "backup_waiting"}
-        >= {"waiting_for_trust", "waiting_for_unlock"},
+        lambda events: (
+            {e["state"] for e in events if e["event"] == "backup_waiting"}
+            >= {"waiting_for_trust", "waiting_for_unlock"}
+        ),
         timeout=60,
         what="the untrusted and the locked device to wait",
     )
@@ -284,9 +300,12 @@ recheck_interval = "1s"
     assert f'coffer_fleet_backups_total{{{labels},result="success"}} 1' in text
     assert f"coffer_fleet_backup_bytes_total{{{labels}}} {done['bytes']}" in text
     assert f"coffer_fleet_backup_duration_seconds_count{{{labels}}} 1" in text
-    last_success = float(re.search(rf"coffer_fleet_last_success_timestamp_seconds\{{{labels}\}} (\S+)", text)[1])
-    assert abs(last_success - done["ts"]) < 1
-    assert "# TYPE coffer_fleet_backup_failures_total counter" in text
+    last_success = re.search(
+        rf"coffer_fleet_last_success_timestamp_seconds\{{{re.escape(labels)}\}} (\S+)", text
+    )
+    assert last_success and abs(float(last_success[1]) - done["ts"]) < 1
+    assert "# TYPE coffer_fleet_backups_total counter" in text
+    assert f'coffer_fleet_backups_total{{{labels},result="failure"}} 0' in text
     assert re.search(r"coffer_fleet_max_concurrent_backups 2\n", text)
 
     # The user taps Trust, unlocks: both get backed up without anyone touching the daemon.

@@ -10,7 +10,6 @@ from agent.commands.context import Context
 from agent.commands.format import size, table
 from agent.errors import UsageError
 from agent.fleet.config import FleetConfig, load_config, parse_http_address
-from agent.fleet.daemon import DaemonOptions, FleetDaemon
 from agent.fleet.status_client import fetch_status
 
 
@@ -56,6 +55,8 @@ def _adopt_repository_settings(ctx: Context, config: FleetConfig) -> None:
 
 
 def cmd_watch(ctx: Context) -> int:
+    from agent.fleet.daemon import DaemonOptions, FleetDaemon  # pymobiledevice3 only when watching
+
     config = load_config(ctx.args.config)
     _adopt_repository_settings(ctx, config)
     if ctx.args.metrics_port is not None and not 0 <= ctx.args.metrics_port < 65536:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.device.state import state_root
 from agent.errors import UsageError
 from agent.fleet.hooks import HOOK_EVENTS, HookCommands
 from agent.fleet.policy import Policy, QuietHours, default_max_concurrent
 from agent.ios.categories import Category
+from agent.paths import state_root
 from agent.repository.retention import RetentionPolicy
 
 T = TypeVar("T")
@@ -105,8 +105,11 @@ class _Source:
                     table_line = number
                 continue
             match = _KEY_LINE.match(line)
-            if match and current == table and key is not None and match.group(1).strip("\"'") == key:
+            name = match.group(1).strip("\"'") if match else None
+            if name is not None and current == table and key is not None and name == key:
                 return number
+            if name is not None and current == "" and key is None and name == table and table_line is None:
+                table_line = number  # `policy = 3` where a table belongs
         return table_line
 
     def error(self, table: str, key: str | None, problem: str) -> ConfigError:
@@ -242,9 +245,9 @@ def _http_address(value: object) -> tuple[str, int]:
 
 
 def parse_http_address(text: str) -> tuple[str, int]:
-    """`HOST:PORT` (HOST may be omitted: 127.0.0.1)."""
+    """`HOST:PORT` (HOST may be omitted: 127.0.0.1; PORT 0 picks a free port, logged at start)."""
     host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"{text!r} is not HOST:PORT, such as 127.0.0.1:8080")
     return host or "127.0.0.1", int(port)
 

@@ -30,7 +30,7 @@ from agent.errors import UsageError
 from agent.fleet.config import FleetConfig
 from agent.fleet.events import EventLog
 from agent.fleet.hooks import HookRunner
-from agent.fleet.jobs import DeviceRecord, Failed, NeedsUser, Outcome, Succeeded
+from agent.fleet.jobs import DeviceRecord, Failed, Outcome, Succeeded
 from agent.fleet.queue import FleetQueue
 from agent.fleet.status_server import StatusServer
 from agent.fleet.store import StateFile
@@ -162,7 +162,8 @@ class FleetDaemon:
         self.watcher.stop()
         self.hooks.wait(HOOK_GRACE_SECONDS)
         self.status.close()
-        self.events.emit("daemon_stopped", interrupted=len(running))
+        resume = sum(1 for device in self.queue.statuses() if device["interrupted"])
+        self.events.emit("daemon_stopped", interrupted=resume)
         self.events.close()
 
     # --- signals ---------------------------------------------------------------------------------
@@ -220,11 +221,8 @@ class FleetDaemon:
                     seconds=round(outcome.seconds, 3),
                 ),
             )
-        elif isinstance(outcome, Failed | NeedsUser):
-            exit_code = outcome.exit_code if isinstance(outcome, Failed) else 5
-            self.hooks.fire(
-                "failure", _facts(record, error=outcome.reason, exit_code=exit_code, state=record.state.value)
-            )
+        elif isinstance(outcome, Failed):  # a device waiting for Trust or unlock has not failed
+            self.hooks.fire("failure", _facts(record, error=record.reason, exit_code=outcome.exit_code))
 
     # --- status ----------------------------------------------------------------------------------
     def status_document(self) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class Failed:
     reason: str
     exit_code: int
     transient: bool  # retried with backoff while plugged; otherwise only when plugged back
+    disconnected: bool = False  # the device went away
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,11 @@ class DeviceRecord:
     def detach(self) -> None:
         self.plugged = False
         if self.state in (JobState.WAITING_FOR_TRUST, JobState.WAITING_FOR_UNLOCK):
-            self.state, self.reason = JobState.WAITING, "unplugged before it was backed up"
+            self.state, self.reason, self.retry_at = (
+                JobState.WAITING,
+                "unplugged before it was backed up",
+                None,
+            )
 
     def ignore(self, reason: str) -> None:
         self.state, self.reason, self.retry_at = JobState.IGNORED, reason, None
@@ -153,6 +158,7 @@ class DeviceRecord:
     def finish(self, outcome: Outcome, now: float, *, backoff: float, recheck: float) -> None:
         """Apply a job's outcome: a transient failure is retried after `backoff` seconds, a device
         waiting for its user is looked at again after `recheck` seconds."""
+        replugged = self.plugged and self.started_at is not None and self.attached_at > self.started_at
         self.progress, self.started_at = None, None
         if isinstance(outcome, Succeeded):
             self.state, self.reason = JobState.DONE, "; ".join(outcome.notes)
@@ -166,9 +172,15 @@ class DeviceRecord:
             self.state, self.reason, self.retry_at = outcome.state, outcome.reason, now + recheck
         elif isinstance(outcome, Failed):
             self.state, self.reason = JobState.FAILED, outcome.reason
+            if outcome.disconnected and not self.plugged:
+                self.reason = (
+                    "unplugged during the backup: it starts again when the device is plugged back in"
+                )
             self.backups_failed += 1
             self.last_failure = now
-            if outcome.transient and self.plugged:
+            if outcome.disconnected and replugged:
+                self.retry_at = now  # unplugged and back already: that was the user, not a fault
+            elif outcome.transient and self.plugged:
                 self.failures += 1
                 self.retry_at = now + backoff
             else:

@@ -56,15 +56,9 @@ def render(daemon: dict[str, Any], devices: list[dict[str, Any]]) -> str:
     out.family(
         "coffer_fleet_backups_total",
         "counter",
-        "Backups finished, by device and result.",
+        "Backups finished, by device and result (success or failure).",
         per_device(lambda d: d["backups_succeeded"], result="success")
         + per_device(lambda d: d["backups_failed"], result="failure"),
-    )
-    out.family(
-        "coffer_fleet_backup_failures_total",
-        "counter",
-        "Failed backups, by device.",
-        per_device(lambda d: d["backups_failed"]),
     )
     out.family(
         "coffer_fleet_backup_bytes_total",

@@ -174,12 +174,10 @@ class FleetQueue:
             record.name, record.model, record.ios_version = name, model, ios_version
             self._save_locked()
 
-    def watch_progress(self, udid: str, source: ProgressSource | None) -> None:
+    def watch_progress(self, udid: str, source: ProgressSource) -> None:
+        """Where the status reads the progress of `udid`'s running backup (until it finishes)."""
         with self._lock:
-            if source is None:
-                self._progress.pop(udid, None)
-            else:
-                self._progress[udid] = source
+            self._progress[udid] = source
 
     def finish(self, udid: str, outcome: Outcome) -> DeviceRecord:
         """Record how the job of `udid` ended; returns a copy of the device's record."""

@@ -28,7 +28,8 @@ PAGE = """<!DOCTYPE html>
   th { font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: var(--mute); }
   .name { font-weight: 600; }
   .udid, .sub { font: 12px ui-monospace, monospace; color: var(--mute); }
-  .state { display: inline-block; padding: 2px 10px; border-radius: 999px; color: #fff; font-size: 13px; }
+  .state { display: inline-block; padding: 2px 10px; border-radius: 999px; color: #fff; font-size: 13px;
+           white-space: nowrap; }
   .state.done { background: var(--ok); } .state.backing_up { background: var(--busy); }
   .state.waiting, .state.waiting_for_trust, .state.waiting_for_unlock { background: var(--wait); }
   .state.failed { background: var(--bad); } .state.ignored { background: var(--mute); }

@@ -28,6 +28,7 @@ from agent.errors import (
     AccessDeniedError,
     BackupFormatError,
     CofferError,
+    DeviceDisconnectedError,
     DeviceLockedError,
     DeviceNotTrustedError,
     RepositoryDamagedError,
@@ -125,7 +126,12 @@ def _failure(exc: BaseException) -> Outcome:
     if isinstance(exc, DeviceLockedError):
         return NeedsUser(JobState.WAITING_FOR_UNLOCK, str(exc))
     if isinstance(exc, CofferError):
-        return Failed(str(exc), exc.exit_code, transient=not isinstance(exc, _PERMANENT))
+        return Failed(
+            str(exc),
+            exc.exit_code,
+            transient=not isinstance(exc, _PERMANENT),
+            disconnected=isinstance(exc, DeviceDisconnectedError),
+        )
     logger.debug("internal error in a fleet job", exc_info=exc)
     return Failed(f"internal error: {type(exc).__name__}: {exc}", 1, transient=True)
 
@@ -141,7 +147,7 @@ class DeviceJob:
         self._backup: FleetBackup | None = None
         self._expected: int | None = None
         self._cancelled = threading.Event()
-        self._phase = "connecting"
+        self._phase: str | None = "connecting"  # None while the backup reports its own phase
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -154,8 +160,7 @@ class DeviceJob:
         if backup is None:
             return BackupProgress(self._phase)
         received, files = backup.received()
-        phase = backup.phase if self._phase == "backing up" else self._phase
-        return BackupProgress(phase, received, files, self._expected)
+        return BackupProgress(self._phase or backup.phase, received, files, self._expected)
 
     def run(self, on_identified: Callable[[DeviceFacts], None]) -> Outcome:
         """Identify, back up, apply retention. `on_identified(facts)` is called once the device is known."""
@@ -174,7 +179,7 @@ class DeviceJob:
         self._backup = FleetBackup(self.repository, self.udid, options)
         if self._cancelled.is_set():
             return Interrupted(SHUTDOWN_REASON)
-        self._phase = "backing up"
+        self._phase = None
         started = time.monotonic()
         try:
             result = self._backup.run()
