@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from ios_helpers import Entry, directory, symlink
-from s3server import s3_server  # noqa: F401 - the session fixture of the S3 tests
+from s3server import s3, s3_coffer, s3_server  # noqa: F401 - fixtures of the S3 tests
 
 from agent.cli import main
 from agent.keys.slots import Passphrase, Secret

@@ -9,6 +9,12 @@ session-scoped fixture `s3_server` wraps it; import it into a conftest.
 request, can drop the connection mid-request, cut a reply short, answer a 503
 or 500 with an S3-style XML error, or delay, on a fixed schedule and/or with a
 seeded probability. It counts what it injected.
+
+Fixtures (tests/conftest.py imports them): `s3_server` (the session's server),
+`s3` (it, with this process's boto3 environment pointing at it and nothing else)
+and `s3_coffer` (the `coffer` runner on a not yet created `s3://` repository in
+a bucket of its own). `open_repository` and `set_pack_sizes` are the in-process
+helpers that go with `s3_coffer`.
 """
 
 from __future__ import annotations
@@ -31,11 +37,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import pytest
 from botocore.config import Config
+
+from agent.keys.slots import Passphrase
+from agent.repository.config import CONFIG_NAME, PackSettings
+from agent.repository.repository import Repository
+from agent.storage.url import open_storage
+
+if TYPE_CHECKING:
+    from conftest import CofferCli
 
 REGION = "us-east-1"
 ACCESS_KEY = "COFFERTESTKEY"
@@ -326,6 +340,56 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServe
         yield server
     finally:
         server.stop()
+
+
+_AWS_VARIABLES_TO_CLEAR = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_DEFAULT_REGION",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+    "COFFER_S3_PATH_STYLE",
+)
+
+
+@pytest.fixture
+def s3(s3_server: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
+    """The server, with this process's boto3 environment pointing at it and at nothing else."""
+    for name in _AWS_VARIABLES_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+@pytest.fixture
+def s3_coffer(coffer: CofferCli, s3: SeaweedServer) -> CofferCli:
+    """`coffer` on `s3://<new bucket>/repo` (the bucket is not created: `coffer init` does that)."""
+    for name in _AWS_VARIABLES_TO_CLEAR:
+        coffer.env.pop(name, None)
+    coffer.env.update(s3.env())
+    coffer.env["COFFER_REPOSITORY"] = f"s3://{s3.bucket_name()}/repo"
+    return coffer
+
+
+def open_repository(cli: CofferCli) -> Repository:
+    """The repository `cli` works on, opened in this process with its passphrase."""
+    storage = open_storage(cli.env["COFFER_REPOSITORY"])
+    return Repository.open(storage, Passphrase(cli.env["COFFER_PASSWORD"]))
+
+
+def set_pack_sizes(cli: CofferCli, min_size: int, max_size: int) -> None:
+    """Rewrite the (authenticated) config with small packs, so little data spans several packs."""
+    repository = open_repository(cli)
+    repository.config.packs = PackSettings(min_size, max_size)
+    repository.storage.put(CONFIG_NAME, repository.config.encode(repository.keys.auth_key), if_absent=False)
+    repository.storage.close()
 
 
 # -- fault proxy ---------------------------------------------------------------------------

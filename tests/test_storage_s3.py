@@ -36,28 +36,6 @@ from agent.storage.s3_multipart import MultipartSettings, multipart_etag
 from agent.storage.s3_retry import RetryPolicy
 
 MiB = 1024 * 1024
-_AWS_VARIABLES_TO_CLEAR = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_DEFAULT_REGION",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_ROLE_ARN",
-    "COFFER_S3_PATH_STYLE",
-)
-
-
-@pytest.fixture
-def s3(s3_server: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
-    """The server, with this process's boto3 environment pointing at it and at nothing else."""
-    for name in _AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)
-    return s3_server
 
 
 @pytest.fixture

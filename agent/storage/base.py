@@ -70,6 +70,8 @@ class Storage(ABC):
 
     # -- immutability (S3 Object Lock); here nothing is versioned and nothing is locked ---------
 
+    supports_object_lock = False
+
     @property
     def object_lock_days(self) -> int | None:
         """Days of retention every protected put carries; None when puts are not locked."""

@@ -114,6 +114,10 @@ class CachedStorage(Storage):
         return self.inner.location
 
     @property
+    def supports_object_lock(self) -> bool:  # type: ignore[override]
+        return self.inner.supports_object_lock
+
+    @property
     def object_lock_days(self) -> int | None:
         return self.inner.object_lock_days
 

@@ -17,8 +17,9 @@ two writers only pick the same name with a broken random number generator;
 the race matters for nothing else.
 
 On a versioned bucket `delete` adds a delete marker (the data stays as a
-noncurrent version, and `list` no longer shows the name); `purge` removes every
-version. With Object Lock (`object_lock_days`), every put outside `locks/`
+noncurrent version, and `list` no longer shows the name; `hidden` lists such
+names); `purge` removes every version, and `retained_until` says until when
+any of them is locked. With Object Lock (`object_lock_days`), every put outside `locks/`
 (whose leases must stay removable) carries a retention date; S3 refuses to
 remove a locked version before that date, and `purge` then raises
 `ObjectLockedError`. Overwriting a locked name (`if_absent=False`) only adds a
@@ -136,6 +137,7 @@ class S3Storage(Storage):
     """Objects under one prefix of one S3 bucket."""
 
     list_page_size = 1000  # keys per ListObjectsV2 request (S3's maximum)
+    supports_object_lock = True
 
     def __init__(
         self,
@@ -192,7 +194,10 @@ class S3Storage(Storage):
         object_lock_mode: LockMode = "GOVERNANCE",
         retry: RetryPolicy | None = None,
     ) -> S3Storage:
-        """Open `s3://bucket/prefix`; `COFFER_S3_PATH_STYLE=1/0` overrides `path_style`."""
+        """Open `s3://bucket/prefix`; `COFFER_S3_PATH_STYLE=1/0` overrides `path_style`.
+
+        Without `retry`, boto3's `AWS_RETRY_MODE` and `AWS_MAX_ATTEMPTS` adjust the default policy.
+        """
         bucket, prefix = parse_s3_url(url)
         environment_style = _path_style_from_environment()
         return cls(
@@ -203,7 +208,7 @@ class S3Storage(Storage):
             limit_download=limit_download,
             object_lock_days=object_lock_days,
             object_lock_mode=object_lock_mode,
-            retry=retry,
+            retry=retry or RetryPolicy.from_environment(),
         )
 
     def _make_client(self, endpoint_url: str | None, path_style: bool | None) -> Any:

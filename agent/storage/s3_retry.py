@@ -11,14 +11,16 @@ a deadline, so the total time an operation can take is bounded.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from botocore.config import Config
 
+from agent.errors import UsageError
 from agent.storage.s3_errors import is_transient
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,23 @@ class RetryPolicy:
     deadline: float = 300.0  # seconds after which no new operation attempt starts
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
+
+    @classmethod
+    def from_environment(cls) -> RetryPolicy:
+        """The defaults, with boto3's own settings honoured: `AWS_RETRY_MODE` (standard or adaptive) and
+        `AWS_MAX_ATTEMPTS` (tries of one request, the first included; 1 means no retry)."""
+        policy = cls()
+        mode = os.environ.get("AWS_RETRY_MODE", "").strip()
+        if mode:
+            if mode not in ("standard", "adaptive"):
+                raise UsageError(f"AWS_RETRY_MODE must be standard or adaptive for Coffer, got {mode!r}")
+            policy = replace(policy, mode=mode)  # type: ignore[arg-type]
+        attempts = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+        if attempts:
+            if not attempts.isdigit() or int(attempts) < 1:
+                raise UsageError(f"AWS_MAX_ATTEMPTS must be a whole number of 1 or more, got {attempts!r}")
+            policy = replace(policy, botocore_retries=int(attempts) - 1)
+        return policy
 
     def botocore_config(self, *, path_style: bool, max_pool_connections: int) -> Config:
         return Config(
