@@ -108,7 +108,7 @@ class SnapshotBuilder:
         )
         parts: dict[str, object] = {cat: [row.to_json() for row in rows] for cat, rows in self.rows.items()}
         parts[MANIFEST_SPACE] = manifest.to_json()
-        previous = self.repository.previous_snapshot(device.udid)
+        previous = self.repository.previous_snapshot(device.udid, before=header.time)
         snapshot_id = self.repository.write_snapshot(header, parts, previous)
         return CommitResult(snapshot_id, header, time.time() - self.started)
 

@@ -9,8 +9,7 @@ from agent.commands.format import size, table, timestamp
 from agent.errors import UsageError
 from agent.repository.prune import DEFAULT_GRACE_SECONDS, PruneReport, prune
 from agent.repository.retention import RetentionPolicy, select
-from agent.repository.snapshot import SNAPSHOT_PREFIX
-from agent.repository.tombstones import write_tombstone
+from agent.repository.tombstones import forget_snapshots
 
 
 def _keep_count(text: str) -> int:
@@ -45,13 +44,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_prune)
 
 
-def _prune_document(report: PruneReport) -> dict[str, int]:
+def _prune_document(report: PruneReport) -> dict[str, object]:
     return {
         "packs_deleted": report.packs_deleted,
         "bytes_deleted": report.bytes_deleted,
         "packs_marked": report.packs_marked,
         "packs_repacked": report.packs_repacked,
         "packs_kept_alive": report.packs_kept_alive,
+        "objects_locked": report.objects_locked,
+        "versions_purged": report.versions_purged,
+        "retention_extended": report.retention_extended,
+        "notes": report.notes,
     }
 
 
@@ -70,10 +73,8 @@ def cmd_forget(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     keep, remove = select(repository.snapshots(), policy)
-    if remove and not args.dry_run:
-        write_tombstone(repository, [e.snapshot_id for e in remove])
-        for entry in remove:
-            repository.storage.delete(SNAPSHOT_PREFIX + entry.snapshot_id)
+    if not args.dry_run:
+        forget_snapshots(repository, [e.snapshot_id for e in remove])
     document: dict[str, object] = {
         "keep": [e.snapshot_id for e in keep],
         "remove": [e.snapshot_id for e in remove],

@@ -14,8 +14,7 @@ import threading
 from agent.errors import CofferError
 from agent.repository.repository import Repository
 from agent.repository.retention import RetentionPolicy, select
-from agent.repository.snapshot import SNAPSHOT_PREFIX
-from agent.repository.tombstones import write_tombstone
+from agent.repository.tombstones import forget_snapshots
 
 # Jobs of one daemon forget one at a time: a snapshot deleted while another job lists the
 # repository would make that listing fail.
@@ -36,9 +35,5 @@ def apply_retention(repository: Repository, policy: RetentionPolicy, udid: str) 
     with _FORGETTING:
         entries = [entry for entry in repository.snapshots() if entry.header.device.get("udid") == udid]
         _keep, forget = select(entries, policy)
-        if forget:
-            # Tombstone first: `check` then knows the missing links were forgotten, not deleted by an attacker.
-            write_tombstone(repository, [entry.snapshot_id for entry in forget])
-            for entry in forget:
-                repository.storage.delete(SNAPSHOT_PREFIX + entry.snapshot_id)
+        forget_snapshots(repository, [entry.snapshot_id for entry in forget])
     return [entry.snapshot_id for entry in forget]

@@ -97,10 +97,15 @@ def running_backup(storage: Storage) -> Iterator[Lease]:
     renewer.start()
     try:
         yield lease
-    finally:
+    except BaseException:
         stop.set()
         renewer.join()
-        storage.delete(name)
+        with contextlib.suppress(CofferError):  # the storage may be why we fail: keep that error
+            storage.delete(name)
+        raise
+    stop.set()
+    renewer.join()
+    storage.delete(name)
 
 
 def oldest_running_backup(storage: Storage) -> float | None:

@@ -227,10 +227,17 @@ class Repository:
         assert self.keys.id_key is not None
         return primitives.mac(self.keys.id_key, b"coffer device v1 " + udid.encode("utf-8"))[:16].hex()
 
-    def previous_snapshot(self, udid: str) -> str | None:
-        """The newest snapshot of this device: the link of the next one in its chain."""
+    def previous_snapshot(self, udid: str, before: float | None = None) -> str | None:
+        """This device's newest snapshot not newer than `before`: the link of the next one in its chain.
+
+        Two backups of one device may overlap (two hosts); each follows what came before its own
+        start, so the chain never runs backwards in time (a fork, which `check` accepts)."""
         tag = self.device_tag(udid)
-        chains = [(c.time, sid) for sid, c in self.chains().items() if c.device_tag == tag]
+        chains = [
+            (c.time, sid)
+            for sid, c in self.chains().items()
+            if c.device_tag == tag and (before is None or c.time <= before)
+        ]
         return max(chains)[1] if chains else None
 
     def write_snapshot(self, header: SnapshotHeader, parts: dict[str, object], previous: str | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from agent.repository.repository import Repository, read_sealed_records, write_sealed_record
+from agent.repository.snapshot import SNAPSHOT_PREFIX
 
 TOMBSTONE_PREFIX = "tombstones/"
 
@@ -19,6 +20,16 @@ def write_tombstone(repository: Repository, snapshot_ids: list[str]) -> str:
     return write_sealed_record(
         repository, TOMBSTONE_PREFIX, {"forgotten": sorted(snapshot_ids), "time": time.time()}, b"tombstone"
     )
+
+
+def forget_snapshots(repository: Repository, snapshot_ids: list[str]) -> None:
+    """Remove snapshots on purpose: the tombstone first, so `check` knows the missing links were
+    forgotten, not deleted by an attacker."""
+    if not snapshot_ids:
+        return
+    write_tombstone(repository, snapshot_ids)
+    for snapshot_id in snapshot_ids:
+        repository.storage.delete(SNAPSHOT_PREFIX + snapshot_id)
 
 
 def forgotten_snapshots(repository: Repository) -> set[str]:
