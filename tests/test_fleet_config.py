@@ -108,7 +108,7 @@ def test_a_local_repository_path_is_relative_to_the_file(tmp_path: Path) -> None
         ('[policy]\nquiet_hours = "25:00-07:00"\n', 2, "[policy] quiet_hours: '25:00-07:00'"),
         ('[policy]\nquiet_hours = "night"\n', 2, "is not a time window"),
         ('[policy]\ncategories = ["fotos"]\n', 2, "[policy] categories: unknown categories fotos"),
-        ('[policy]\ncategories = ["photos"]\n', 2, 'only "all" is supported'),
+        ('[policy]\ncategories = "photos"\n', 2, '[policy] categories: expected "all" or a list of category names'),
         ('[policy]\nretry_initial = "1h"\nretry_max = "1m"\n', 3, "[policy] retry_max: must not be shorter"),
         (
             '[repository]\nkey_file = "a"\npassword_file = "b"\n',
@@ -182,6 +182,14 @@ def test_quiet_hours_wrap_midnight_and_chain() -> None:
 def test_backoff_doubles_up_to_the_maximum() -> None:
     policy = Policy(retry_initial=10, retry_max=60)
     assert [policy.retry_delay(n) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+
+
+def test_categories_select_what_is_stored(tmp_path: Path) -> None:
+    path = tmp_path / "coffer.toml"
+    path.write_text('[repository]\nurl = "repo"\n[policy]\ncategories = ["photos", "messages"]\n')
+    assert load_config(path).policy.categories == ("photos", "messages")
+    path.write_text('[repository]\nurl = "repo"\n[policy]\ncategories = "all"\n')
+    assert load_config(path).policy.categories is None
 
 
 def test_device_selection() -> None:

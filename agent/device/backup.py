@@ -16,6 +16,7 @@ import contextlib
 import plistlib
 import secrets
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +105,43 @@ class DeviceBackup:
         self.options = options
         self.store = DeviceStateStore(repository.config.repository_id)
         self.notes: list[str] = []
+        self.phase = "connecting"  # connecting, transferring, committing
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._host: DeviceHost | None = None
+        self._cancelled = False
+
+    # --- control from other threads (the fleet daemon) --------------------------------------
+    def cancel(self) -> None:
+        """Stop the device transfer; the run raises asyncio.CancelledError. No effect once committing."""
+        with self._lock:
+            self._cancelled = True
+            if self._loop is not None and self._task is not None:
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def received(self) -> tuple[int, int]:
+        """(bytes, files) received from the device so far."""
+        host = self._host
+        return (host.stats.bytes, host.stats.files) if host is not None else (0, 0)
 
     # --- the device part (async) ---------------------------------------------------------
     async def _transfer(self, host: DeviceHost, password_holder: list[str | None]) -> tuple[dict[str, Any], dict[str, Any]]:
+        with self._lock:
+            if self._cancelled:
+                raise asyncio.CancelledError
+            self._loop, self._task, self._host = asyncio.get_running_loop(), asyncio.current_task(), host
+            self.phase = "transferring"
+        try:
+            return await self._talk_to_device(host, password_holder)
+        finally:
+            with self._lock:
+                self._loop = self._task = None
+                self.phase = "committing"
+
+    async def _talk_to_device(
+        self, host: DeviceHost, password_holder: list[str | None]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         async with lockdown_session(self.udid) as lockdown:
             values = dict(lockdown.all_values)
             will_encrypt = bool(await lockdown.get_value("com.apple.mobile.backup", "WillEncrypt") or False)

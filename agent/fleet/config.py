@@ -205,15 +205,16 @@ def _devices(value: object) -> tuple[str, ...] | None:
     return _strings(value)
 
 
-def _categories(value: object) -> str:
+def _categories(value: object) -> tuple[str, ...] | None:
     if value == "all":
-        return "all"
+        return None
+    if isinstance(value, str) or not isinstance(value, list) or not value:
+        raise ValueError('expected "all" or a list of category names')
     names = _strings(value)
     unknown = sorted(set(names) - {c.value for c in Category})
     if unknown:
         raise ValueError(f"unknown categories {', '.join(unknown)}")
-    # The USB backup stores every category (`coffer backup --categories` is refused too).
-    raise ValueError('only "all" is supported: a device backup stores every category')
+    return names
 
 
 def _quiet_hours(value: object) -> tuple[QuietHours, ...]:
@@ -319,8 +320,8 @@ def load_config(path: Path) -> FleetConfig:
         retry_initial=table.get("retry_initial", parse_duration, Policy.retry_initial),
         retry_max=table.get("retry_max", parse_duration, Policy.retry_max),
         recheck_interval=table.get("recheck_interval", parse_duration, Policy.recheck_interval),
+        categories=table.get("categories", _categories, "all"),
     )
-    table.get("categories", _categories, "all")
     if policy.retry_max < policy.retry_initial:
         raise table.error("retry_max", "must not be shorter than retry_initial")
 

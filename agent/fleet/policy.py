@@ -58,6 +58,7 @@ class Policy:
     retry_initial: float = 30.0
     retry_max: float = 1800.0
     recheck_interval: float = 10.0  # how often a device waiting for Trust or unlock is looked at again
+    categories: tuple[str, ...] | None = None  # store only these; None means every category
 
     def selects_udid(self, udid: str) -> bool:
         return self.devices is None or normalise_udid(udid) in {normalise_udid(d) for d in self.devices}

@@ -18,12 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from agent.device.backup import BackupOptions, DeviceBackup
 from agent.device.connect import lockdown_session, translate
 from agent.device.state import DeviceStateStore
-from agent.device.uploads import DeviceHost
 from agent.errors import (
     AccessDeniedError,
     BackupFormatError,
@@ -80,46 +78,6 @@ async def probe(udid: str) -> DeviceFacts:
     )
 
 
-class FleetBackup(DeviceBackup):
-    """A DeviceBackup that reports what it received so far and can be cancelled from another thread."""
-
-    def __init__(self, repository: Repository, udid: str, options: BackupOptions) -> None:
-        super().__init__(repository, udid, options)
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._host: DeviceHost | None = None
-        self._cancelled = False
-        self.phase = "connecting"
-
-    async def _transfer(
-        self, host: DeviceHost, password_holder: list[str | None]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        with self._lock:
-            if self._cancelled:
-                raise asyncio.CancelledError
-            self._loop, self._task, self._host = asyncio.get_running_loop(), asyncio.current_task(), host
-            self.phase = "transferring"
-        try:
-            return await super()._transfer(host, password_holder)
-        finally:
-            with self._lock:
-                self._loop = self._task = None
-                self.phase = "committing"
-
-    def cancel(self) -> None:
-        """Stop the device transfer (no effect once the snapshot is being committed)."""
-        with self._lock:
-            self._cancelled = True
-            if self._loop is not None and self._task is not None:
-                self._loop.call_soon_threadsafe(self._task.cancel)
-
-    def received(self) -> tuple[int, int]:
-        """(bytes, files) received from the device so far."""
-        host = self._host
-        return (host.stats.bytes, host.stats.files) if host is not None else (0, 0)
-
-
 def _failure(exc: BaseException) -> Outcome:
     if isinstance(exc, DeviceNotTrustedError):
         return NeedsUser(JobState.WAITING_FOR_TRUST, str(exc))
@@ -144,7 +102,7 @@ class DeviceJob:
         self.udid = udid
         self.policy = policy
         self.events = events
-        self._backup: FleetBackup | None = None
+        self._backup: DeviceBackup | None = None
         self._expected: int | None = None
         self._cancelled = threading.Event()
         self._phase: str | None = "connecting"  # None while the backup reports its own phase
@@ -175,8 +133,11 @@ class DeviceJob:
             return Interrupted(SHUTDOWN_REASON)
         first = DeviceStateStore(self.repository.config.repository_id).load(self.udid) is None
         self._expected = facts.data_bytes if first else None
-        options = BackupOptions(enable_device_encryption=self.policy.require_encryption)
-        self._backup = FleetBackup(self.repository, self.udid, options)
+        options = BackupOptions(
+            enable_device_encryption=self.policy.require_encryption,
+            categories=list(self.policy.categories) if self.policy.categories else None,
+        )
+        self._backup = DeviceBackup(self.repository, self.udid, options)
         if self._cancelled.is_set():
             return Interrupted(SHUTDOWN_REASON)
         self._phase = None
