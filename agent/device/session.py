@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import plistlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -80,11 +81,6 @@ class MirrorBackupService(Mobilebackup2Service):
             )
             if applications:
                 await afc.makedirs("/iTunesRestore")
-                await afc.set_file_contents("/iTunesRestore/RestoreApplications.plist", _plist(applications))
+                await afc.set_file_contents("/iTunesRestore/RestoreApplications.plist", plistlib.dumps(applications))
             await link.dl_loop(progress)
 
-
-def _plist(value: object) -> bytes:
-    import plistlib
-
-    return plistlib.dumps(value)

@@ -9,7 +9,6 @@ host holds nothing. Staged files are deleted as soon as they are stored.
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import tempfile
@@ -106,4 +105,4 @@ class StagedWriter:
 
     def abort(self) -> None:
         self._handle.close()
-        os.unlink(self._staged.path)
+        self._area.discard(self._staged)

@@ -11,6 +11,7 @@ end) waits in encrypted staging. Metadata files stay in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,6 +28,7 @@ from agent.pipeline.writer import BlobWriter
 
 HANDOFF_BYTES = 1 << 20  # hand data to a worker in pieces of about this size
 QUEUE_PIECES = 8
+PUT_WAIT_SECONDS = 0.25
 FILES_IN_FLIGHT = 4
 UNLIMITED_SPACE = 1 << 50
 _END = object()
@@ -84,10 +86,18 @@ class _BlobUpload:
             yield item  # type: ignore[misc]
 
     async def _put(self, item: object) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            await asyncio.to_thread(self._queue.put, item)
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                if self.future.done():
+                    self.future.result()  # the worker failed: raise its error here, never wait for it
+                    return
+                # Back-pressure: the worker is behind. Wait off the event loop, but not forever.
+                with contextlib.suppress(queue.Full):
+                    await asyncio.to_thread(self._queue.put, item, True, PUT_WAIT_SECONDS)
+                    return
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
@@ -108,10 +118,16 @@ class _BlobUpload:
         self._host.track(self.future)
 
     def abort(self, reason: str) -> None:
-        """Drop this file: the worker sees the end of its input and stops."""
+        """Drop this file: the worker sees the end of its input and stops. Never blocks."""
         self._host.stats.failed.append(f"{self._path}: {reason}")
         self._host.active.discard(self)
-        self._queue.put(_END)
+        while True:
+            try:
+                self._queue.put_nowait(_END)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
 
 
 class DeviceHost:

@@ -95,6 +95,6 @@ def run_with_retry(operation: Callable[[], T], policy: RetryPolicy, what: str) -
             delay = policy.backoff(attempt)
             if time.monotonic() - started + delay > policy.deadline:
                 raise
-            log.warning("S3 %s failed (%s); retrying in %.2f s (attempt %d)", what, error, delay, attempt + 1)
+            log.info("S3 %s failed (%s); retrying in %.2f s (attempt %d)", what, error, delay, attempt + 1)
             time.sleep(delay)
             attempt += 1
