@@ -61,7 +61,13 @@ class Context:
         return options
 
     def open_repository(self) -> Repository:
-        return Repository.open(self.storage(), resolve_secret(self.secret_options))
+        storage = self.storage()
+        try:
+            secret = resolve_secret(self.secret_options)
+        except UsageError:
+            Repository.read_config(storage)  # "there is no repository here" helps more than "no passphrase"
+            raise
+        return Repository.open(storage, secret)
 
     def close(self) -> None:
         if self._storage is not None:
