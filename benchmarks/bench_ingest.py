@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from typing import Any
 from agent.errors import CofferError, UsageError
 from benchmarks.datagen import DEFAULT_SEED, DEFAULT_SIZE, describe, parse_size
 from benchmarks.dataset.backup import DEVICE, generate, mutate
-from benchmarks.ingest.measure import MIB, read_through, run_measured, tree_size
+from benchmarks.ingest.measure import MIB, machine, read_through, run_measured, tree_size
 from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, Run, markdown
 from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS, Tool
 
@@ -181,12 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
         "size": args.size,
         "seed": args.seed,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": machine(),
         "coffer_commit": _git_commit(),
         "versions": versions,
         "dataset": dataclasses.asdict(dataset),

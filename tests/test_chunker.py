@@ -417,7 +417,7 @@ def test_sqlite_database_is_cut_in_page_aligned_blocks(tmp_path: Path) -> None:
     new_blocks = list(chunker.chunks([after], sqlite_hint=True))
     changed = [block for block in new_blocks if block not in old_blocks]
     # Five rows and the header page (its change counter): at most six 64 KiB blocks.
-    assert 1 <= len(changed) <= 6
+    assert 0 < len(changed) <= 6
     assert len(new_blocks) > 60
 
 

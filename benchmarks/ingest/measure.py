@@ -7,6 +7,7 @@ for, so a tool that forks helpers is counted whole; no `/usr/bin/time` is needed
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -91,3 +92,13 @@ def read_through(root: Path) -> int:
                 while chunk := handle.read(MIB):
                     total += len(chunk)
     return total
+
+
+def machine() -> dict[str, object]:
+    """What the results file records about the machine the figures come from."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_end": os.getloadavg(),
+    }

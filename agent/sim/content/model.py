@@ -110,6 +110,19 @@ class DeviceFilesystem:
             return self._store.read_blob(f.source.sha256, READ_PIECE_SIZE)
         raise ValueError(f"{f.key} has no content source")
 
+    def as_restored(self, f: SimFile) -> RestoredEntry:
+        """The entry as a restore would hand it back (its content read lazily)."""
+        return RestoredEntry(
+            domain=f.domain,
+            relative_path=f.relative_path,
+            kind=f.kind,
+            mode=f.mode,
+            mtime=f.mtime,
+            target=f.target,
+            data=self.read(f) if f.kind is FileKind.FILE else None,
+            protection_class=f.protection_class or None,
+        )
+
     def total_size(self) -> int:
         return sum(f.size for f in self._catalogue.entries.values())
 

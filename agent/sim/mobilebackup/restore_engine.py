@@ -224,16 +224,7 @@ class RestoreEngine:
         filesystem = self.device.filesystem
         for f in filesystem.files():
             if is_system_domain(f.domain):
-                yield RestoredEntry(
-                    domain=f.domain,
-                    relative_path=f.relative_path,
-                    kind=f.kind,
-                    mode=f.mode,
-                    mtime=f.mtime,
-                    target=f.target,
-                    data=filesystem.read(f) if f.kind is FileKind.FILE else None,
-                    protection_class=f.protection_class or None,
-                )
+                yield filesystem.as_restored(f)
 
 
 def _read_pieces(path: Path) -> Iterable[bytes]:
