@@ -119,7 +119,7 @@ def export_snapshot(
         def write(item: tuple[str, FileRow, FileRecord]) -> None:
             category, row, record = item
             pieces = reader.read_stream(category, row.chunks)
-            writer.write_file(record, (bar.advance(len(p)) or p for p in pieces))
+            writer.write_file(record, bar.counted(pieces))
 
         for _ in bounded_map(write, files, workers=workers, in_flight=workers * 2):
             pass

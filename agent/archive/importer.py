@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +105,7 @@ def _import(
             category = classify(record.domain, record.relative_path).value
             stored: StoredStream = writer.store_file(
                 category,
-                _counted(folder.open_plaintext(record), bar),
+                bar.counted(folder.open_plaintext(record)),
                 relative_path=record.relative_path,
                 sqlite_hint=is_sqlite_name(record.relative_path),
             )
@@ -136,9 +135,3 @@ def _import(
     )
     cache.save()
     return commit
-
-
-def _counted(pieces: Iterable[bytes], bar: Progress) -> Iterator[bytes]:
-    for piece in pieces:
-        bar.advance(len(piece))
-        yield piece

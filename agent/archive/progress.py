@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -26,6 +27,12 @@ class Progress:
     def advance(self, amount: int) -> None:
         with self._lock:
             self._bar.update(amount)
+
+    def counted(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass pieces through, advancing the bar by their sizes."""
+        for piece in pieces:
+            self.advance(len(piece))
+            yield piece
 
     def close(self) -> None:
         self._bar.close()
