@@ -9,6 +9,7 @@ host holds nothing. Staged files are deleted as soon as they are stored.
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import tempfile
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from agent.errors import StorageError
 
 RECORD_LENGTH = struct.Struct(">I")
+PREFIX = "coffer-staging-"
 
 
 @dataclass
@@ -31,10 +33,32 @@ class StagedFile:
     size: int = 0  # plaintext bytes staged
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned(root: Path) -> int:
+    """Delete staging folders of processes that died (kill -9, power loss): their key died with them."""
+    removed = 0
+    for folder in root.glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 class StagingArea:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        self.directory = Path(tempfile.mkdtemp(prefix="coffer-staging-", dir=root))
+        remove_abandoned(root)
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
         self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
         self._counter = 0
         self._lock = threading.Lock()
