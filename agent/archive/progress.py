@@ -10,13 +10,14 @@ from tqdm import tqdm
 
 
 class Progress:
-    def __init__(self, description: str, total: int | None, *, enabled: bool, unit: str = "B") -> None:
+    def __init__(self, description: str, total: float | None, *, enabled: bool, unit: str = "B") -> None:
         self._bar = tqdm(
             total=total,
             desc=description,
             unit=unit,
-            unit_scale=True,
+            unit_scale=unit == "B",
             unit_divisor=1024,
+            bar_format=None if unit == "B" else "{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}{postfix}]",
             disable=not enabled,
             file=sys.stderr,
             dynamic_ncols=True,
@@ -27,6 +28,13 @@ class Progress:
     def advance(self, amount: int) -> None:
         with self._lock:
             self._bar.update(amount)
+
+    def set_to(self, value: float, postfix: str | None = None) -> None:
+        """Move the bar to `value` (e.g. the device's own percentage), with an optional note after it."""
+        with self._lock:
+            self._bar.update(max(0.0, value - self._bar.n))
+            if postfix is not None:
+                self._bar.set_postfix_str(postfix, refresh=False)
 
     def counted(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
         """Pass pieces through, advancing the bar by their sizes."""

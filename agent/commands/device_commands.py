@@ -62,7 +62,8 @@ def _summary(result: DeviceBackupResult) -> str:
         table(["Category", "Files", "Size", "New (stored)"], rows),
         "",
         f"snapshot {result.commit.snapshot_id[:8]} of {header.device.get('name')} ({result.udid}): "
-        f"{result.uploads.files} files sent by the device, {result.commit.elapsed:.1f} s",
+        f"{result.uploads.files} files sent by the device, {result.commit.elapsed:.1f} s in all "
+        f"({result.transfer_seconds:.1f} s of transfer)",
         f"peak staging disk use: {size(result.peak_staging_bytes)}",
     ]
     if transferred:

@@ -46,6 +46,7 @@ from agent.repository.fossils import index_for_backup
 from agent.repository.locks import running_backup
 from agent.repository.repository import Repository
 from agent.storage.local import LocalStorage
+from agent.units import size
 
 INGEST_WORKERS = 2
 
@@ -106,6 +107,7 @@ class DeviceBackup:
         self.store = DeviceStateStore(repository.config.repository_id)
         self.notes: list[str] = []
         self.phase = "connecting"  # connecting, transferring, committing
+        self._started_at = time.time()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -160,14 +162,22 @@ class DeviceBackup:
                     )
                 host.encrypted = will_encrypt
                 host.bind_loop(asyncio.get_running_loop())
-                with Progress("device", None, enabled=self.options.progress) as bar:
-                    host.on_bytes = bar.advance
+                with (
+                    Progress("device", 100, enabled=self.options.progress, unit="%") as device_bar,
+                    Progress("upload", None, enabled=self.options.progress) as upload_bar,
+                ):
+                    host.writer.on_uploaded = upload_bar.advance
+
+                    def on_device_progress(percent: object) -> None:
+                        if isinstance(percent, int | float):
+                            device_bar.set_to(float(percent), f"{size(host.stats.bytes)} received")
 
                     def on_info(info: dict[str, Any]) -> None:
                         host.known_domains |= {f"AppDomain-{app}" for app in info.get("Installed Applications", [])}
 
                     service = MirrorBackupService(lockdown, host, Path(scratch))
-                    info = await service.run_backup(on_info=on_info, progress=lambda _p: None, full=self.options.full)
+                    info = await service.run_backup(on_info=on_info, progress=on_device_progress, full=self.options.full)
+                    device_bar.set_to(100.0, f"{size(host.stats.bytes)} received")
         return info, values
 
     # --- the repository part (sync) -------------------------------------------------------
@@ -206,6 +216,7 @@ class DeviceBackup:
         )
         password_holder: list[str | None] = [password]
         started = time.monotonic()
+        self._started_at = time.time()
         try:
             try:
                 info, _values = asyncio.run(self._transfer(host, password_holder))
@@ -246,7 +257,7 @@ class DeviceBackup:
         checked = check_rows(read_manifest_rows(plaintext_db))
         records, skipped = checked.records, checked.skipped
         blobs = mirror.blobs(udid)
-        builder = SnapshotBuilder(self.repository, writer)
+        builder = SnapshotBuilder(self.repository, writer, started=self._started_at)
         waiting: list[tuple[FileRecord, BlobRef]] = []
         kept: dict[str, BlobRef] = {}
         for record in records:

@@ -77,7 +77,7 @@ class BlobWriter:
         )
         self.stats = WriterStats()
         self._checkpoint_packs = checkpoint_packs
-        self._on_uploaded = on_uploaded
+        self.on_uploaded = on_uploaded  # called with each pack's size once stored (progress bars)
         self._lock = threading.Lock()
         self._pending: set[tuple[str, bytes]] = set()  # chunks packed but not yet indexed
         self._open: dict[str, list[tuple[PackBuilder, int]]] = defaultdict(list)  # space -> (pack, target size)
@@ -199,8 +199,8 @@ class BlobWriter:
                 self.stats.packs_uploaded += 1
                 self.stats.uploaded_bytes += len(data)
                 self._checkpoint_locked(force=False)
-            if self._on_uploaded is not None:
-                self._on_uploaded(len(data))
+            if self.on_uploaded is not None:
+                self.on_uploaded(len(data))
         except BaseException as exc:
             self._failure = exc
             raise
