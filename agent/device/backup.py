@@ -107,6 +107,7 @@ class DeviceBackup:
         self.store = DeviceStateStore(repository.config.repository_id)
         self.notes: list[str] = []
         self.phase = "connecting"  # connecting, transferring, committing
+        self.device_percent: float | None = None  # the device's own progress figure, once it sends one
         self._started_at = time.time()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,6 +171,7 @@ class DeviceBackup:
 
                     def on_device_progress(percent: object) -> None:
                         if isinstance(percent, int | float):
+                            self.device_percent = float(percent)
                             device_bar.set_to(float(percent), f"{size(host.stats.bytes)} received")
 
                     def on_info(info: dict[str, Any]) -> None:

@@ -34,11 +34,14 @@ class BackupProgress:
     bytes: int = 0  # received from the device so far
     files: int = 0
     expected_bytes: int | None = None  # an estimate (a first backup: the data on the device), if any
+    device_percent: float | None = None  # what the device itself reports, when it does
 
     @property
     def fraction(self) -> float | None:
         if self.phase in ("committing", "retention"):
             return 1.0
+        if self.device_percent is not None:
+            return min(self.device_percent / 100, 0.99)
         if not self.expected_bytes:
             return None
         return min(self.bytes / self.expected_bytes, 0.99)

@@ -118,7 +118,7 @@ class DeviceJob:
         if backup is None:
             return BackupProgress(self._phase)
         received, files = backup.received()
-        return BackupProgress(self._phase or backup.phase, received, files, self._expected)
+        return BackupProgress(self._phase or backup.phase, received, files, self._expected, backup.device_percent)
 
     def run(self, on_identified: Callable[[DeviceFacts], None]) -> Outcome:
         """Identify, back up, apply retention. `on_identified(facts)` is called once the device is known."""
