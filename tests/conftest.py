@@ -35,6 +35,8 @@ from agent.cli import main
 from agent.keys.slots import Passphrase, Secret
 from agent.repository.config import CONFIG_NAME, PackSettings
 from agent.repository.repository import Repository
+from agent.sim.device import SimulatedDevice
+from agent.sim.server import SimServer
 from agent.storage.local import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,3 +271,15 @@ def sample_library(seed: int = 0) -> tuple[Entry, ...]:
         Entry("KeychainDomain", "keychain-backup.plist", text(3_000), protection_class=11),
         symlink("HomeDomain", "Library/Links/latest", "../SMS/sms.db"),
     )
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[SimServer]:
+    """A simulated iPhone host (usbmuxd on 127.0.0.1) for one test; modules may define a wider-scoped one."""
+    with SimServer(tmp_path / "sim") as server:
+        yield server
+
+
+def unencrypted_view(device: SimulatedDevice) -> dict[str, str]:
+    """What an unencrypted backup of `device` holds: everything but the encrypted-only files."""
+    return device.filesystem.snapshot_digest(include_encrypted_only=False)

@@ -22,12 +22,6 @@ from agent.sim.server import SimServer
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimServer]:
-    with SimServer(tmp_path / "sim") as server:
-        yield server
-
-
-@pytest.fixture
 def cli(tmp_path: Path, sim: SimServer) -> CofferCli:
     return fleet_cli(tmp_path, sim)
 

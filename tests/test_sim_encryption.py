@@ -7,7 +7,6 @@ import hashlib
 import plistlib
 from pathlib import Path
 
-import pytest
 from iphone_backup_decrypt import EncryptedBackup
 from pyiosbackup import Backup
 
@@ -20,11 +19,6 @@ PASSWORD = "correct horse"
 KEYCHAIN = ("KeychainDomain", "keychain-backup.plist")
 HEALTH = ("HealthDomain", "Health/healthdb.sqlite")
 
-
-@pytest.fixture
-def sim(tmp_path: Path):
-    with SimServer(tmp_path / "sim") as server:
-        yield server
 
 
 def _ok(result) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import unencrypted_view
 
 from agent.sim.content import FileKind
-from agent.sim.device import SimulatedDevice
 from agent.sim.host_tools import HostTools
 from agent.sim.server import SimServer
 from agent.sim.verify import backup_digest
@@ -20,15 +20,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _unencrypted_view(device: SimulatedDevice) -> dict[str, str]:
-    """What an unencrypted backup of `device` holds: everything but the encrypted-only files."""
-    return device.filesystem.snapshot_digest(include_encrypted_only=False)
-
-
-@pytest.fixture
-def sim(tmp_path: Path):
-    with SimServer(tmp_path / "sim") as server:
-        yield server
 
 
 def _ok(result, expected: str = "") -> None:
@@ -52,7 +43,7 @@ def test_idevicebackup2_full_and_incremental_backup_then_restore(sim: SimServer,
 
     _ok(host.run("idevicebackup2", "-u", source.udid, "backup", "--full", str(backups)), "Backup Successful.")
     assert (source.backups[-1].mode, source.backups[-1].error_code) == ("full", 0)
-    assert backup_digest(backups / source.udid) == _unencrypted_view(source)
+    assert backup_digest(backups / source.udid) == unencrypted_view(source)
 
     evolution = sim.evolve(source.udid, 2)
     _ok(host.run("idevicebackup2", "-u", source.udid, "backup", str(backups)), "Backup Successful.")
@@ -60,7 +51,7 @@ def test_idevicebackup2_full_and_incremental_backup_then_restore(sim: SimServer,
     files = {f.key for f in source.filesystem.files() if f.kind is FileKind.FILE and not f.encrypted_only}
     assert incremental.mode == "incremental"
     assert set(incremental.uploaded) == {key for key in evolution.added + evolution.modified if key in files}
-    assert backup_digest(backups / source.udid) == _unencrypted_view(source)
+    assert backup_digest(backups / source.udid) == unencrypted_view(source)
 
     restore = host.run(
         "idevicebackup2",
@@ -75,4 +66,4 @@ def test_idevicebackup2_full_and_incremental_backup_then_restore(sim: SimServer,
     )
     _ok(restore, "Restore Successful.")
     assert target.restores[-1].error_code == 0
-    assert target.filesystem.snapshot_digest() == _unencrypted_view(source)
+    assert target.filesystem.snapshot_digest() == unencrypted_view(source)

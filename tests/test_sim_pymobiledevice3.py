@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+from conftest import unencrypted_view
 
 from agent.sim.content import FileKind
 from agent.sim.device import SimulatedDevice
@@ -14,17 +14,6 @@ from agent.sim.device_paths import is_system_domain
 from agent.sim.host_tools import HostTools
 from agent.sim.server import SimServer
 from agent.sim.verify import backup_digest
-
-
-def _unencrypted_view(device: SimulatedDevice) -> dict[str, str]:
-    """What an unencrypted backup of `device` holds: everything but the encrypted-only files."""
-    return device.filesystem.snapshot_digest(include_encrypted_only=False)
-
-
-@pytest.fixture
-def sim(tmp_path: Path):
-    with SimServer(tmp_path / "sim") as server:
-        yield server
 
 
 def _backed_up_files(device: SimulatedDevice) -> set[str]:
@@ -62,7 +51,7 @@ def test_pairing_full_incremental_backup_and_restore_onto_another_device(
     files_before = _backed_up_files(source)
     assert (full.mode, full.error_code) == ("full", 0)
     assert set(full.uploaded) == files_before
-    assert backup_digest(backups / source.udid) == _unencrypted_view(source)
+    assert backup_digest(backups / source.udid) == unencrypted_view(source)
 
     evolution = sim.evolve(source.udid, 1)
     _ok(host.pymobiledevice3("backup2", "backup", str(backups), "--udid", source.udid))
@@ -73,7 +62,7 @@ def test_pairing_full_incremental_backup_and_restore_onto_another_device(
     assert len(incremental.uploaded) < len(files_before) / 10
     assert incremental.unchanged == len(_backed_up_files(source)) - len(changed)
     assert set(incremental.removed) == set(evolution.removed) & files_before
-    assert backup_digest(backups / source.udid) == _unencrypted_view(source)
+    assert backup_digest(backups / source.udid) == unencrypted_view(source)
 
     restore = host.pymobiledevice3(
         "backup2",
@@ -88,11 +77,11 @@ def test_pairing_full_incremental_backup_and_restore_onto_another_device(
     )
     _ok(restore)
     assert target.restores[-1].error_code == 0
-    assert target.filesystem.snapshot_digest() == _unencrypted_view(source)
+    assert target.filesystem.snapshot_digest() == unencrypted_view(source)
 
     # A later backup of the restored device carries the restored data.
     _ok(host.pymobiledevice3("backup2", "backup", "--full", str(backups), "--udid", target.udid))
-    assert backup_digest(backups / target.udid) == _unencrypted_view(source)
+    assert backup_digest(backups / target.udid) == unencrypted_view(source)
 
 
 def test_restore_without_system_files_keeps_the_targets_system_domains_and_copies_its_backup(
@@ -102,7 +91,7 @@ def test_restore_without_system_files_keeps_the_targets_system_domains_and_copie
     target = sim.add_device(profile="tiny", seed=13)
     host = HostTools(sim.address, tmp_path / "home")
     backups = tmp_path / "backups"
-    target_before = _unencrypted_view(target)
+    target_before = unencrypted_view(target)
     for device in (source, target):
         _ok(host.pymobiledevice3("backup2", "backup", "--full", str(backups), "--udid", device.udid))
 
@@ -117,8 +106,8 @@ def test_restore_without_system_files_keeps_the_targets_system_domains_and_copie
         system = {k: v for k, v in digest.items() if is_system_domain(k.split("/", 1)[0])}
         return system, {k: v for k, v in digest.items() if k not in system}
 
-    target_system, target_user = split(_unencrypted_view(target))
-    source_system, source_user = split(_unencrypted_view(source))
+    target_system, target_user = split(unencrypted_view(target))
+    source_system, source_user = split(unencrypted_view(source))
     assert target.restores[-1].skipped_system > 0
     assert target_user == source_user
     assert target_system == split(target_before)[0] != source_system

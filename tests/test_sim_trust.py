@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 from agent.sim.host_tools import HostTools
 from agent.sim.server import SimServer
 
@@ -38,11 +36,6 @@ for line in sys.stdin:
     print(asyncio.run(probe(line.strip())), flush=True)
 """
 
-
-@pytest.fixture
-def sim(tmp_path: Path):
-    with SimServer(tmp_path / "sim") as server:
-        yield server
 
 
 def test_locked_and_untrusted_devices_fail_differently(sim: SimServer, tmp_path: Path) -> None:

@@ -10,10 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
+from conftest import unencrypted_view
 from pymobiledevice3.usbmux import create_mux
 
-from agent.sim.device import SimulatedDevice
 from agent.sim.host_tools import PYMOBILEDEVICE3, HostTools
 from agent.sim.server import SimServer
 from agent.sim.verify import backup_digest
@@ -21,15 +20,6 @@ from agent.sim.verify import backup_digest
 ERROR_BOUND = 10.0  # seconds within which the host must see the device gone
 
 
-def _unencrypted_view(device: SimulatedDevice) -> dict[str, str]:
-    """What an unencrypted backup of `device` holds: everything but the encrypted-only files."""
-    return device.filesystem.snapshot_digest(include_encrypted_only=False)
-
-
-@pytest.fixture
-def sim(tmp_path: Path):
-    with SimServer(tmp_path / "sim") as server:
-        yield server
 
 
 async def _wait_for_detach(address: str, udid: str, listening: threading.Event) -> None:
@@ -82,7 +72,7 @@ def test_unplug_during_backup_fails_the_host_promptly_and_other_devices_carry_on
     assert [entry["UniqueDeviceID"] for entry in json.loads(listed.stdout)] == [other.udid]
     _, errors = concurrent_backup.communicate(timeout=120)
     assert concurrent_backup.returncode == 0, errors[-3000:]
-    assert backup_digest(tmp_path / "other" / other.udid) == _unencrypted_view(other)
+    assert backup_digest(tmp_path / "other" / other.udid) == unencrypted_view(other)
 
     sim.set_transfer_rate(victim.udid, None)
     sim.plug(victim.udid)
