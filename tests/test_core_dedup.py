@@ -7,9 +7,12 @@ import random
 import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import CofferCli
 from ios_helpers import Entry, build_backup
 
+from agent.pipeline import writer as writer_module
+from agent.pipeline.writer import BlobWriter
 from agent.storage.local import LocalStorage
 
 UDID = "00008030-001A2B3C4D5E6F70"
@@ -104,3 +107,22 @@ def test_scattered_sqlite_page_edits_store_a_few_blocks(coffer: CofferCli, tmp_p
     )
     assert second_size <= 3 << 20
     assert first_size > 10 * second_size
+
+
+def test_open_packs_stay_within_the_memory_budget(coffer: CofferCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many categories at once: the bytes held in open packs never exceed the budget."""
+    budget = 3 << 20
+    monkeypatch.setattr(writer_module, "OPEN_BYTES_BUDGET", budget)
+    coffer.init()
+    repository = coffer.open()
+    writer = BlobWriter(repository, repository.load_index())
+    rng = random.Random(7)
+    spaces = repository.config.categories[:10]
+    peak = 0
+    for _ in range(200):
+        writer.store_chunk(rng.choice(spaces), rng.randbytes(64 << 10), compress=False)
+        peak = max(peak, writer._open_bytes)
+    writer.flush()
+    assert 0 < peak <= budget
+    assert writer.stats.packs_uploaded > 1
+    coffer("check", "--read-data")

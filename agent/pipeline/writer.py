@@ -28,6 +28,9 @@ from agent.repository.pack import PackBuilder
 from agent.repository.repository import Repository, put_if_absent
 
 OPEN_PACKS_PER_SPACE = 2
+# All open packs together stay under this: beyond it the fullest is sent early (a smaller pack), so memory
+# does not grow with the number of categories a backup touches.
+OPEN_BYTES_BUDGET = 80 << 20
 
 
 @dataclass
@@ -81,6 +84,7 @@ class BlobWriter:
         self._lock = threading.Lock()
         self._pending: set[tuple[str, bytes]] = set()  # chunks packed but not yet indexed
         self._open: dict[str, list[tuple[PackBuilder, int]]] = defaultdict(list)  # space -> (pack, target size)
+        self._open_bytes = 0
         self._unindexed: list[PackRecord] = []
         self._uploads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="coffer-upload")
         self._in_flight = threading.BoundedSemaphore(max_packs_in_flight)
@@ -133,6 +137,7 @@ class BlobWriter:
         with self._lock:
             remaining = [(space, pack) for space, packs in self._open.items() for pack, _ in packs]
             self._open.clear()
+            self._open_bytes = 0
         for space, pack in remaining:
             self._submit(pack, space)
         for future in self._futures:
@@ -157,21 +162,34 @@ class BlobWriter:
             raise StorageError(f"upload failed: {self._failure}") from self._failure
 
     def _add_to_pack(self, space: str, chunk_id: bytes, payload: bytes, compressed: bool, raw_length: int) -> None:
-        ready = None
+        ready: list[tuple[PackBuilder, str]] = []
         with self._lock:
             packs = self._open[space]
             if len(packs) < OPEN_PACKS_PER_SPACE:
                 public = self.repository.config.public_keys[space]
-                packs.append((PackBuilder(public, self.repository.tag(space)), self._target_size()))
+                pack = PackBuilder(public, self.repository.tag(space))
+                packs.append((pack, self._target_size()))
+                self._open_bytes += pack.size
             slot = self._random.randrange(len(packs))
             pack, target = packs[slot]
             blob = pack.add(chunk_id, payload, compressed=compressed, raw_length=raw_length)
+            self._open_bytes += blob.length
             self.stats.spaces[space].stored_bytes += blob.length
             if pack.size >= target:
-                packs.pop(slot)
-                ready = pack
-        if ready is not None:
-            self._submit(ready, space)
+                ready.append((self._close_locked(space, slot), space))
+            while self._open_bytes > OPEN_BYTES_BUDGET:
+                fullest_space, fullest_slot = max(
+                    ((s, i) for s, open_packs in self._open.items() for i in range(len(open_packs))),
+                    key=lambda si: self._open[si[0]][si[1]][0].size,
+                )
+                ready.append((self._close_locked(fullest_space, fullest_slot), fullest_space))
+        for pack, pack_space in ready:
+            self._submit(pack, pack_space)
+
+    def _close_locked(self, space: str, slot: int) -> PackBuilder:
+        pack, _target = self._open[space].pop(slot)
+        self._open_bytes -= pack.size
+        return pack
 
     def _target_size(self) -> int:
         settings = self.repository.config.packs
