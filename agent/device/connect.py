@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,18 @@ from pymobiledevice3.lockdown import UsbmuxLockdownClient, create_using_usbmux
 
 from agent.errors import DeviceDisconnectedError, DeviceError, DeviceLockedError, DeviceNotTrustedError
 
-PAIR_TIMEOUT_SECONDS = 2.0
+PAIR_TIMEOUT_SECONDS = 2.0  # scripts and daemons: report "tap Trust" quickly and move on
+INTERACTIVE_PAIR_TIMEOUT_SECONDS = 60.0  # someone at a terminal has time to unlock the phone and tap Trust
+
+
+def pair_timeout() -> float:
+    configured = os.environ.get("COFFER_TRUST_TIMEOUT")
+    if configured:
+        try:
+            return max(0.0, float(configured))
+        except ValueError:
+            pass
+    return INTERACTIVE_PAIR_TIMEOUT_SECONDS if sys.stdin.isatty() and sys.stderr.isatty() else PAIR_TIMEOUT_SECONDS
 
 
 def usbmux_address() -> str | None:
@@ -86,13 +98,16 @@ def translate(exc: BaseException, udid: str) -> DeviceError:
 
 
 @contextlib.asynccontextmanager
-async def lockdown_session(udid: str, *, autopair: bool = True) -> AsyncIterator[UsbmuxLockdownClient]:
-    """A paired lockdown client for `udid`; DeviceError subclasses on failure."""
+async def lockdown_session(
+    udid: str, *, autopair: bool = True, trust_timeout: float | None = None
+) -> AsyncIterator[UsbmuxLockdownClient]:
+    """A paired lockdown client for `udid`; DeviceError subclasses on failure. A device waiting for Trust
+    is given `trust_timeout` seconds (default: a minute at a terminal, two seconds otherwise)."""
     try:
         client = await create_using_usbmux(
             serial=udid,
             autopair=autopair,
-            pair_timeout=PAIR_TIMEOUT_SECONDS,
+            pair_timeout=pair_timeout() if trust_timeout is None else trust_timeout,
             usbmux_address=usbmux_address(),
             pairing_records_cache_folder=pair_records_folder(),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict, dataclass
 
-from agent.device.connect import attached_devices, lockdown_session
+from agent.device.connect import PAIR_TIMEOUT_SECONDS, attached_devices, lockdown_session
 from agent.errors import DeviceError, DeviceLockedError, DeviceNotTrustedError
 
 TRUSTED = "trusted"
@@ -33,7 +33,7 @@ class DeviceInfo:
 async def describe(udid: str, connection: str) -> DeviceInfo:
     info = DeviceInfo(udid=udid, connection=connection, state=TRUSTED)
     try:
-        async with lockdown_session(udid) as lockdown:
+        async with lockdown_session(udid, trust_timeout=PAIR_TIMEOUT_SECONDS) as lockdown:
             values = lockdown.all_values
             info.name = str(values.get("DeviceName", ""))
             info.model = str(values.get("ProductType", ""))

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.device.backup import BackupOptions, DeviceBackup
-from agent.device.connect import lockdown_session, translate
+from agent.device.connect import PAIR_TIMEOUT_SECONDS, lockdown_session, translate
 from agent.device.state import DeviceStateStore
 from agent.errors import (
     AccessDeniedError,
@@ -65,7 +65,7 @@ class DeviceFacts:
 
 async def probe(udid: str) -> DeviceFacts:
     """Name, model, iOS version and data size of a device (pairs with it if needed: the Trust prompt)."""
-    async with lockdown_session(udid) as lockdown:
+    async with lockdown_session(udid, trust_timeout=PAIR_TIMEOUT_SECONDS) as lockdown:
         values = lockdown.all_values
         usage = await lockdown.get_value("com.apple.disk_usage") or {}
     capacity, available = usage.get("TotalDataCapacity"), usage.get("TotalDataAvailable")
