@@ -55,9 +55,9 @@ class FilesCache:
         except (OSError, ValueError, zstandard.ZstdError):
             self._entries = {}  # no cache, or an unreadable one: files are simply read again
 
-    def lookup(self, file_id: str, print_: str | None, index: Index) -> CachedFile | None:
+    def lookup(self, file_id: str, stamp: str | None, index: Index) -> CachedFile | None:
         cached = self._entries.get(file_id)
-        if cached is None or print_ is None or cached.fingerprint != print_:
+        if cached is None or stamp is None or cached.fingerprint != stamp:
             return None
         if not all(index.lookup(cached.category, chunk) for chunk in cached.chunks):
             return None  # pruned since: read the file again

@@ -90,20 +90,20 @@ def _import(
         if not record.is_file:
             builder.add(record, None)
             continue
-        print_ = fingerprint(record, folder.path / record.blob_name)
-        cached = cache.lookup(record.file_id, print_, writer.index) if use_files_cache else None
+        stamp = fingerprint(record, folder.path / record.blob_name)
+        cached = cache.lookup(record.file_id, stamp, writer.index) if use_files_cache else None
         if cached is not None:
             builder.add(record, StoredStream(cached.chunks, cached.size), cached.category)
             cache.remember(record.file_id, cached)
             writer.stats.files_unchanged += 1
             writer.stats.unchanged_bytes += cached.size
         else:
-            files.append((record, print_))
+            files.append((record, stamp))
 
     with Progress("import", sum(r.size for r, _ in files), enabled=progress) as bar:
 
         def store(item: tuple[FileRecord, str | None]) -> None:
-            record, print_ = item
+            record, stamp = item
             category = classify(record.domain, record.relative_path).value
             stored: StoredStream = writer.store_file(
                 category,
@@ -112,8 +112,8 @@ def _import(
                 sqlite_hint=is_sqlite_name(record.relative_path),
             )
             builder.add(record, stored, category)
-            if print_ is not None:
-                cache.remember(record.file_id, CachedFile(print_, category, stored.size, stored.chunks))
+            if stamp is not None:
+                cache.remember(record.file_id, CachedFile(stamp, category, stored.size, stored.chunks))
 
         try:
             for _ in bounded_map(store, files, workers=workers, in_flight=workers * 2):
