@@ -209,3 +209,21 @@ def test_kill_9_mid_backup_then_the_next_run_resumes(usb: CofferCli, sim: SimSer
     print(f"after kill -9: the rerun stored {stored} bytes for {total} bytes of content (the rest was reused)")
     assert result["ok"]
     usb("check", "--read-data")
+
+
+def test_selective_restore_between_encrypted_devices(usb: CofferCli, sim: SimServer) -> None:
+    """Both phones encrypt their backups, with different passwords: the merged backup is re-keyed to the
+    target's keybag, so the target's own keychain stays and the chosen categories come from the source."""
+    source = _device(sim, profile="tiny")
+    target = _device(sim, profile="tiny")
+    snapshot = usb("--json", "backup", "--udid", source, "--enable-device-encryption").json()["snapshot"]
+    usb("backup", "--udid", target, "--enable-device-encryption")
+    before = sim.device(target).filesystem.snapshot_digest()
+    usb("restore", snapshot, "--to-udid", target, "--categories", "messages,photos", "--yes")
+    assert sim.device(target).restores[-1].encrypted
+    after = sim.device(target).filesystem.snapshot_digest()
+    for key, value in sim.device(source).filesystem.snapshot_digest().items():
+        if classify(*key.split("/", 1)).value in ("messages", "photos") and value != "dir":
+            assert after.get(key) == value, key
+    keychain = [k for k in before if classify(*k.split("/", 1)).value == "keychain" and before[k] != "dir"]
+    assert keychain and all(after.get(k) == before[k] for k in keychain)
