@@ -245,9 +245,13 @@ def _mark(
         if name in excluded:
             continue
         live = [blob for blob in record.blobs if keepers.get((record.space, blob[0])) == name]
+        # A copy of a chunk that another writer uploaded at the same time is kept elsewhere: left here it
+        # would be stored twice for ever, so such a pack is repacked whatever its waste.
+        live_ids = {blob[0] for blob in live}
+        duplicate = any((record.space, c) in used for c, *_ in record.blobs if c not in live_ids)
         if not live:
             marked[name] = record.space
-        elif 1 - sum(blob[2] for blob in live) / max(record.stored_size, 1) >= REPACK_WASTE:
+        elif duplicate or 1 - sum(blob[2] for blob in live) / max(record.stored_size, 1) >= REPACK_WASTE:
             repack.append(PackRecord(record.pack_id, record.space, live))
     for name in stored:
         if name not in records and name not in excluded:
