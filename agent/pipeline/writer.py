@@ -146,13 +146,14 @@ class BlobWriter:
             except BaseException:
                 pass
         self._uploads.shutdown(wait=True)
-        self._raise_failure()
+        # Index what did reach storage even when another upload failed, so the next run reuses it.
         with self._lock:
-            self._checkpoint_locked(force=True)
-
-    def abort(self) -> None:
-        """Stop without writing more; packs already uploaded stay indexed as far as checkpoints went."""
-        self._uploads.shutdown(wait=True, cancel_futures=True)
+            try:
+                self._checkpoint_locked(force=True)
+            except CofferError:
+                if self._failure is None:
+                    raise
+        self._raise_failure()
 
     # --- internals ----------------------------------------------------------------
     def _raise_failure(self) -> None:
