@@ -227,3 +227,22 @@ def test_selective_restore_between_encrypted_devices(usb: CofferCli, sim: SimSer
             assert after.get(key) == value, key
     keychain = [k for k in before if classify(*k.split("/", 1)).value == "keychain" and before[k] != "dir"]
     assert keychain and all(after.get(k) == before[k] for k in keychain)
+
+
+def test_a_password_set_by_a_failed_first_backup_is_not_lost(usb: CofferCli, sim: SimServer) -> None:
+    """Encryption is turned on, then the cable goes: the next run still knows the password it set."""
+    udid = _device(sim, profile="small")
+    device = sim.device(udid)
+    sim.set_transfer_rate(udid, 4_000_000)
+    process = usb.start("backup", "--udid", udid, "--enable-device-encryption")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (device.backups and device.backups[-1].uploaded_bytes):
+        time.sleep(0.02)
+    sim.unplug(udid)
+    assert process.wait(timeout=30) == 5
+    assert device.will_encrypt
+    sim.set_transfer_rate(udid, None)
+    sim.plug(udid)
+    result = usb("--json", "backup", "--udid", udid).json()
+    assert result["complete"] is True
+    usb("check", "--read-data")

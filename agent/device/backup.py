@@ -153,6 +153,7 @@ class DeviceBackup:
                     password = secrets.token_urlsafe(24)
                     # A session serves one request: ChangePassword gets its own.
                     await MirrorBackupService(lockdown, host, Path(scratch)).change_password(scratch, new=password)
+                    self.store.save_password(self.udid, password)
                     password_holder[0] = password
                     will_encrypt = True
                     self.notes.append("device backup encryption turned on with a random password sealed in the repository")
@@ -201,7 +202,11 @@ class DeviceBackup:
             # and the device will not send unchanged files again: only a full backup brings them in.
             self.notes.append("a full backup was needed: an earlier run left some of these categories out")
             state = None
-        password = self.options.backup_password or (previous.backup_password if previous else None)
+        password = (
+            self.options.backup_password
+            or (previous.backup_password if previous else None)
+            or self.store.load_password(self.udid)
+        )
         storage = self.repository.storage
         staging = StagingArea(staging_root())
         writer = BlobWriter(self.repository, index_for_backup(self.repository))

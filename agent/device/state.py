@@ -74,8 +74,8 @@ class DeviceStateStore:
     def __init__(self, repository_id: str, root: Path | None = None) -> None:
         self.directory = (root or state_root()) / repository_id
 
-    def _path(self, udid: str) -> Path:
-        return self.directory / f"{udid.replace('/', '_')}.state"
+    def _path(self, udid: str, suffix: str = ".state") -> Path:
+        return self.directory / f"{udid.replace('/', '_')}{suffix}"
 
     def load(self, udid: str) -> DeviceState | None:
         try:
@@ -86,15 +86,29 @@ class DeviceStateStore:
             return None  # unreadable state only costs a full backup
 
     def save(self, state: DeviceState) -> None:
+        self._write(self._path(state.udid), state.to_bytes())
+
+    def save_password(self, udid: str, password: str) -> None:
+        """Keep a device backup password the moment this host sets it: if the backup that follows fails,
+        the device already encrypts with it, and losing it would lock every later backup out."""
+        self._write(self._path(udid, ".password"), password.encode("utf-8"))
+
+    def load_password(self, udid: str) -> str | None:
+        try:
+            return self._path(udid, ".password").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def _write(self, path: Path, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temporary = tempfile.mkstemp(prefix=".state-", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(state.to_bytes())
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.chmod(temporary, 0o600)
-            os.replace(temporary, self._path(state.udid))
+            os.replace(temporary, path)
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
