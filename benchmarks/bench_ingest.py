@@ -27,7 +27,7 @@ from typing import Any
 from agent.errors import CofferError, UsageError
 from benchmarks.datagen import DEFAULT_SEED, DEFAULT_SIZE, describe, parse_size
 from benchmarks.dataset.backup import DEVICE, generate, mutate
-from benchmarks.ingest.measure import MIB, machine, read_through, run_measured, tree_size
+from benchmarks.ingest.measure import MIB, read_through, run_header, run_measured, tree_size
 from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, Run, markdown
 from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS, Tool
 
@@ -175,11 +175,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if rereaders:
         benchmark.run_phase(REREAD, rereaders, 2)
     return {
-        "started": started_at,
-        "seconds": round(time.perf_counter() - started, 1),
-        "size": args.size,
-        "seed": args.seed,
-        "machine": machine(),
+        **run_header(started_at, started, args.size, args.seed),
         "coffer_commit": _git_commit(),
         "versions": versions,
         "dataset": dataclasses.asdict(dataset),

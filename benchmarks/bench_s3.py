@@ -31,7 +31,7 @@ from typing import Any
 from agent.errors import CofferError, UsageError
 from benchmarks.datagen import DEFAULT_SEED, describe, parse_size
 from benchmarks.dataset.backup import DEVICE, generate
-from benchmarks.ingest.measure import MIB, Measurement, machine, read_through, run_measured, tree_size
+from benchmarks.ingest.measure import MIB, Measurement, read_through, run_header, run_measured, tree_size
 from benchmarks.ingest.tools import PASSWORD, PROJECT_ROOT, Restic
 from tests.s3server import SeaweedServer, start_seaweedfs
 
@@ -221,11 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         server.stop()
     return {
-        "started": started_at,
-        "seconds": round(time.perf_counter() - started, 1),
-        "size": args.size,
-        "seed": args.seed,
-        "machine": machine(),
+        **run_header(started_at, started, args.size, args.seed),
         "versions": {"restic": restic_version, "seaweedfs": seaweed_version},
         "runs": [dataclasses.asdict(result) | {"throughput_mib_s": result.throughput} for result in results],
         "markdown": markdown(results),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from blake3 import blake3
 from cryptography.exceptions import InvalidTag
@@ -76,14 +76,19 @@ def open_box(key: bytes, sealed: bytes, *, purpose: bytes, associated: bytes = b
         raise DecryptionError("authentication failed") from exc
 
 
-def open_box_any(keys: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
-    """`open_box` with the first of `keys` that opens it (current key first, then retired ones)."""
+def _first_that_opens(open_with: Callable[[bytes], bytes], keys: Sequence[bytes]) -> bytes:
+    """Try the keys in order (current generation first, then retired ones)."""
     for key in keys:
         try:
-            return open_box(key, sealed, purpose=purpose, associated=associated)
+            return open_with(key)
         except DecryptionError:
             continue
     raise DecryptionError("authentication failed")
+
+
+def open_box_any(keys: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    """`open_box` with the first of `keys` that opens it."""
+    return _first_that_opens(lambda key: open_box(key, sealed, purpose=purpose, associated=associated), keys)
 
 
 def generate_keypair() -> tuple[bytes, bytes]:
@@ -98,12 +103,7 @@ def public_from_private(private: bytes) -> bytes:
 
 def open_sealed_any(privates: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
     """`open_sealed` with the first of `privates` that opens it."""
-    for private in privates:
-        try:
-            return open_sealed(private, sealed, purpose=purpose, associated=associated)
-        except DecryptionError:
-            continue
-    raise DecryptionError("authentication failed")
+    return _first_that_opens(lambda key: open_sealed(key, sealed, purpose=purpose, associated=associated), privates)
 
 
 def _sealing_key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes, purpose: bytes) -> bytes:

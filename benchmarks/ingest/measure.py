@@ -94,6 +94,17 @@ def read_through(root: Path) -> int:
     return total
 
 
+def run_header(started_at: str, started: float, size: str, seed: int) -> dict[str, object]:
+    """The fields every results file begins with: when, how long, what data, which machine."""
+    return {
+        "started": started_at,
+        "seconds": round(time.perf_counter() - started, 1),
+        "size": size,
+        "seed": seed,
+        "machine": machine(),
+    }
+
+
 def machine() -> dict[str, object]:
     """What the results file records about the machine the figures come from."""
     return {
