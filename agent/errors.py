@@ -69,5 +69,9 @@ class ObjectExistsError(StorageError):
     """A put-if-absent found the name already taken."""
 
 
+class UnsupportedFormatError(CofferError):
+    """The repository was written in an on-storage format version this Coffer does not read."""
+
+
 class BackupFormatError(CofferError):
     """An iOS backup folder is malformed or hostile."""

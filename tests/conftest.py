@@ -33,11 +33,13 @@ from s3server import s3, s3_coffer, s3_server  # noqa: F401 - fixtures of the S3
 
 from agent.cli import main
 from agent.keys.slots import Passphrase, Secret
-from agent.repository.config import CONFIG_NAME, PackSettings
+from agent.repository.config import PackSettings
 from agent.repository.repository import Repository
 from agent.sim.device import SimulatedDevice
 from agent.sim.server import SimServer
 from agent.storage.local import LocalStorage
+
+os.environ.setdefault("COFFER_INSECURE_TEST_KDF", "1")  # Argon2id at 8 MiB / 1 pass: thousands of unlocks per run
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PASSPHRASE = "correct battery staple"
@@ -156,9 +158,7 @@ class CofferCli:
         """Rewrite the (authenticated) config with small packs, so little data spans several packs."""
         repository = self.open()
         repository.config.packs = PackSettings(min_size, max_size)
-        repository.storage.put(
-            CONFIG_NAME, repository.config.encode(repository.keys.auth_key), if_absent=False
-        )
+        repository.write_config()
 
 
 def coffer_cli(repo: Path) -> CofferCli:
@@ -168,6 +168,7 @@ def coffer_cli(repo: Path) -> CofferCli:
         {
             "PYTHONPATH": str(ROOT),
             "COFFER_KDF_TARGET_SECONDS": "0",
+            "COFFER_INSECURE_TEST_KDF": "1",
             "COFFER_PASSWORD": TEST_PASSPHRASE,
             "COFFER_REPOSITORY": str(repo),
             **host_directories(repo.parent / f"{repo.name}-host"),

@@ -44,7 +44,7 @@ import pytest
 from botocore.config import Config
 
 from agent.keys.slots import Passphrase
-from agent.repository.config import CONFIG_NAME, PackSettings
+from agent.repository.config import PackSettings
 from agent.repository.repository import Repository
 from agent.storage.url import open_storage
 
@@ -388,7 +388,7 @@ def set_pack_sizes(cli: CofferCli, min_size: int, max_size: int) -> None:
     """Rewrite the (authenticated) config with small packs, so little data spans several packs."""
     repository = open_repository(cli)
     repository.config.packs = PackSettings(min_size, max_size)
-    repository.storage.put(CONFIG_NAME, repository.config.encode(repository.keys.auth_key), if_absent=False)
+    repository.write_config()
     repository.storage.close()
 
 

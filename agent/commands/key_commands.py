@@ -10,7 +10,7 @@ from agent.commands.format import iso, size, table, timestamp
 from agent.errors import UsageError
 from agent.ios.categories import Category
 from agent.keys import slots
-from agent.keys.slots import Passphrase
+from agent.keys.slots import Passphrase, SlotEntry
 from agent.keys.sources import replacement_passphrase, resolve_secret
 from agent.repository.repository import Repository
 from agent.repository.rotation import rotate
@@ -62,16 +62,16 @@ def cmd_add(ctx: Context) -> int:
     if ctx.args.put_only:
         if not ctx.args.output:
             raise UsageError("--put-only needs --output FILE for the station key file")
-        name = slots.add_key_file_slot(repository.storage, "put-only", repository.keys.put_only(), ctx.args.output, ctx.args.label)
-        what = f"put-only station key written to {ctx.args.output}"
+        name = slots.add_key_file_slot(repository.storage, "put-only", repository.keys.put_only(), ctx.args.output)
+        kind, what = "put-only", f"put-only station key written to {ctx.args.output}"
     else:
         if ctx.args.output:
             raise UsageError("--output goes with --put-only")
         name = slots.add_passphrase_slot(
-            repository.storage, repository.config.kdf, replacement_passphrase(ctx.args.new_password_file), repository.keys, ctx.args.label
+            repository.storage, repository.config.kdf, replacement_passphrase(ctx.args.new_password_file), repository.keys
         )
-        what = "passphrase slot added"
-    repository.record_slots(added=[name])
+        kind, what = "passphrase", "passphrase slot added"
+    repository.record_slots(added={name: SlotEntry.new(kind, ctx.args.label)})
     ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX)}, f"{what} (slot {name.removeprefix(slots.SLOT_PREFIX)[:8]})")
     return 0
 
@@ -80,8 +80,8 @@ def cmd_export_category(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     share = repository.keys.category_share(ctx.args.category)
-    name = slots.add_key_file_slot(repository.storage, "category", share, ctx.args.output, ctx.args.label or ctx.args.category)
-    repository.record_slots(added=[name])
+    name = slots.add_key_file_slot(repository.storage, "category", share, ctx.args.output)
+    repository.record_slots(added={name: SlotEntry.new("category", ctx.args.label or ctx.args.category)})
     ctx.emit(
         {"id": name.removeprefix(slots.SLOT_PREFIX), "category": ctx.args.category, "output": str(ctx.args.output)},
         f"key file for category {ctx.args.category} written to {ctx.args.output}",
@@ -91,19 +91,22 @@ def cmd_export_category(ctx: Context) -> int:
 
 def cmd_list(ctx: Context) -> int:
     repository = ctx.open_repository()
-    infos = slots.list_slots(repository.storage, repository.keys.auth_key)
+    infos = sorted(repository.config.key_slots.items(), key=lambda item: item[1].created)
     document = [
         {
-            "id": i.name.removeprefix(slots.SLOT_PREFIX),
-            "short_id": i.short_id,
-            "kind": i.kind,
-            "created": iso(i.created),
-            "label": i.label,
-            "current": i.name == repository.slot_name,
+            "id": name.removeprefix(slots.SLOT_PREFIX),
+            "short_id": slots.short_id(name),
+            "kind": entry.kind,
+            "created": iso(entry.created),
+            "label": entry.label,
+            "current": name == repository.slot_name,
         }
-        for i in infos
+        for name, entry in infos
     ]
-    rows = [[("*" if d["current"] else " ") + d["short_id"], d["kind"], timestamp(i.created), d["label"] or ""] for d, i in zip(document, infos, strict=True)]
+    rows = [
+        [("*" if d["current"] else " ") + d["short_id"], d["kind"], timestamp(entry.created), d["label"] or ""]
+        for d, (_, entry) in zip(document, infos, strict=True)
+    ]
     ctx.emit(document, table(["ID", "Kind", "Created", "Label"], rows))
     return 0
 
@@ -111,14 +114,15 @@ def cmd_list(ctx: Context) -> int:
 def cmd_remove(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
-    name = slots.find_slot(repository.storage, ctx.args.slot)
+    name = slots.find_slot(repository.config.key_slots, ctx.args.slot)
     if name == repository.slot_name:
         raise UsageError("refusing to remove the slot in use: unlock with another key to remove this one")
-    full_slots = [i for i in slots.list_slots(repository.storage, repository.keys.auth_key) if i.kind in ("passphrase", "recovery", "contact")]
-    if len(full_slots) <= 1 and any(i.name == name for i in full_slots):
+    full_slots = repository.config.slots_of_kind(*slots.FULL_KINDS)
+    if full_slots == [name]:
         raise UsageError("refusing to remove the last slot that can read everything")
-    repository.storage.delete(name)
+    # The config first: once it no longer lists the slot, no key can use it, even if the deletion never happens.
     repository.record_slots(removed=[name])
+    repository.storage.delete(name)
     ctx.emit({"removed": name.removeprefix(slots.SLOT_PREFIX)}, f"removed key slot {name.removeprefix(slots.SLOT_PREFIX)[:8]}")
     return 0
 
@@ -127,12 +131,13 @@ def cmd_passwd(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     old = repository.slot_name
-    name = slots.add_passphrase_slot(repository.storage, repository.config.kdf, replacement_passphrase(ctx.args.new_password_file), repository.keys, None)
-    repository.record_slots(added=[name], removed=[old] if old != name else [])
-    if old != name:
-        kinds = {i.name: i.kind for i in slots.list_slots(repository.storage, repository.keys.auth_key)}
-        if kinds.get(old) == "passphrase":
-            repository.storage.delete(old)
+    old_entry = repository.config.key_slots.get(old)
+    name = slots.add_passphrase_slot(repository.storage, repository.config.kdf, replacement_passphrase(ctx.args.new_password_file), repository.keys)
+    replaced = old != name and old_entry is not None and old_entry.kind == "passphrase"
+    label = old_entry.label if replaced and old_entry is not None else None
+    repository.record_slots(added={name: SlotEntry.new("passphrase", label)}, removed=[old] if replaced else [])
+    if replaced:
+        repository.storage.delete(old)
     ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX)}, "passphrase changed")
     return 0
 

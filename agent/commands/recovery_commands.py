@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 from pathlib import Path
 
 from agent.commands.context import Context
-from agent.errors import RepositoryDamagedError, UsageError
 from agent.keys import contacts, slots
+from agent.keys.slots import SlotEntry
 from agent.keys.sources import (
     checked_passphrase,
     prompt_new_passphrase,
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_add_contact)
 
     p = rsub.add_parser("request", parents=[common], help="(the owner, locked out) ask the contacts for help")
-    p.add_argument("--slot", help="the contact slot (default: the only one)")
+    p.add_argument("--slot", help="the contact slot ID, if you know it (default: every slot; each contact's key finds its own)")
     p.add_argument("--output", type=Path, required=True, help="request file to give to the contacts")
     p.set_defaults(handler=cmd_request)
 
@@ -72,29 +73,23 @@ def cmd_add_contact(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     keys = [contacts.parse_public_key(text) for text in ctx.args.public_keys]
-    name = contacts.add_contact_slot(repository.storage, repository.keys, keys, ctx.args.threshold, ctx.args.label)
-    repository.record_slots(added=[name])
+    name = contacts.add_contact_slot(repository.storage, repository.keys, keys, ctx.args.threshold)
+    entry = SlotEntry.new("contact", ctx.args.label)
+    entry.contacts, entry.threshold = [base64.b64encode(k).decode() for k in keys], ctx.args.threshold
+    repository.record_slots(added={name: entry})
     ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX), "contacts": len(keys), "threshold": ctx.args.threshold},
              f"recovery contact slot {name.removeprefix(slots.SLOT_PREFIX)[:8]}: any {ctx.args.threshold} of "
              f"{len(keys)} contacts can help you back in")
     return 0
 
 
-def _contact_slot(ctx: Context) -> str:
-    storage = ctx.storage()
-    Repository.read_config(storage)
-    if ctx.args.slot:
-        return slots.find_slot(storage, ctx.args.slot)
-    found = [name for name in slots.slot_names(storage) if slots.read_slot(storage, name)["kind"] == "contact"]
-    if len(found) != 1:
-        raise UsageError("this repository has no recovery-contact slot" if not found else "several contact slots: choose with --slot")
-    return found[0]
-
-
 def cmd_request(ctx: Context) -> int:
-    request = contacts.make_request(ctx.storage(), _contact_slot(ctx), ctx.args.output)
-    ctx.emit({"request": str(ctx.args.output), "secret": f"{ctx.args.output}.secret", "threshold": request.threshold},
-             f"give {ctx.args.output} to your recovery contacts ({request.threshold} must answer);\n"
+    storage = ctx.storage()
+    Repository.read_config(storage)  # a clear error for a wrong location first
+    wanted = [slots.SLOT_PREFIX + ctx.args.slot.removeprefix(slots.SLOT_PREFIX)] if ctx.args.slot else None
+    request = contacts.make_request(storage, wanted, ctx.args.output)
+    ctx.emit({"request": str(ctx.args.output), "secret": f"{ctx.args.output}.secret", "slots": len(request.slots)},
+             f"give {ctx.args.output} to your recovery contacts;\n"
              f"keep {ctx.args.output}.secret: it opens their answers")
     return 0
 
@@ -107,14 +102,11 @@ def cmd_assist(ctx: Context) -> int:
 
 def cmd_recover(ctx: Context) -> int:
     storage = ctx.storage()
-    config, mac = Repository.read_config(storage)
-    keys = contacts.recover(storage, ctx.args.request_secret, ctx.args.responses)
-    if keys.repository_id != config.repository_id:
-        raise RepositoryDamagedError("the contact slot belongs to another repository")
-    config.verify(mac, keys.auth_key)
+    envelope = Repository.read_config(storage)
+    slot, keys = contacts.recover(storage, ctx.args.request_secret, ctx.args.responses)
+    repository = Repository.from_unlocked(storage, envelope, [slots.Unlocked(keys, slot)])
     passphrase = replacement_passphrase(ctx.args.new_password_file)
-    repository = Repository(storage, config, keys, "")
-    name = slots.add_passphrase_slot(storage, config.kdf, passphrase, keys, None)
-    repository.record_slots(added=[name])
+    name = slots.add_passphrase_slot(storage, repository.config.kdf, passphrase, keys)
+    repository.record_slots(added={name: SlotEntry.new("passphrase")})
     ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX)}, "recovered: the new passphrase opens the repository")
     return 0

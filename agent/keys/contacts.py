@@ -2,14 +2,18 @@
 
 A contact slot wraps the full key set under KEK = HKDF(S ‖ pad). `pad` is stored in the slot
 (in the repository); `S` is random, split with Shamir's scheme (pycryptodome) into one share
-per contact, each share sealed to that contact's X25519 public key. Recovery:
+per contact, each share (with its index and the threshold) sealed to that contact's X25519
+public key. The slot object has a fixed layout that looks random throughout — `pad`, then
+`MAX_CONTACTS` share boxes (random bytes where there is no contact), then the wrapped key set,
+padded — so storage shows neither that it is a contact slot nor how many contacts it has;
+the contacts' public keys and the threshold are only in the sealed config. Recovery:
 
 1. the owner, who lost passphrase and recovery key but can still reach the storage, makes a
-   *request* (`coffer recovery request`): the sealed shares plus a fresh ephemeral public key;
-   the matching private key stays with the owner;
-2. each contact opens their share with their own key file and passphrase and re-seals it to
-   the owner's ephemeral key (`coffer recovery assist`) — they see a share of `S`, never `pad`
-   or the key set;
+   *request* (`coffer recovery request`): the share boxes of every slot (the owner cannot tell
+   which slot is a contact slot without a key) plus a fresh ephemeral public key; the matching
+   private key stays with the owner;
+2. each contact finds the box their key opens and re-seals its share to the owner's ephemeral
+   key (`coffer recovery assist`) — they see a share of `S`, never `pad` or the key set;
 3. the owner combines enough shares, derives the KEK with `pad` and sets a new passphrase
    (`coffer recovery recover`).
 
@@ -20,19 +24,18 @@ contact (or a threshold of them) colluding with someone who can read the storage
 from __future__ import annotations
 
 import base64
-import json
 import os
-import time
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from Crypto.Protocol.SecretSharing import Shamir
 
-from agent.errors import ObjectExistsError, UsageError, WrongSecretError
-from agent.keys import key_files, primitives
-from agent.keys.kdf import KdfParams, calibrate
+from agent.errors import UsageError, WrongSecretError
+from agent.keys import key_files, padding, primitives
+from agent.keys.kdf import KdfParams, KdfParamsError, calibrate
 from agent.keys.keyset import KeySet
-from agent.keys.slots import SLOT_PREFIX, read_slot
+from agent.keys.slots import read_slot, slot_names, store_slot
 from agent.storage.base import Storage
 
 CONTACT_KEY_FORMAT = 1
@@ -78,7 +81,10 @@ def open_contact_key(path: Path, passphrase: str) -> tuple[bytes, bytes]:
     document = key_files.read(path, "contact key file")
     if document.get("coffer_contact_key") != CONTACT_KEY_FORMAT:
         raise UsageError(f"{path} is not a Coffer contact key file")
-    kdf = KdfParams.from_dict(document["kdf"])  # type: ignore[arg-type]
+    try:
+        kdf = KdfParams.from_dict(document["kdf"], f"the key derivation parameters of {path}")
+    except KdfParamsError as exc:
+        raise UsageError(str(exc)) from exc
     try:
         private = primitives.open_box(kdf.derive(passphrase), _unb64(str(document["private"])), purpose=b"contact private key")
     except primitives.DecryptionError as exc:
@@ -86,105 +92,126 @@ def open_contact_key(path: Path, passphrase: str) -> tuple[bytes, bytes]:
     return private, _unb64(str(document["public"]))
 
 
-# --- the slot ----------------------------------------------------------------------------------
+# --- the slot ---------------------------------------------------------------------------------
+MAX_CONTACTS = 8
+PAD_SIZE = 32
+SHARE_PLAIN_SIZE = 2 + SECRET_SIZE  # index, threshold, share
+SHARE_BOX_SIZE = primitives.PUBLIC_KEY_SIZE + SHARE_PLAIN_SIZE + primitives.TAG_SIZE
+_BOXES_END = PAD_SIZE + MAX_CONTACTS * SHARE_BOX_SIZE
+
+
 def _kek(secret: bytes, pad: bytes) -> bytes:
-    return primitives.hkdf(secret + pad, salt=None, info=b"coffer contact slot v1")
+    return primitives.hkdf(secret + pad, salt=None, info=b"coffer contact slot v2")
 
 
-def add_contact_slot(storage: Storage, keys: KeySet, contacts: list[bytes], threshold: int, label: str | None) -> str:
+@dataclass
+class ContactSlot:
+    """A contact slot's parts, read with no key at all (the layout is fixed)."""
+
+    pad: bytes
+    boxes: list[bytes]
+    wrapped: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> ContactSlot | None:
+        if len(data) < _BOXES_END + primitives.SALT_SIZE + primitives.TAG_SIZE:
+            return None
+        boxes = [data[PAD_SIZE + i * SHARE_BOX_SIZE : PAD_SIZE + (i + 1) * SHARE_BOX_SIZE] for i in range(MAX_CONTACTS)]
+        return cls(data[:PAD_SIZE], boxes, data[_BOXES_END:])
+
+
+def add_contact_slot(storage: Storage, keys: KeySet, contacts: list[bytes], threshold: int) -> str:
+    if not 1 <= len(contacts) <= MAX_CONTACTS:
+        raise UsageError(f"a contact slot has 1 to {MAX_CONTACTS} contacts")
     if not 1 <= threshold <= len(contacts):
         raise UsageError(f"--threshold must be between 1 and the number of contacts ({len(contacts)})")
     secret = os.urandom(SECRET_SIZE)
     shares = [(1, secret)] * len(contacts) if threshold == 1 else Shamir.split(threshold, len(contacts), secret)
-    pad = os.urandom(32)
-    document: dict[str, object] = {
-        "v": 1,
-        "kind": "contact",
-        "created": time.time(),
-        "threshold": threshold,
-        "pad": _b64(pad),
-        "contacts": [
-            {"public": _b64(public), "index": index,
-             "share": _b64(primitives.seal_to(public, share, purpose=b"contact share"))}
-            for public, (index, share) in zip(contacts, shares, strict=True)
-        ],
-        "wrapped": _b64(primitives.seal_box(_kek(secret, pad), keys.to_bytes(), purpose=b"slot contact")),
-    }
-    if label:
-        document["label"] = _b64(primitives.seal_box(keys.auth_key, label.encode(), purpose=b"slot label"))
-    data = json.dumps(document, sort_keys=True).encode()
-    name = SLOT_PREFIX + primitives.sha256(data).hex()
-    try:
-        storage.put(name, data)
-    except ObjectExistsError:
-        pass
-    return name
-
-
+    pad = os.urandom(PAD_SIZE)
+    boxes = [
+        primitives.seal_to(public, bytes((index, threshold)) + share, purpose=b"contact share v2")
+        for public, (index, share) in zip(contacts, shares, strict=True)
+    ]
+    boxes += [os.urandom(SHARE_BOX_SIZE) for _ in range(MAX_CONTACTS - len(boxes))]
+    order = list(range(MAX_CONTACTS))
+    secrets.SystemRandom().shuffle(order)  # where a contact's box sits says nothing either
+    framed = padding.frame(keys.to_bytes(), _BOXES_END + primitives.SALT_SIZE + primitives.TAG_SIZE)
+    wrapped = primitives.seal_box(_kek(secret, pad), framed, purpose=b"slot contact v2")
+    return store_slot(storage, pad + b"".join(boxes[i] for i in order) + wrapped)
 # --- recovery ---------------------------------------------------------------------------------
 @dataclass
 class RecoveryRequest:
-    slot: str
+    slots: list[str]
     ephemeral_public: bytes
-    contacts: list[dict[str, object]]
-    threshold: int
 
 
-def make_request(storage: Storage, slot_name: str, output: Path) -> RecoveryRequest:
-    """Write the request for the contacts (`output`) and the owner's private half (`output`.secret)."""
-    document = read_slot(storage, slot_name)
-    if document["kind"] != "contact":
-        raise UsageError(f"{slot_name} is not a recovery-contact slot")
+def make_request(storage: Storage, slot_names_wanted: list[str] | None, output: Path) -> RecoveryRequest:
+    """Write the request for the contacts (`output`) and the owner's private half (`output`.secret).
+
+    Without a key nobody can tell a contact slot from another, so the request carries the share
+    boxes of every slot (or of the slots asked for); each contact's key opens only its own box."""
+    names = slot_names_wanted or slot_names(storage)
+    candidates = {}
+    for name in names:
+        parsed = ContactSlot.parse(read_slot(storage, name))
+        if parsed is not None:
+            candidates[name] = [_b64(box) for box in parsed.boxes]
+    if not candidates:
+        raise UsageError("this repository has no slot that can be a recovery-contact slot")
     private, public = primitives.generate_keypair()
-    contacts = [{"public": c["public"], "index": c["index"], "share": c["share"]} for c in document["contacts"]]  # type: ignore[union-attr, index]
-    request = {"coffer_recovery_request": 1, "slot": slot_name, "ephemeral_public": _b64(public),
-               "threshold": document["threshold"], "contacts": contacts}
+    request = {"coffer_recovery_request": 2, "ephemeral_public": _b64(public), "slots": candidates}
     secret_path = output.with_name(output.name + ".secret")
-    key_files.write_new(secret_path, {"coffer_recovery_secret": 1, "slot": slot_name, "ephemeral_private": _b64(private)})
+    key_files.write_new(secret_path, {"coffer_recovery_secret": 2, "ephemeral_private": _b64(private)})
     key_files.write_new(output, request)
-    return RecoveryRequest(slot_name, public, contacts, int(document["threshold"]))  # type: ignore[arg-type]
+    return RecoveryRequest(sorted(candidates), public)
 
 
 def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path) -> None:
-    """The contact's step: open their share and re-seal it to the owner's ephemeral key."""
+    """The contact's step: find the share their key opens and re-seal it to the owner's ephemeral key."""
     request = key_files.read(request_path, "recovery request")
-    private, public = open_contact_key(contact_key, passphrase)
-    for contact in request.get("contacts", []):  # type: ignore[union-attr]
-        if _unb64(contact["public"]) == public:
+    if request.get("coffer_recovery_request") != 2:
+        raise UsageError(f"{request_path} is not a recovery request of this Coffer version")
+    private, _public = open_contact_key(contact_key, passphrase)
+    for slot, boxes in dict(request.get("slots", {})).items():  # type: ignore[call-overload]
+        for box in boxes:
             try:
-                share = primitives.open_sealed(private, _unb64(contact["share"]), purpose=b"contact share")
-            except primitives.DecryptionError as exc:
-                raise WrongSecretError("this contact key does not open its share in the request") from exc
-            resealed = primitives.seal_to(_unb64(str(request["ephemeral_public"])), share, purpose=b"contact response")
-            key_files.write_new(output, {"coffer_recovery_response": 1, "slot": request["slot"], "index": contact["index"],
-                                "share": _b64(resealed)})
+                plain = primitives.open_sealed(private, _unb64(box), purpose=b"contact share v2")
+            except (primitives.DecryptionError, ValueError):
+                continue
+            resealed = primitives.seal_to(_unb64(str(request["ephemeral_public"])), plain, purpose=b"contact response v2")
+            key_files.write_new(output, {"coffer_recovery_response": 2, "slot": slot, "share": _b64(resealed)})
             return
-    raise WrongSecretError("this contact key is not one of the contacts of the request")
+    raise WrongSecretError("this contact key opens no share in the request: it is not one of this repository's contacts")
 
 
-def recover(storage: Storage, secret_path: Path, responses: list[Path]) -> KeySet:
-    """The owner's last step: combine the contacts' responses into the key set."""
+def recover(storage: Storage, secret_path: Path, responses: list[Path]) -> tuple[str, KeySet]:
+    """The owner's last step: combine the contacts' responses into (slot name, key set)."""
     secret_doc = key_files.read(secret_path, "recovery secret")
     ephemeral_private = _unb64(str(secret_doc["ephemeral_private"]))
-    slot_name = str(secret_doc["slot"])
-    document = read_slot(storage, slot_name)
-    threshold = int(document["threshold"])  # type: ignore[arg-type]
-    shares: dict[int, bytes] = {}
+    shares: dict[str, dict[int, bytes]] = {}
+    thresholds: dict[str, int] = {}
     for path in responses:
         response = key_files.read(path, "recovery response")
-        if response.get("slot") != slot_name:
-            raise UsageError(f"{path} answers another recovery request")
         try:
-            share = primitives.open_sealed(ephemeral_private, _unb64(str(response["share"])), purpose=b"contact response")
-        except primitives.DecryptionError as exc:
+            plain = primitives.open_sealed(ephemeral_private, _unb64(str(response["share"])), purpose=b"contact response v2")
+        except (primitives.DecryptionError, ValueError, KeyError) as exc:
             raise WrongSecretError(f"{path} was not made for this request") from exc
-        shares[int(response["index"])] = share  # type: ignore[arg-type]
-    if len(shares) < threshold:
-        raise UsageError(f"{len(shares)} of the {threshold} contact responses needed")
-    secret = next(iter(shares.values())) if threshold == 1 else Shamir.combine(list(shares.items())[:threshold])
-    pad = _unb64(str(document["pad"]))
-    try:
-        plain = primitives.open_box(_kek(secret, pad), _unb64(str(document["wrapped"])), purpose=b"slot contact")
-    except primitives.DecryptionError as exc:
-        raise WrongSecretError("the responses do not open the contact slot (a wrong or forged share?)") from exc
-    return KeySet.from_bytes(plain)
+        slot = str(response.get("slot", ""))
+        index, threshold, share = plain[0], plain[1], plain[2:]
+        shares.setdefault(slot, {})[index] = share
+        thresholds[slot] = threshold
+    for slot, found in shares.items():
+        threshold = thresholds[slot]
+        if len(found) < threshold:
+            continue
+        secret = next(iter(found.values())) if threshold == 1 else Shamir.combine(list(found.items())[:threshold])
+        parsed = ContactSlot.parse(read_slot(storage, slot))
+        if parsed is None:
+            continue
+        try:
+            framed = primitives.open_box(_kek(secret, parsed.pad), parsed.wrapped, purpose=b"slot contact v2")
+            return slot, KeySet.from_bytes(padding.unframe(framed))
+        except (primitives.DecryptionError, padding.PaddingError) as exc:
+            raise WrongSecretError("the responses do not open the contact slot (a wrong or forged share?)") from exc
+    needed = max(thresholds.values(), default=1)
+    raise UsageError(f"{sum(len(f) for f in shares.values())} contact responses given, {needed} needed")

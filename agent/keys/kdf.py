@@ -3,7 +3,11 @@
 The parameters are stored in the repository config, so every passphrase slot of one
 repository shares them and a passphrase is stretched exactly once per unlock, however many
 passphrase slots there are. `COFFER_KDF_TARGET_SECONDS` sets the calibration target
-(default 0.5 s); tests and slow machines lower it.
+(default 0.5 s); slow machines lower it, but never below the floor of 64 MiB and 3 passes
+(RFC 9106's second recommended option uses 64 MiB, t = 3). Parameters read from storage are
+checked against the same bounds: a storage provider who weakens them gets the config refused,
+not a fast-to-guess new passphrase slot. `COFFER_INSECURE_TEST_KDF=1` lowers the floor to 8 MiB
+and one pass, for test suites only (a test suite derives keys thousands of times).
 """
 
 from __future__ import annotations
@@ -17,9 +21,21 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from agent.errors import UsageError
 
 DEFAULT_TARGET_SECONDS = 0.5
-MIN_MEMORY_KIB = 8 * 1024
+FLOOR_MEMORY_KIB = 64 * 1024
+FLOOR_ITERATIONS = 3
+TEST_MEMORY_KIB = 8 * 1024
 CALIBRATION_MEMORY_KIB = 64 * 1024
+MAX_MEMORY_KIB = 4 * 1024 * 1024
 MAX_ITERATIONS = 64
+MAX_LANES = 16
+INSECURE_TEST_VARIABLE = "COFFER_INSECURE_TEST_KDF"
+
+
+def floor() -> tuple[int, int]:
+    """(memory KiB, iterations) below which no parameters are used or accepted."""
+    if os.environ.get(INSECURE_TEST_VARIABLE) == "1":
+        return TEST_MEMORY_KIB, 1
+    return FLOOR_MEMORY_KIB, FLOOR_ITERATIONS
 
 
 @dataclass(frozen=True)
@@ -45,8 +61,29 @@ class KdfParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, doc: dict[str, object]) -> KdfParams:
-        return cls(**doc)  # type: ignore[arg-type]
+    def from_dict(cls, doc: object, where: str = "the key derivation parameters") -> KdfParams:
+        """Parse stored parameters; weak, absurd or malformed ones raise `KdfParamsError` naming `where`."""
+        try:
+            params = cls(**doc)  # type: ignore[arg-type]
+            salt = bytes.fromhex(params.salt)
+            values = (int(params.memory_kib), int(params.iterations), int(params.lanes))
+        except (TypeError, ValueError) as exc:
+            raise KdfParamsError(f"{where} are not valid") from exc
+        memory, iterations = floor()
+        if params.algorithm != "argon2id" or len(salt) < 16:
+            raise KdfParamsError(f"{where} name an unsupported key derivation")
+        if values[0] < memory or values[1] < iterations:
+            raise KdfParamsError(
+                f"{where} are weaker than Coffer accepts ({values[0] // 1024} MiB, {values[1]} passes; at least "
+                f"{memory // 1024} MiB and {iterations} passes): refused, they may have been weakened on storage"
+            )
+        if values[0] > MAX_MEMORY_KIB or values[1] > MAX_ITERATIONS or not 1 <= values[2] <= MAX_LANES:
+            raise KdfParamsError(f"{where} are out of range (memory, passes or lanes too large)")
+        return params
+
+
+class KdfParamsError(ValueError):
+    """Stored key-derivation parameters that Coffer refuses; callers turn it into the right CofferError."""
 
 
 def target_seconds() -> float:
@@ -64,14 +101,12 @@ def calibrate(target: float | None = None) -> KdfParams:
     """Choose Argon2id parameters that take about `target` seconds here."""
     target = target_seconds() if target is None else target
     salt = os.urandom(16).hex()
+    memory, iterations = floor()
     if target < 0.05:
-        return KdfParams(salt=salt, memory_kib=MIN_MEMORY_KIB, iterations=1, lanes=1)
+        return KdfParams(salt=salt, memory_kib=memory, iterations=iterations, lanes=1)
     trial = KdfParams(salt=salt, memory_kib=CALIBRATION_MEMORY_KIB, iterations=1, lanes=4)
     start = time.perf_counter()
     trial.derive("calibration")
     elapsed = max(time.perf_counter() - start, 1e-3)
-    if elapsed > target:
-        memory = max(MIN_MEMORY_KIB, int(CALIBRATION_MEMORY_KIB * target / elapsed))
-        return KdfParams(salt=salt, memory_kib=memory, iterations=1, lanes=4)
-    iterations = min(MAX_ITERATIONS, max(1, round(target / elapsed)))
-    return KdfParams(salt=salt, memory_kib=CALIBRATION_MEMORY_KIB, iterations=iterations, lanes=4)
+    passes = min(MAX_ITERATIONS, max(iterations, round(target / elapsed)))
+    return KdfParams(salt=salt, memory_kib=max(memory, CALIBRATION_MEMORY_KIB), iterations=passes, lanes=4)

@@ -4,6 +4,10 @@ A full key set holds everything. A put-only set (a backup station) holds the wri
 keys and the public keys only: it can add packs, index and snapshots, and cannot open any
 of them. A category set holds the keys to find and read one category and the snapshot
 headers. DESIGN.md section 3 explains the layers.
+
+Only a full set holds the config's Ed25519 signing key; every set holds the verifying key, so
+no station or category-key holder can forge the config, and the public keys a writer seals to
+come from its own set, never from storage.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ class KeySet:
 
     kind: str  # "full", "put-only" or "category"
     repository_id: str
-    auth_key: bytes  # authenticates the config and encrypts slot labels; in every set
+    auth_key: bytes  # seals the config's body (parameters, slot catalogue); in every set
+    verify_key: bytes  # Ed25519 public key the config is signed with; in every set
+    sign_key: bytes | None = None  # its private half: full sets only, so only they can write the config
     id_key: bytes | None = None  # keyed chunk IDs; the same content has the same ID repository-wide
     chunker_key: bytes | None = None  # keyed chunk boundaries
     index_key: bytes | None = None  # encrypts the index and the snapshot chain records
@@ -53,10 +59,13 @@ class KeySet:
 
     @classmethod
     def generate(cls, repository_id: str, categories: list[str]) -> KeySet:
+        sign_key, verify_key = primitives.generate_signing_key()
         keys = cls(
             kind="full",
             repository_id=repository_id,
             auth_key=primitives.random_key(),
+            verify_key=verify_key,
+            sign_key=sign_key,
             id_key=primitives.random_key(),
             chunker_key=primitives.random_key(),
             index_key=primitives.random_key(),
@@ -110,7 +119,7 @@ class KeySet:
             raise AccessDeniedError(f"this key cannot read {what} (put-only or category key)")
 
     def require_full(self) -> None:
-        if not self.is_full:
+        if not self.is_full or self.sign_key is None:
             raise AccessDeniedError(f"this needs the full key (passphrase or recovery key); a {self.kind} key was given")
 
     # --- subsets --------------------------------------------------------------
@@ -120,6 +129,7 @@ class KeySet:
             kind="put-only",
             repository_id=self.repository_id,
             auth_key=self.auth_key,
+            verify_key=self.verify_key,
             id_key=self.id_key,
             chunker_key=self.chunker_key,
             index_key=self.index_key,
@@ -134,6 +144,7 @@ class KeySet:
             kind="category",
             repository_id=self.repository_id,
             auth_key=self.auth_key,
+            verify_key=self.verify_key,
             id_key=self.id_key,
             index_key=self.index_key,
             public_keys=dict(self.public_keys),
@@ -151,10 +162,11 @@ class KeySet:
             "kind": self.kind,
             "repository_id": self.repository_id,
             "auth_key": _b64(self.auth_key),
+            "verify_key": _b64(self.verify_key),
             "public_keys": {k: _b64(v) for k, v in sorted(self.public_keys.items())},
             "private_keys": {k: _b64(v) for k, v in sorted(self.private_keys.items())},
         }
-        for name in ("id_key", "chunker_key", "index_key", "tag_key"):
+        for name in ("sign_key", "id_key", "chunker_key", "index_key", "tag_key"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = _b64(value)
@@ -175,6 +187,8 @@ class KeySet:
             kind=doc["kind"],
             repository_id=doc["repository_id"],
             auth_key=_unb64(doc["auth_key"]),
+            verify_key=_unb64(doc["verify_key"]),
+            sign_key=_unb64(doc["sign_key"]) if "sign_key" in doc else None,
             id_key=_unb64(doc["id_key"]) if "id_key" in doc else None,
             chunker_key=_unb64(doc["chunker_key"]) if "chunker_key" in doc else None,
             index_key=_unb64(doc["index_key"]) if "index_key" in doc else None,

@@ -6,6 +6,9 @@
 * `seal_to` / `open_sealed`: public-key sealing in the style of HPKE base mode
   (X25519 ephemeral-static, HKDF-SHA256, AES-256-GCM), so a writer that holds only a
   public key can encrypt something it can never decrypt again.
+* `seal_object` / `open_object` and `seal_object_to` / `open_object_sealed`: the same, with the
+  plaintext framed and padded to a size class first (`padding`), for whole stored objects.
+* `sign` / `verify`: Ed25519, for the config, which only a full key set may write.
 * `mac`: HMAC-SHA256 (opaque tags, config authentication, device tags); `chunk_id`: keyed BLAKE3.
 
 Associated data always names the object's type (and ID where it has one), so an object
@@ -20,11 +23,14 @@ import os
 from collections.abc import Callable, Sequence
 
 from blake3 import blake3
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from agent.keys import padding
 
 KEY_SIZE = 32
 SALT_SIZE = 32
@@ -129,3 +135,53 @@ def open_sealed(recipient_private: bytes, sealed: bytes, *, purpose: bytes, asso
         return AESGCM(key).decrypt(ZERO_NONCE, body, purpose + b"\0" + associated)
     except InvalidTag as exc:
         raise DecryptionError("authentication failed") from exc
+
+
+# --- whole stored objects: padded, then sealed ----------------------------------------------------
+def seal_object(key: bytes, plaintext: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    """`seal_box` of `plaintext` padded so the sealed object has a padded size (`padding.object_size`)."""
+    return seal_box(key, padding.frame(plaintext, SALT_SIZE + TAG_SIZE), purpose=purpose, associated=associated)
+
+
+def open_object(keys: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    """Open a `seal_object` result with the first of `keys` that opens it."""
+    framed = open_box_any(keys, sealed, purpose=purpose, associated=associated)
+    try:
+        return padding.unframe(framed)
+    except padding.PaddingError as exc:
+        raise DecryptionError(str(exc)) from exc
+
+
+def seal_object_to(recipient_public: bytes, plaintext: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    framed = padding.frame(plaintext, PUBLIC_KEY_SIZE + TAG_SIZE)
+    return seal_to(recipient_public, framed, purpose=purpose, associated=associated)
+
+
+def open_object_sealed(privates: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
+    framed = open_sealed_any(privates, sealed, purpose=purpose, associated=associated)
+    try:
+        return padding.unframe(framed)
+    except padding.PaddingError as exc:
+        raise DecryptionError(str(exc)) from exc
+
+
+# --- signatures ---------------------------------------------------------------------------------------
+SIGNATURE_SIZE = 64
+
+
+def generate_signing_key() -> tuple[bytes, bytes]:
+    """Return (private, public) raw Ed25519 keys."""
+    private = Ed25519PrivateKey.generate()
+    return private.private_bytes_raw(), private.public_key().public_bytes_raw()
+
+
+def sign(private: bytes, data: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(private).sign(data)
+
+
+def verify_signature(public: bytes, signature: bytes, data: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -167,7 +167,7 @@ class BlobWriter:
         with self._lock:
             packs = self._open[space]
             if len(packs) < OPEN_PACKS_PER_SPACE:
-                public = self.repository.config.public_keys[space]
+                public = self.repository.keys.public_keys[space]  # this writer's own key set, never storage's
                 pack = PackBuilder(public, self.repository.tag(space))
                 packs.append((pack, self._target_size()))
                 self._open_bytes += pack.size

@@ -44,7 +44,7 @@ class CheckReport:
 
 def referenced_chunks(repository: Repository, snapshot_id: str) -> set[tuple[str, bytes]]:
     chunks: set[tuple[str, bytes]] = set()
-    for space in repository.config.public_keys:
+    for space in repository.keys.public_keys:
         if space == HEADER_SPACE or not repository.keys.can_read(space):
             continue
         content = repository.read_part(snapshot_id, space)
@@ -124,12 +124,21 @@ def check_repository(
         except ObjectNotFoundError as exc:
             report.errors.append(f"{what}: {exc}")
 
-    guard("key slots", lambda: slots.list_slots(storage, repository.keys.auth_key))
+    if repository.config_rollback is not None:
+        report.errors.append(
+            f"the repository config is generation {repository.config.generation}, but this host saw generation "
+            f"{repository.config_rollback}: storage serves an older config (rolled back)"
+        )
     present = set(slots.slot_names(storage))
     for name in sorted(set(repository.config.key_slots) - present):
         report.errors.append(f"key slot {name} is missing (deleted from storage)")
+    for name in sorted(set(repository.config.key_slots) & present):
+        guard(name, lambda name=name: slots.read_slot(storage, name))  # type: ignore[misc]
     for name in sorted(present - set(repository.config.key_slots)):
-        report.errors.append(f"key slot {name} is not one this repository created (injected?)")
+        report.warnings.append(
+            f"key slot {name} is not listed by the config (left by an interrupted key change, or put there by "
+            "someone else): no key can use it; prune removes it"
+        )
     index_holder: list[Index] = []
     guard("index", lambda: index_holder.append(repository.load_index()))
     index = index_holder[0] if index_holder else Index()

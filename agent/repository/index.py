@@ -3,7 +3,8 @@
 Index objects (`index/<sha256>`) are append-only. A backup writes one every few packs as a
 checkpoint, so an interrupted backup resumes by deduplicating against what it already
 uploaded. Each object is sealed under the index key, which every writer holds (that is how a
-put-only station deduplicates); the plaintext is a small JSON header naming the packs
+put-only station deduplicates) and padded to a size class, so its size tells the provider
+little about how many chunks it lists; the plaintext is a small JSON header naming the packs
 followed by fixed-size binary entries, zstd-compressed.
 """
 
@@ -59,25 +60,28 @@ def encode_index(records: Iterable[PackRecord], index_key: bytes, supersedes: li
     for record in records:
         parts.extend(ENTRY.pack(*blob) for blob in record.blobs)
     plain = zstandard.compress(b"".join(parts), 3)
-    return primitives.seal_box(index_key, plain, purpose=b"index")
+    return primitives.seal_object(index_key, plain, purpose=b"index v2")
 
 
 def decode_index(data: bytes, index_keys: list[bytes], name: str) -> tuple[list[PackRecord], list[str]]:
     try:
-        plain = zstandard.decompress(primitives.open_box_any(index_keys, data, purpose=b"index"))
+        plain = zstandard.decompress(primitives.open_object(index_keys, data, purpose=b"index v2"))
     except (primitives.DecryptionError, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"index object {name} fails authentication") from exc
-    (header_length,) = LENGTH.unpack_from(plain, 0)
-    header = json.loads(plain[LENGTH.size : LENGTH.size + header_length])
-    position = LENGTH.size + header_length
-    records = []
-    for pack in header["packs"]:
-        record = PackRecord(pack_id=pack["id"], space=pack["space"])
-        for _ in range(pack["count"]):
-            record.blobs.append(ENTRY.unpack_from(plain, position))
-            position += ENTRY.size
-        records.append(record)
-    return records, list(header.get("supersedes", []))
+    try:
+        (header_length,) = LENGTH.unpack_from(plain, 0)
+        header = json.loads(plain[LENGTH.size : LENGTH.size + header_length])
+        position = LENGTH.size + header_length
+        records = []
+        for pack in header["packs"]:
+            record = PackRecord(pack_id=str(pack["id"]), space=str(pack["space"]))
+            for _ in range(int(pack["count"])):
+                record.blobs.append(ENTRY.unpack_from(plain, position))
+                position += ENTRY.size
+            records.append(record)
+        return records, [str(name) for name in header.get("supersedes", [])]
+    except (struct.error, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise RepositoryDamagedError(f"index object {name} is not a valid index object") from exc
 
 
 class Index:

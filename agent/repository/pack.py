@@ -1,20 +1,23 @@
 """Pack files: many encrypted blobs of one category in one object.
 
-Layout of `data/<tag>/<sha256>`:
+Layout of `data/<tag>/<sha256>` (format version 2), every byte of it indistinguishable from random:
 
-    "CPK1" | u16 sealed-key length | pack key sealed to the category's public key
-    blob 0 | blob 1 | …            AES-256-GCM(pack key, nonce = offset, 1 flag byte + data, AD = "blob" + chunk ID)
-    trailer                        AES-256-GCM(pack key, nonce = all-ones, compressed list of blobs, AD = "trailer")
-    zero padding                   so the object's size is a Padmé size (sizes leak little)
-    u32 trailer offset | u32 trailer length
+    pack key sealed to the category's public key (80 bytes: ephemeral X25519 key, key, tag; AD = the tag)
+    blob 0 | blob 1 | …   AES-256-GCM(pack key, nonce = offset, 1 flag byte + data, AD = "blob" + chunk ID)
+    trailer               AES-256-GCM(pack key, nonce = all-ones, compressed list of blobs, AD = "trailer")
+    random padding        so the object's size is a Padmé size class, at least 512 bytes
+    footer                AES-256-GCM(pack key, nonce = all-ones but the last byte 0xfe, u32 trailer offset |
+                          u32 trailer length, AD = "footer") — sealed, so not even the blob count shows
 
-The pack key is random per pack and never used elsewhere, and blob offsets within a pack are distinct, so nonces cannot repeat.
+The pack key is random per pack and never used elsewhere, and blob offsets within a pack are distinct
+(all above 80 and below 2^32), so nonces cannot repeat.
 A put-only writer knows the key of the packs it writes and nothing else. The trailer lets a
 reader with the category key rebuild the index from the packs alone.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 
@@ -23,24 +26,18 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.errors import RepositoryDamagedError
+from agent.keys import padding as padding_module
 from agent.keys import primitives
 
-MAGIC = b"CPK1"
 FOOTER = struct.Struct("<II")
 TRAILER_ENTRY = struct.Struct("<32sIII")  # chunk id, offset, length, raw length
 TRAILER_NONCE = b"\xff" * 12
+FOOTER_NONCE = b"\xff" * 11 + b"\xfe"
+SEALED_KEY_SIZE = primitives.PUBLIC_KEY_SIZE + primitives.KEY_SIZE + primitives.TAG_SIZE
+FOOTER_SIZE = FOOTER.size + primitives.TAG_SIZE
+HEADER_READ_SIZE = SEALED_KEY_SIZE
 FLAG_RAW = 0
 FLAG_ZSTD = 1
-
-
-def padme(length: int) -> int:
-    """The Padmé padded length (Nikitin et al., PETS 2019): at most 12% overhead."""
-    if length < 2:
-        return length
-    exponent = length.bit_length() - 1
-    significant = exponent.bit_length()
-    mask = (1 << (exponent - significant)) - 1
-    return (length + mask) & ~mask
 
 
 def _blob_nonce(counter: int) -> bytes:
@@ -66,7 +63,7 @@ class PackBuilder:
         self._key = primitives.random_key()
         self._aead = AESGCM(self._key)
         sealed = primitives.seal_to(category_public_key, self._key, purpose=b"pack key", associated=tag.encode())
-        self._parts: list[bytes] = [MAGIC + struct.pack("<H", len(sealed)) + sealed]
+        self._parts: list[bytes] = [sealed]
         self.size = len(self._parts[0])
         self.blobs: list[PackedBlob] = []
         self.tag = tag
@@ -84,27 +81,24 @@ class PackBuilder:
         """Return (pack ID, bytes); the ID is the SHA-256 of the bytes."""
         listing = b"".join(TRAILER_ENTRY.pack(b.chunk_id, b.offset, b.length, b.raw_length) for b in self.blobs)
         trailer = self._aead.encrypt(TRAILER_NONCE, zstandard.compress(listing), b"trailer")
-        trailer_offset = self.size
-        body_length = self.size + len(trailer) + FOOTER.size
-        padding = bytes(padme(body_length) - body_length)
-        data = b"".join([*self._parts, trailer, padding, FOOTER.pack(trailer_offset, len(trailer))])
+        footer = self._aead.encrypt(FOOTER_NONCE, FOOTER.pack(self.size, len(trailer)), b"footer")
+        body_length = self.size + len(trailer) + len(footer)
+        padding = os.urandom(padding_module.object_size(body_length) - body_length)
+        data = b"".join([*self._parts, trailer, padding, footer])
         self._parts = []
         return primitives.sha256(data).hex(), data
 
 
 def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, pack_name: str) -> bytes:
-    """Recover a pack's key from the first bytes of the pack (at least `header_length`)."""
-    if header[:4] != MAGIC or len(header) < 6:
-        raise RepositoryDamagedError(f"pack {pack_name} has no valid header")
-    (sealed_length,) = struct.unpack_from("<H", header, 4)
-    sealed = header[6 : 6 + sealed_length]
+    """Recover a pack's key from the first `HEADER_READ_SIZE` bytes of the pack."""
+    if len(header) < SEALED_KEY_SIZE:
+        raise RepositoryDamagedError(f"pack {pack_name} is truncated (no complete header)")
     try:
-        return primitives.open_sealed_any(category_private_keys, sealed, purpose=b"pack key", associated=tag.encode())
+        return primitives.open_sealed_any(
+            category_private_keys, header[:SEALED_KEY_SIZE], purpose=b"pack key", associated=tag.encode()
+        )
     except primitives.DecryptionError as exc:
         raise RepositoryDamagedError(f"pack {pack_name}: its key does not open (damaged or not this category)") from exc
-
-
-HEADER_READ_SIZE = 6 + 32 + 32 + 16  # magic, length, ephemeral key, sealed key, tag
 
 
 def open_blob(pack_key: bytes, offset: int, chunk_id: bytes, sealed: bytes, where: str) -> tuple[bytes, bool]:
@@ -116,15 +110,31 @@ def open_blob(pack_key: bytes, offset: int, chunk_id: bytes, sealed: bytes, wher
     return plain[1:], plain[0] == FLAG_ZSTD
 
 
-def read_trailer(data: bytes, pack_key: bytes, pack_name: str) -> list[PackedBlob]:
-    """List the blobs of a whole pack from its encrypted trailer."""
-    if len(data) < FOOTER.size:
-        raise RepositoryDamagedError(f"pack {pack_name} is truncated")
-    offset, length = FOOTER.unpack_from(data, len(data) - FOOTER.size)
-    if offset + length > len(data) - FOOTER.size:
-        raise RepositoryDamagedError(f"pack {pack_name} is truncated")
+def read_footer(footer: bytes, pack_key: bytes, pack_name: str, pack_size: int) -> tuple[int, int]:
+    """(offset, length) of the trailer, from the pack's last `FOOTER_SIZE` bytes."""
     try:
-        listing = zstandard.decompress(AESGCM(pack_key).decrypt(TRAILER_NONCE, data[offset : offset + length], b"trailer"))
+        offset, length = FOOTER.unpack(AESGCM(pack_key).decrypt(FOOTER_NONCE, footer[-FOOTER_SIZE:], b"footer"))
+    except (InvalidTag, struct.error) as exc:
+        raise RepositoryDamagedError(f"pack {pack_name} is truncated or its footer is damaged") from exc
+    if offset < SEALED_KEY_SIZE or offset + length > pack_size - FOOTER_SIZE:
+        raise RepositoryDamagedError(f"pack {pack_name} is truncated (its trailer lies outside it)")
+    return offset, length
+
+
+def decode_trailer(sealed: bytes, pack_key: bytes, pack_name: str) -> list[PackedBlob]:
+    """The list of blobs in a pack, from its sealed trailer."""
+    try:
+        listing = zstandard.decompress(AESGCM(pack_key).decrypt(TRAILER_NONCE, sealed, b"trailer"))
     except (InvalidTag, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"pack {pack_name}: its trailer fails authentication") from exc
+    if len(listing) % TRAILER_ENTRY.size:
+        raise RepositoryDamagedError(f"pack {pack_name}: its trailer is not valid")
     return [PackedBlob(*TRAILER_ENTRY.unpack_from(listing, i)) for i in range(0, len(listing), TRAILER_ENTRY.size)]
+
+
+def read_trailer(data: bytes, pack_key: bytes, pack_name: str) -> list[PackedBlob]:
+    """List the blobs of a whole pack from its encrypted trailer."""
+    if len(data) < SEALED_KEY_SIZE + FOOTER_SIZE:
+        raise RepositoryDamagedError(f"pack {pack_name} is truncated")
+    offset, length = read_footer(data[-FOOTER_SIZE:], pack_key, pack_name, len(data))
+    return decode_trailer(data[offset : offset + length], pack_key, pack_name)

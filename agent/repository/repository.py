@@ -20,19 +20,20 @@ from agent.errors import (
     RepositoryDamagedError,
     StorageError,
     UsageError,
+    WrongSecretError,
 )
 from agent.keys import primitives, recovery_key, slots
 from agent.keys.kdf import calibrate
 from agent.keys.keyset import HEADER_SPACE, KeySet
-from agent.repository.config import CONFIG_NAME, RepositoryConfig
+from agent.keys.slots import SlotEntry
+from agent.repository.config import CONFIG_NAME, ConfigEnvelope, RepositoryConfig
 from agent.repository.index import INDEX_PREFIX, Index, PackRecord, decode_index, encode_index
-from agent.repository.ledger import SnapshotLedger
+from agent.repository.ledger import ConfigLedger, SnapshotLedger
 from agent.repository.snapshot import (
     SNAPSHOT_PREFIX,
     ChainRecord,
     SealedSnapshot,
     SnapshotHeader,
-    open_chain,
     open_header,
     open_part,
     seal_snapshot,
@@ -68,6 +69,7 @@ class Repository:
         self.keys = keys
         self.slot_name = slot_name
         self.ledger = SnapshotLedger(config.repository_id)
+        self.config_rollback: int | None = None  # the newer config generation this host saw, if storage serves an older one
 
     # --- creating and opening -------------------------------------------------
     @classmethod
@@ -95,14 +97,19 @@ class Repository:
             object_lock_days=object_lock_days,
         )
         # Slots first, config last: a half-created repository has no config and is not a repository.
-        slot_name = slots.add_passphrase_slot(storage, config.kdf, passphrase, keys, label=None)
+        slot_name = slots.add_passphrase_slot(storage, config.kdf, passphrase, keys)
         recovery = recovery_key.generate()
-        config.key_slots = [slot_name, slots.add_recovery_slot(storage, recovery, keys)]
-        storage.put(CONFIG_NAME, config.encode(keys.auth_key))
-        return cls(storage, config, keys, slot_name), recovery_key.format_key(recovery)
+        config.key_slots = {
+            slot_name: SlotEntry.new("passphrase"),
+            slots.add_recovery_slot(storage, recovery, keys): SlotEntry.new("recovery"),
+        }
+        storage.put(CONFIG_NAME, config.encode(keys))
+        repository = cls(storage, config, keys, slot_name)
+        repository.config_ledger.check(config.generation)
+        return repository, recovery_key.format_key(recovery)
 
     @staticmethod
-    def read_config(storage: Storage) -> tuple[RepositoryConfig, str]:
+    def read_config(storage: Storage) -> ConfigEnvelope:
         try:
             data = storage.get(CONFIG_NAME)
         except ObjectNotFoundError as exc:
@@ -112,24 +119,68 @@ class Repository:
                     "interrupted: then empty the location and run it again)"
                 ) from exc
             raise UsageError(f"there is no Coffer repository at {storage.location} (run `coffer init`)") from exc
-        return RepositoryConfig.decode(data)
+        return ConfigEnvelope.decode(data)
 
     @classmethod
     def open(cls, storage: Storage, secret: slots.Secret) -> Repository:
-        config, mac = cls.read_config(storage)
-        unlocked = slots.unlock(storage, config.kdf, secret, config.key_slots)
-        if unlocked.keys.repository_id != config.repository_id:
-            raise RepositoryDamagedError("the key slot belongs to another repository")
-        config.verify(mac, unlocked.keys.auth_key)
-        if storage.supports_object_lock:  # a copy on a backend without Object Lock stays readable
-            storage.object_lock_days = config.object_lock_days  # later data objects carry a retention
-        return cls(storage, config, unlocked.keys, unlocked.slot_name)
+        envelope = cls.read_config(storage)
+        return cls.from_unlocked(storage, envelope, slots.unlock(storage, envelope.kdf, secret, envelope.slot_names))
 
-    def record_slots(self, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
-        """Rewrite the config's list of key slots after `key add` / `key remove` (full key only)."""
+    @classmethod
+    def from_unlocked(cls, storage: Storage, envelope: ConfigEnvelope, candidates: list[slots.Unlocked]) -> Repository:
+        """The repository as the key set among `candidates` that the signed config vouches for opens it.
+
+        A candidate whose owner did not sign this config (a slot an interrupted rotation left, a slot of
+        another repository) is passed over; one whose slot the config no longer lists (removed, revoked,
+        put back by the storage provider) is refused."""
+        revoked = []
+        for candidate in candidates:
+            if not envelope.verifies_with(candidate.keys):
+                continue
+            config = envelope.open(candidate.keys)
+            if config.repository_id != candidate.keys.repository_id:
+                continue
+            if candidate.slot_name not in config.key_slots:
+                revoked.append(candidate.slot_name)
+                continue
+            if candidate.keys.public_keys != config.public_keys:
+                raise RepositoryDamagedError(
+                    "the repository config disagrees with this key's public keys: refusing to write to keys "
+                    "that are not this repository's"
+                )
+            repository = cls(storage, config, candidate.keys, candidate.slot_name)
+            if storage.supports_object_lock:  # a copy on a backend without Object Lock stays readable
+                storage.object_lock_days = config.object_lock_days  # later data objects carry a retention
+            repository.config_rollback = repository.config_ledger.check(config.generation)
+            return repository
+        if revoked:
+            raise WrongSecretError(
+                f"this key opens key slot {slots.short_id(revoked[0])}, which the repository no longer lists: it "
+                "was removed or revoked (if it came back, storage put it back)"
+            )
+        raise RepositoryDamagedError(
+            "the repository config is not signed by the owner of the key that was given: it was altered or "
+            "replaced (or this key belongs to another repository)"
+        )
+
+    @property
+    def config_ledger(self) -> ConfigLedger:
+        return ConfigLedger(self.config.repository_id)
+
+    def write_config(self) -> None:
+        """Sign and store the config (full key only), one generation on."""
         self.keys.require_full()
-        self.config.key_slots = sorted((set(self.config.key_slots) | set(added)) - set(removed))
-        self.storage.put(CONFIG_NAME, self.config.encode(self.keys.auth_key), if_absent=False)
+        self.config.generation += 1
+        self.storage.put(CONFIG_NAME, self.config.encode(self.keys), if_absent=False)
+        self.config_ledger.check(self.config.generation)
+
+    def record_slots(self, added: dict[str, SlotEntry] | None = None, removed: Iterable[str] = ()) -> None:
+        """Rewrite the config's slot catalogue after `key add` / `key remove` (full key only)."""
+        catalogue = {**self.config.key_slots, **(added or {})}
+        for name in removed:
+            catalogue.pop(name, None)
+        self.config.key_slots = catalogue
+        self.write_config()
 
     # --- names --------------------------------------------------------------------
     def tag(self, space: str) -> str:
@@ -139,7 +190,7 @@ class Repository:
         return f"{DATA_PREFIX}{self.tag(space)}/{pack_id}"
 
     def spaces_by_tag(self) -> dict[str, str]:
-        return {self.tag(space): space for space in self.config.public_keys}
+        return {self.tag(space): space for space in self.keys.public_keys}
 
     # --- index ----------------------------------------------------------------------
     def load_index(self) -> Index:
@@ -175,17 +226,16 @@ class Repository:
         return [info.name.removeprefix(SNAPSHOT_PREFIX) for info in self.storage.list(SNAPSHOT_PREFIX)]
 
     def read_sealed(self, snapshot_id: str) -> SealedSnapshot:
+        self.keys.require_index()
         try:
             data = self.storage.get(SNAPSHOT_PREFIX + snapshot_id)
         except ObjectNotFoundError as exc:
             raise RepositoryDamagedError(f"snapshot {snapshot_id[:12]} is missing") from exc
-        return SealedSnapshot.parse(snapshot_id, data)
+        return SealedSnapshot.parse(snapshot_id, data, self.keys.index_keys())
 
     def chains(self) -> dict[str, ChainRecord]:
         """Chain records of every snapshot (any writer can read them)."""
-        self.keys.require_index()
-        assert self.keys.index_key is not None
-        return {sid: open_chain(self.read_sealed(sid), self.keys.index_keys()) for sid in self.snapshot_ids()}
+        return {sid: self.read_sealed(sid).chain for sid in self.snapshot_ids()}
 
     def snapshots(self) -> list[SnapshotEntry]:
         """Every snapshot with its header, oldest first."""
@@ -195,13 +245,7 @@ class Repository:
         entries = []
         for sid in self.snapshot_ids():
             sealed = self.read_sealed(sid)
-            entries.append(
-                SnapshotEntry(
-                    sid,
-                    open_header(sealed, self.keys.private_keys_for(HEADER_SPACE)),
-                    open_chain(sealed, self.keys.index_keys()),
-                )
-            )
+            entries.append(SnapshotEntry(sid, open_header(sealed, self.keys.private_keys_for(HEADER_SPACE)), sealed.chain))
         self.ledger.record(e.snapshot_id for e in entries)
         return sorted(entries, key=lambda e: (e.header.time, e.snapshot_id))
 
@@ -246,15 +290,16 @@ class Repository:
         assert self.keys.index_key is not None
         udid = header.device.get("udid", "")
         chain = ChainRecord(device_tag=self.device_tag(udid), previous=previous, time=header.time)
+        # Sealed to the public keys of this writer's own key set, never to keys read from storage.
         sealed_parts = {
             self.tag(space): (public, parts.get(space, []))
-            for space, public in self.config.public_keys.items()
+            for space, public in self.keys.public_keys.items()
             if space != HEADER_SPACE
         }
         data = seal_snapshot(
             index_key=self.keys.index_key,
             chain=chain,
-            header_public=self.config.public_keys[HEADER_SPACE],
+            header_public=self.keys.public_keys[HEADER_SPACE],
             header=header,
             parts=sealed_parts,
         )
@@ -275,7 +320,7 @@ def _holds_repository_objects(storage: Storage) -> bool:
 def write_sealed_record(repository: Repository, prefix: str, document: dict[str, object], purpose: bytes) -> str:
     """Store a small JSON record sealed under the index key as `<prefix><sha256>` (tombstones, fossils)."""
     assert repository.keys.index_key is not None
-    data = primitives.seal_box(repository.keys.index_key, json.dumps(document, sort_keys=True).encode(), purpose=purpose)
+    data = primitives.seal_object(repository.keys.index_key, json.dumps(document, sort_keys=True).encode(), purpose=purpose)
     name = prefix + primitives.sha256(data).hex()
     put_if_absent(repository.storage, name, data)
     return name
@@ -289,7 +334,7 @@ def read_sealed_records(repository: Repository, prefix: str, purpose: bytes) -> 
         if primitives.sha256(data).hex() != info.name.removeprefix(prefix):
             raise RepositoryDamagedError(f"{info.name} is damaged (content does not match its name)")
         try:
-            yield info.name, json.loads(primitives.open_box_any(repository.keys.index_keys(), data, purpose=purpose))
+            yield info.name, json.loads(primitives.open_object(repository.keys.index_keys(), data, purpose=purpose))
         except primitives.DecryptionError as exc:
             raise RepositoryDamagedError(f"{info.name} fails authentication") from exc
 

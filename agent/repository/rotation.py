@@ -1,6 +1,6 @@
 """`coffer key rotate`: new keys for new data, every small object re-sealed, old data honestly accounted for.
 
-What changes: the authentication key (config MAC, slot labels), the index key (index, chain
+What changes: the config keys (the auth key sealing its body, the Ed25519 key signing it), the index key (index, chain
 records, tombstones, fossils) and every category, header and manifest key pair. What stays:
 the chunk-ID and chunker keys — changing them would make every chunk new and re-upload
 everything — and the storage-tag key, so packs keep their names. Re-sealed under the new
@@ -21,10 +21,12 @@ retired ones, so every intermediate state opens with the new key.
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass, field, replace
 
 from agent.keys import contacts, primitives, recovery_key, slots
 from agent.keys.keyset import KeySet, RetiredKeys
+from agent.keys.slots import SlotEntry
 from agent.repository import locks
 from agent.repository.config import CONFIG_NAME
 from agent.repository.fossils import FOSSIL_PREFIX, load_fossils, write_fossils
@@ -45,10 +47,13 @@ class RotationReport:
 
 
 def _new_generation(old: KeySet, spaces: list[str]) -> KeySet:
+    sign_key, verify_key = primitives.generate_signing_key()
     new = KeySet(
         kind="full",
         repository_id=old.repository_id,
         auth_key=primitives.random_key(),
+        verify_key=verify_key,
+        sign_key=sign_key,
         id_key=old.id_key,
         chunker_key=old.chunker_key,
         index_key=primitives.random_key(),
@@ -68,29 +73,31 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
         # Everything small is read under the old keys first.
         index = repository.load_index()
         entries = repository.snapshots()
-        spaces = [s for s in old_config.public_keys if s != "_header"]
+        spaces = [s for s in old_keys.public_keys if s != "_header"]
         contents = {e.snapshot_id: {s: repository.read_part(e.snapshot_id, s) for s in spaces} for e in entries}
         forgotten = forgotten_snapshots(repository)
         fossils = load_fossils(repository)
         old_objects = [i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX) for i in storage.list(prefix)]
-        old_slots = slots.list_slots(storage, old_keys.auth_key)
-        contact_docs = [(info, slots.read_slot(storage, info.name)) for info in old_slots if info.kind == "contact"]
+        old_slots = dict(old_config.key_slots)
+        contact_entries = [entry for entry in old_slots.values() if entry.kind == "contact"]
 
-        new_keys = _new_generation(old_keys, list(old_config.public_keys))
-        new_config = replace(old_config, public_keys=dict(new_keys.public_keys), key_slots=[])
+        new_keys = _new_generation(old_keys, list(old_keys.public_keys))
+        new_config = replace(
+            old_config, public_keys=dict(new_keys.public_keys), key_slots={}, generation=old_config.generation + 1
+        )
         rotated = Repository(storage, new_config, new_keys, "")
         recovery = recovery_key.generate()
-        new_slots = [
-            slots.add_passphrase_slot(storage, new_config.kdf, passphrase, new_keys, None),
-            slots.add_recovery_slot(storage, recovery, new_keys),
-        ]
-        for info, document in contact_docs:
-            publics = [base64.b64decode(c["public"]) for c in document["contacts"]]  # type: ignore[union-attr, index]
-            new_slots.append(
-                contacts.add_contact_slot(storage, new_keys, publics, int(document["threshold"]), info.label)  # type: ignore[arg-type]
-            )
+        new_slots = {
+            slots.add_passphrase_slot(storage, new_config.kdf, passphrase, new_keys): SlotEntry.new("passphrase"),
+            slots.add_recovery_slot(storage, recovery, new_keys): SlotEntry.new("recovery"),
+        }
+        for entry in contact_entries:
+            publics = [base64.b64decode(c) for c in entry.contacts or []]
+            name = contacts.add_contact_slot(storage, new_keys, publics, entry.threshold or 1)
+            new_slots[name] = replace(entry, created=time.time())
         new_config.key_slots = new_slots
-        storage.put(CONFIG_NAME, new_config.encode(new_keys.auth_key), if_absent=False)  # the switch
+        storage.put(CONFIG_NAME, new_config.encode(new_keys), if_absent=False)  # the switch
+        rotated.config_ledger.check(new_config.generation)
 
         rotated.write_index(list(index.packs()))
         renamed: dict[str, str] = {}
@@ -107,15 +114,15 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
             storage.delete(SNAPSHOT_PREFIX + old_id)
         for name in old_objects:
             storage.delete(name)
-        for info in old_slots:
-            if info.name not in new_slots:
-                storage.delete(info.name)
+        for name in old_slots:
+            if name not in new_slots:
+                storage.delete(name)
         packs = list(storage.list(DATA_PREFIX))
         return RotationReport(
             recovery_key=recovery_key.format_key(recovery),
             snapshots_resealed=len(renamed),
             packs_under_old_keys=len(packs),
             bytes_under_old_keys=sum(p.size for p in packs),
-            contact_slots=len(contact_docs),
-            revoked=sorted(info.kind for info in old_slots if info.kind in ("put-only", "category")),
+            contact_slots=len(contact_entries),
+            revoked=sorted(entry.kind for entry in old_slots.values() if entry.kind in ("put-only", "category")),
         )

@@ -1,9 +1,12 @@
 """Snapshots: one backup of one device, split so each key reads only its own part.
 
-`snapshots/<sha256>` is a small JSON envelope of sealed parts:
-* `chain`: sealed under the index key (every writer has it): a keyed device tag, the ID of
-  that device's previous snapshot and the time. It lets a put-only station extend a device's
-  hash chain without reading any header, and lets `check` find rolled-back or missing ones.
+`snapshots/<sha256>` is one object, sealed under the index key (which every key set holds
+and the storage provider never does) and padded to a size class, so the provider sees neither
+the pieces nor their lengths. Inside:
+* `chain`: a keyed device tag, the ID of that device's previous snapshot, the time, and the
+  SHA-256 of the sealed header and of every sealed part. It lets a put-only station extend a
+  device's hash chain without reading any header, lets `check` find rolled-back or missing
+  snapshots, and commits to the pieces: readers check every piece against it before use.
 * `header`: sealed to the `_header` public key: device identity, time, the backup's plists,
   per-category counts, skipped entries.
 * `parts`: one per category of the repository (empty ones too, so the set of parts says
@@ -145,27 +148,47 @@ class ChainRecord:
 
 @dataclass
 class SealedSnapshot:
-    """A snapshot as stored: sealed parts that each key opens or not."""
+    """A snapshot as stored, its outer seal opened and its pieces checked against its chain record."""
 
     snapshot_id: str
-    chain: bytes
+    chain: ChainRecord
     header: bytes
     parts: dict[str, bytes]  # tag -> sealed part
 
     @classmethod
-    def parse(cls, snapshot_id: str, data: bytes) -> SealedSnapshot:
+    def parse(cls, snapshot_id: str, data: bytes, index_keys: list[bytes]) -> SealedSnapshot:
+        short = snapshot_id[:12]
         if primitives.sha256(data).hex() != snapshot_id:
-            raise RepositoryDamagedError(f"snapshot {snapshot_id[:12]} is damaged (content does not match its name)")
+            raise RepositoryDamagedError(f"snapshot {short} is damaged (content does not match its name)")
         try:
-            doc = json.loads(data.decode("utf-8"))
-            return cls(
-                snapshot_id=snapshot_id,
-                chain=base64.b64decode(doc["chain"]),
-                header=base64.b64decode(doc["header"]),
-                parts={tag: base64.b64decode(v) for tag, v in doc["parts"].items()},
+            doc = _decompress_json(primitives.open_object(index_keys, data, purpose=_PURPOSE))
+        except (primitives.DecryptionError, zstandard.ZstdError, ValueError) as exc:
+            raise RepositoryDamagedError(f"snapshot {short} fails authentication") from exc
+        try:
+            chain_doc = doc["chain"]  # type: ignore[index]
+            header = base64.b64decode(doc["header"])  # type: ignore[index]
+            parts = {str(tag): base64.b64decode(v) for tag, v in doc["parts"].items()}  # type: ignore[index]
+            chain = ChainRecord(
+                device_tag=str(chain_doc["device_tag"]),
+                previous=None if chain_doc["previous"] is None else str(chain_doc["previous"]),
+                time=float(chain_doc["time"]),
             )
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise RepositoryDamagedError(f"snapshot {snapshot_id[:12]} is not a valid snapshot") from exc
+            commits = chain_doc["commits"]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RepositoryDamagedError(f"snapshot {short} is not a valid snapshot") from exc
+        if commits != _commitments(header, parts):
+            raise RepositoryDamagedError(f"snapshot {short}: its pieces do not match its chain record")
+        return cls(snapshot_id=snapshot_id, chain=chain, header=header, parts=parts)
+
+
+_PURPOSE = b"snapshot v2"
+
+
+def _commitments(header: bytes, parts: dict[str, bytes]) -> dict[str, object]:
+    return {
+        "header": primitives.sha256(header).hex(),
+        "parts": {tag: primitives.sha256(sealed).hex() for tag, sealed in sorted(parts.items())},
+    }
 
 
 def _compress_json(doc: object) -> bytes:
@@ -184,24 +207,17 @@ def seal_snapshot(
     header: SnapshotHeader,
     parts: dict[str, tuple[bytes, object]],  # tag -> (public key, JSON-able content)
 ) -> bytes:
-    doc = {
-        "v": 1,
-        "chain": _b64(primitives.seal_box(index_key, _compress_json(asdict(chain)), purpose=b"snapshot chain")),
-        "header": _b64(primitives.seal_to(header_public, _compress_json(header.to_json()), purpose=b"snapshot header")),
-        "parts": {
-            tag: _b64(primitives.seal_to(public, _compress_json(content), purpose=b"snapshot part", associated=tag.encode()))
-            for tag, (public, content) in sorted(parts.items())
-        },
+    sealed_header = primitives.seal_to(header_public, _compress_json(header.to_json()), purpose=b"snapshot header")
+    sealed_parts = {
+        tag: primitives.seal_to(public, _compress_json(content), purpose=b"snapshot part", associated=tag.encode())
+        for tag, (public, content) in sorted(parts.items())
     }
-    return json.dumps(doc, sort_keys=True).encode("utf-8")
-
-
-def open_chain(sealed: SealedSnapshot, index_keys: list[bytes]) -> ChainRecord:
-    try:
-        doc = _decompress_json(primitives.open_box_any(index_keys, sealed.chain, purpose=b"snapshot chain"))
-    except (primitives.DecryptionError, zstandard.ZstdError) as exc:
-        raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: chain record fails authentication") from exc
-    return ChainRecord(**doc)  # type: ignore[arg-type]
+    doc = {
+        "chain": {**asdict(chain), "commits": _commitments(sealed_header, sealed_parts)},
+        "header": _b64(sealed_header),
+        "parts": {tag: _b64(sealed) for tag, sealed in sealed_parts.items()},
+    }
+    return primitives.seal_object(index_key, _compress_json(doc), purpose=_PURPOSE)
 
 
 def open_header(sealed: SealedSnapshot, header_privates: list[bytes]) -> SnapshotHeader:
