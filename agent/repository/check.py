@@ -24,7 +24,6 @@ from agent.repository.index import Index
 from agent.repository.pack import HEADER_READ_SIZE, open_blob, open_pack_key, read_trailer
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import FileRow, ManifestPart, open_header
-from agent.repository.tombstones import forgotten_snapshots
 
 
 @dataclass
@@ -60,7 +59,7 @@ def referenced_chunks(repository: Repository, snapshot_id: str) -> set[tuple[str
 
 def _check_chains(repository: Repository, report: CheckReport) -> None:
     chains = repository.chains()
-    forgotten = forgotten_snapshots(repository)
+    forgotten = repository.forgotten_ids()
     for snapshot_id in sorted(repository.ledger.seen() - set(chains) - forgotten):
         report.errors.append(
             f"snapshot {snapshot_id[:12]}, which this host has seen, is missing: deleted or rolled back by the storage"
@@ -161,7 +160,14 @@ def check_repository(
 
     guard("snapshot chains", lambda: _check_chains(repository, report))
     guard("fossils", lambda: load_fossils(repository))
+    forgotten = repository.forgotten_ids()
     for snapshot_id in repository.snapshot_ids():
+        if snapshot_id in forgotten:
+            report.warnings.append(
+                f"snapshot {snapshot_id[:12]} was forgotten but is still in storage (an interrupted forget, or put "
+                "back): it is never listed; prune removes it"
+            )
+            continue
         report.snapshots += 1
 
         def check_snapshot(snapshot_id: str = snapshot_id) -> None:

@@ -47,7 +47,7 @@ from agent.repository.fossils import FOSSIL_PREFIX, Fossils, load_fossils, write
 from agent.repository.index import INDEX_PREFIX, Index, PackRecord
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import SNAPSHOT_PREFIX
-from agent.repository.tombstones import TOMBSTONE_PREFIX, forgotten_snapshots
+from agent.repository.tombstones import TOMBSTONE_PREFIX
 from agent.storage.base import ObjectInfo, ObjectLockedError, Storage
 
 DEFAULT_GRACE_SECONDS = 3600.0
@@ -337,7 +337,7 @@ def _purge_expired_hidden(
     vanished without a tombstone, nothing hidden is removed at all.
     """
     storage = repository.storage
-    forgotten = forgotten_snapshots(repository)
+    forgotten = repository.forgotten_ids()
     vanished = repository.ledger.seen() - set(snapshot_ids) - forgotten
     if vanished:
         note = (

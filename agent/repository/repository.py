@@ -41,6 +41,7 @@ from agent.repository.snapshot import (
 from agent.storage.base import Storage
 
 DATA_PREFIX = "data/"
+TOMBSTONE_PREFIX = "tombstones/"
 
 
 @dataclass
@@ -233,9 +234,21 @@ class Repository:
             raise RepositoryDamagedError(f"snapshot {snapshot_id[:12]} is missing") from exc
         return SealedSnapshot.parse(snapshot_id, data, self.keys.index_keys())
 
+    def forgotten_ids(self) -> set[str]:
+        """Snapshot IDs the key holder forgot on purpose (tombstones): never listed, even if storage still has them."""
+        forgotten: set[str] = set()
+        for _name, document in read_sealed_records(self, TOMBSTONE_PREFIX, b"tombstone"):
+            forgotten.update(document["forgotten"])
+        return forgotten
+
+    def live_snapshot_ids(self) -> list[str]:
+        """Stored snapshots minus forgotten ones (a forget that was interrupted, or a snapshot put back)."""
+        forgotten = self.forgotten_ids()
+        return [sid for sid in self.snapshot_ids() if sid not in forgotten]
+
     def chains(self) -> dict[str, ChainRecord]:
-        """Chain records of every snapshot (any writer can read them)."""
-        return {sid: self.read_sealed(sid).chain for sid in self.snapshot_ids()}
+        """Chain records of every live snapshot (any writer can read them)."""
+        return {sid: self.read_sealed(sid).chain for sid in self.live_snapshot_ids()}
 
     def snapshots(self) -> list[SnapshotEntry]:
         """Every snapshot with its header, oldest first."""
@@ -243,7 +256,7 @@ class Repository:
         self.keys.require_index()
         assert self.keys.index_key is not None
         entries = []
-        for sid in self.snapshot_ids():
+        for sid in self.live_snapshot_ids():
             sealed = self.read_sealed(sid)
             entries.append(SnapshotEntry(sid, open_header(sealed, self.keys.private_keys_for(HEADER_SPACE)), sealed.chain))
         self.ledger.record(e.snapshot_id for e in entries)

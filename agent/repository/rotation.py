@@ -33,7 +33,7 @@ from agent.repository.fossils import FOSSIL_PREFIX, load_fossils, write_fossils
 from agent.repository.index import INDEX_PREFIX
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import SNAPSHOT_PREFIX
-from agent.repository.tombstones import TOMBSTONE_PREFIX, forgotten_snapshots, write_tombstone
+from agent.repository.tombstones import TOMBSTONE_PREFIX, write_tombstone
 
 
 @dataclass
@@ -75,7 +75,7 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
         entries = repository.snapshots()
         spaces = [s for s in old_keys.public_keys if s != "_header"]
         contents = {e.snapshot_id: {s: repository.read_part(e.snapshot_id, s) for s in spaces} for e in entries}
-        forgotten = forgotten_snapshots(repository)
+        forgotten = repository.forgotten_ids()
         fossils = load_fossils(repository)
         old_objects = [i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX) for i in storage.list(prefix)]
         old_slots = dict(old_config.key_slots)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import time
 
-from agent.repository.repository import Repository, read_sealed_records, write_sealed_record
+from agent.repository.repository import TOMBSTONE_PREFIX, Repository, write_sealed_record
 from agent.repository.snapshot import SNAPSHOT_PREFIX
-
-TOMBSTONE_PREFIX = "tombstones/"
 
 
 def write_tombstone(repository: Repository, snapshot_ids: list[str]) -> str:
@@ -31,9 +29,3 @@ def forget_snapshots(repository: Repository, snapshot_ids: list[str]) -> None:
     for snapshot_id in snapshot_ids:
         repository.storage.delete(SNAPSHOT_PREFIX + snapshot_id)
 
-
-def forgotten_snapshots(repository: Repository) -> set[str]:
-    forgotten: set[str] = set()
-    for _name, document in read_sealed_records(repository, TOMBSTONE_PREFIX, b"tombstone"):
-        forgotten.update(document["forgotten"])
-    return forgotten
