@@ -9,6 +9,7 @@ consistent.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -49,6 +50,10 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--password-file", default=argparse.SUPPRESS, help="a file holding the passphrase")
     group.add_argument("--limit-upload", type=int, default=argparse.SUPPRESS, help="bytes per second to storage")
     group.add_argument("--limit-download", type=int, default=argparse.SUPPRESS, help="bytes per second from storage")
+    group.add_argument(
+        "--upload-jitter", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+        help="wait a random 0..SECONDS before each pack and index upload, so upload timing says less (slower)",
+    )
     group.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log details on stderr")
     return common
 
@@ -85,6 +90,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     ctx = None
+    args = None
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
@@ -95,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(ctx))
     except CofferError as exc:
         print(f"coffer: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # scripts read the failure from stdout too (DESIGN.md §4)
+            print(json.dumps({"error": {"message": str(exc), "exit_code": exc.exit_code}}))
         return exc.exit_code
     except KeyboardInterrupt:
         print("coffer: interrupted; the repository is consistent and the next run resumes", file=sys.stderr)

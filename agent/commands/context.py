@@ -54,8 +54,10 @@ class Context:
     def storage_options(self) -> dict[str, Any]:
         """Backend options from the global flags (a local folder takes none and ignores them)."""
         options: dict[str, Any] = {}
-        for name in ("limit_upload", "limit_download"):
+        for name in ("limit_upload", "limit_download", "upload_jitter"):
             value = getattr(self.args, name, None)
+            if value is not None and value < 0:
+                raise UsageError(f"--{name.replace('_', '-')} cannot be negative")
             if value:
                 options[name] = value
         return options

@@ -22,11 +22,11 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 from agent.paths import cache_root
 from agent.storage.base import ObjectInfo, Storage
+from agent.storage.wrapper import StorageWrapper
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,11 @@ def cache_directory(location: str) -> Path:
     return cache_root() / "objects" / hashlib.sha256(location.encode("utf-8")).hexdigest()[:32]
 
 
-class CachedStorage(Storage):
+class CachedStorage(StorageWrapper):
     """`inner` with its content-named metadata objects served from a local folder once fetched."""
 
     def __init__(self, inner: Storage, directory: Path) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.directory = directory
 
     @classmethod
@@ -98,44 +98,6 @@ class CachedStorage(Storage):
     def purge(self, name: str) -> None:
         self.inner.purge(name)
         self._discard(name)
-
-    # -- everything else is the inner backend's ---------------------------------------------
-    def get_range(self, name: str, offset: int, length: int) -> bytes:
-        return self.inner.get_range(name, offset, length)
-
-    def stat(self, name: str) -> ObjectInfo:
-        return self.inner.stat(name)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
-
-    @property
-    def supports_object_lock(self) -> bool:  # type: ignore[override]
-        return self.inner.supports_object_lock
-
-    @property
-    def object_lock_days(self) -> int | None:
-        return self.inner.object_lock_days
-
-    @object_lock_days.setter
-    def object_lock_days(self, days: int | None) -> None:
-        self.inner.object_lock_days = days
-
-    def prepare(self, *, object_lock_days: int = 0) -> None:
-        self.inner.prepare(object_lock_days=object_lock_days)
-
-    def retained_until(self, name: str) -> datetime | None:
-        return self.inner.retained_until(name)
-
-    def extend_retention(self, name: str, until: datetime) -> None:
-        self.inner.extend_retention(name, until)
-
-    def hidden(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        return self.inner.hidden(prefix)
 
     # -- the cache folder ---------------------------------------------------------------------
     def _path(self, name: str) -> Path:

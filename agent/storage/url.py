@@ -12,10 +12,17 @@ from urllib.parse import unquote, urlparse
 from agent.errors import UsageError
 from agent.storage.base import Storage
 from agent.storage.cache import CachedStorage
+from agent.storage.jitter import JitteredStorage
 from agent.storage.local import LocalStorage
 
 
-def open_storage(url: str, **options: object) -> Storage:
+def open_storage(url: str, *, upload_jitter: float = 0.0, **options: object) -> Storage:
+    """The backend for `url`; `upload_jitter` > 0 wraps it in random pre-upload waits (timing cover)."""
+    backend = _backend(url, **options)
+    return JitteredStorage(backend, upload_jitter) if upload_jitter > 0 else backend
+
+
+def _backend(url: str, **options: object) -> Storage:
     if url.startswith("s3://"):
         from agent.storage.s3 import S3Storage  # boto3 loads only when needed
 

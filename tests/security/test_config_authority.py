@@ -12,7 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from attacker import backend_coffer, clear_config, envelope, keys_from_key_file, rewrite_clear_config, storage_of
+from attacker import (
+    backend_coffer,
+    clear_config,
+    envelope,
+    keys_from_key_file,
+    rewrite_clear_config,
+    storage_of,
+)
 from conftest import CofferCli, sample_library
 from ios_helpers import build_backup
 
