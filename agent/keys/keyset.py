@@ -49,13 +49,16 @@ class KeySet:
     auth_key: bytes  # seals the config's body (parameters, slot catalogue); in every set
     verify_key: bytes  # Ed25519 public key the config is signed with; in every set
     sign_key: bytes | None = None  # its private half: full sets only, so only they can write the config
-    id_key: bytes | None = None  # keyed chunk IDs; the same content has the same ID repository-wide
+    id_key: bytes | None = None  # derives each space's chunk-ID key; device tags
     chunker_key: bytes | None = None  # keyed chunk boundaries
     index_key: bytes | None = None  # encrypts the index and the snapshot chain records
     public_keys: dict[str, bytes] = field(default_factory=dict)  # space -> X25519 public key
     private_keys: dict[str, bytes] = field(default_factory=dict)  # space -> X25519 private key
     tag_key: bytes | None = None  # opaque storage tags; kept across rotations so pack names stay put
     retired: list[RetiredKeys] = field(default_factory=list)  # older generations, newest first
+    # A category share holds its own space's chunk-ID key instead of `id_key`, so it cannot compute
+    # (and so test the existence of) a guessed file's chunk IDs in any other category.
+    chunk_id_keys: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
     def generate(cls, repository_id: str, categories: list[str]) -> KeySet:
@@ -89,6 +92,12 @@ class KeySet:
         current = [self.private_keys[space]] if space in self.private_keys else []
         return current + [r.private_keys[space] for r in self.retired if space in r.private_keys]
 
+    def chunk_id_key(self, space: str) -> bytes | None:
+        """The key of `space`'s chunk IDs (dedup is per space, so nothing is lost by keying them apart)."""
+        if space not in self.chunk_id_keys and self.id_key is not None:
+            self.chunk_id_keys[space] = primitives.hkdf(self.id_key, salt=None, info=b"coffer chunk id v2 " + space.encode())
+        return self.chunk_id_keys.get(space)
+
     @property
     def storage_tag_key(self) -> bytes:
         return self.tag_key if self.tag_key is not None else self.auth_key
@@ -110,7 +119,7 @@ class KeySet:
             raise AccessDeniedError("this key cannot add backups to the repository (it is a read-only share)")
 
     def require_index(self) -> None:
-        if self.index_key is None or self.id_key is None:
+        if self.index_key is None:
             raise AccessDeniedError("this key cannot read the repository index")
 
     def require_read(self, space: str) -> None:
@@ -145,7 +154,7 @@ class KeySet:
             repository_id=self.repository_id,
             auth_key=self.auth_key,
             verify_key=self.verify_key,
-            id_key=self.id_key,
+            chunk_id_keys={category: self.chunk_id_key(category)},  # type: ignore[dict-item]
             index_key=self.index_key,
             public_keys=dict(self.public_keys),
             private_keys={category: self.private_keys[category], HEADER_SPACE: self.private_keys[HEADER_SPACE]},
@@ -170,6 +179,8 @@ class KeySet:
             value = getattr(self, name)
             if value is not None:
                 doc[name] = _b64(value)
+        if self.kind == "category":
+            doc["chunk_id_keys"] = {k: _b64(v) for k, v in sorted(self.chunk_id_keys.items())}
         if self.retired:
             doc["retired"] = [
                 {
@@ -195,6 +206,7 @@ class KeySet:
             public_keys={k: _unb64(v) for k, v in doc["public_keys"].items()},
             private_keys={k: _unb64(v) for k, v in doc["private_keys"].items()},
             tag_key=_unb64(doc["tag_key"]) if "tag_key" in doc else None,
+            chunk_id_keys={k: _unb64(v) for k, v in doc.get("chunk_id_keys", {}).items()},
             retired=[
                 RetiredKeys(
                     _unb64(r["index_key"]) if r.get("index_key") else None,

@@ -86,7 +86,7 @@ class BlobReader:
         plain = compression.decompress(payload, location.raw_length) if compressed else payload
         if len(plain) != location.raw_length:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} has the wrong length")
-        id_key = self.repository.keys.id_key
+        id_key = self.repository.keys.chunk_id_key(space)
         if id_key is not None and primitives.chunk_id(id_key, plain) != chunk_id:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} does not match its ID")
         if self._on_read is not None:

@@ -73,7 +73,7 @@ class BlobWriter:
         self.index = index
         keys = repository.keys
         assert keys.id_key is not None and keys.chunker_key is not None
-        self._id_key = keys.id_key
+        self._keys = keys
         settings = repository.config.chunker
         self.chunker = Chunker(
             keys.chunker_key, ChunkerParams(settings.min_size, settings.avg_size, settings.max_size)
@@ -117,7 +117,7 @@ class BlobWriter:
     def store_chunk(self, space: str, chunk: bytes, *, compress: bool) -> tuple[bytes, bool | None]:
         """Store one chunk unless present; return (ID, compressed) — None when deduplicated."""
         self._raise_failure()
-        chunk_id = primitives.chunk_id(self._id_key, chunk)
+        chunk_id = primitives.chunk_id(self._keys.chunk_id_key(space), chunk)  # type: ignore[arg-type]
         key = (space, chunk_id)
         with self._lock:
             stats = self.stats.spaces[space]

@@ -23,7 +23,7 @@ from agent.repository.fossils import load_fossils
 from agent.repository.index import Index
 from agent.repository.pack import HEADER_READ_SIZE, open_blob, open_pack_key, read_trailer
 from agent.repository.repository import DATA_PREFIX, Repository
-from agent.repository.snapshot import FileRow, ManifestPart, open_header
+from agent.repository.snapshot import FileRow, ManifestPart
 
 
 @dataclass
@@ -100,7 +100,7 @@ def _read_pack(
         payload, compressed = open_blob(key, blob.offset, blob.chunk_id, data[blob.offset : blob.offset + blob.length], name)
         plain = compression.decompress(payload, blob.raw_length) if compressed else payload
         report.blobs_read += 1
-        id_key = repository.keys.id_key
+        id_key = repository.keys.chunk_id_key(space)
         if len(plain) != blob.raw_length or (id_key is not None and primitives.chunk_id(id_key, plain) != blob.chunk_id):
             report.errors.append(f"pack {name}: blob {blob.chunk_id.hex()[:16]} does not match its ID")
 
@@ -173,7 +173,7 @@ def check_repository(
         def check_snapshot(snapshot_id: str = snapshot_id) -> None:
             sealed = repository.read_sealed(snapshot_id)
             if repository.keys.can_read(HEADER_SPACE):
-                open_header(sealed, repository.keys.private_keys_for(HEADER_SPACE))
+                repository.open_header(sealed)
             for space, chunk_id in referenced_chunks(repository, snapshot_id):
                 location = index.lookup(space, chunk_id)
                 if location is None:

@@ -258,9 +258,18 @@ class Repository:
         entries = []
         for sid in self.live_snapshot_ids():
             sealed = self.read_sealed(sid)
-            entries.append(SnapshotEntry(sid, open_header(sealed, self.keys.private_keys_for(HEADER_SPACE)), sealed.chain))
+            entries.append(SnapshotEntry(sid, self.open_header(sealed), sealed.chain))
         self.ledger.record(e.snapshot_id for e in entries)
         return sorted(entries, key=lambda e: (e.header.time, e.snapshot_id))
+
+    def open_header(self, sealed: SealedSnapshot) -> SnapshotHeader:
+        """The header, with the statistics of the categories this key can read."""
+        readable = {
+            self.tag(space): (space, self.keys.private_keys_for(space))
+            for space in self.config.categories
+            if self.keys.can_read(space)
+        }
+        return open_header(sealed, self.keys.private_keys_for(HEADER_SPACE), readable)
 
     def find_snapshot(self, reference: str) -> SnapshotEntry:
         """Resolve `latest`, a full ID or a unique ID prefix."""
@@ -315,6 +324,7 @@ class Repository:
             header_public=self.keys.public_keys[HEADER_SPACE],
             header=header,
             parts=sealed_parts,
+            stats_keys={self.tag(space): (self.keys.public_keys[space], space) for space in self.config.categories},
         )
         snapshot_id = primitives.sha256(data).hex()
         put_if_absent(self.storage, SNAPSHOT_PREFIX + snapshot_id, data)

@@ -8,7 +8,8 @@ the pieces nor their lengths. Inside:
   device's hash chain without reading any header, lets `check` find rolled-back or missing
   snapshots, and commits to the pieces: readers check every piece against it before use.
 * `header`: sealed to the `_header` public key: device identity, time, the backup's plists,
-  per-category counts, skipped entries.
+  skipped entries — but not the per-category counts and sizes: those (`stats`) are sealed to
+  each category's own key, so a category-key holder learns nothing of the other categories.
 * `parts`: one per category of the repository (empty ones too, so the set of parts says
   nothing), each sealed to that category's public key: the file rows with their chunk lists.
   The `_manifest` part holds the original Manifest.db's chunks and the device backup password.
@@ -154,6 +155,7 @@ class SealedSnapshot:
     chain: ChainRecord
     header: bytes
     parts: dict[str, bytes]  # tag -> sealed part
+    stats: dict[str, bytes]  # tag -> sealed per-category counts and sizes
 
     @classmethod
     def parse(cls, snapshot_id: str, data: bytes, index_keys: list[bytes]) -> SealedSnapshot:
@@ -168,6 +170,7 @@ class SealedSnapshot:
             chain_doc = doc["chain"]  # type: ignore[index]
             header = base64.b64decode(doc["header"])  # type: ignore[index]
             parts = {str(tag): base64.b64decode(v) for tag, v in doc["parts"].items()}  # type: ignore[index]
+            stats = {str(tag): base64.b64decode(v) for tag, v in doc["stats"].items()}  # type: ignore[index]
             chain = ChainRecord(
                 device_tag=str(chain_doc["device_tag"]),
                 previous=None if chain_doc["previous"] is None else str(chain_doc["previous"]),
@@ -176,12 +179,17 @@ class SealedSnapshot:
             commits = chain_doc["commits"]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RepositoryDamagedError(f"snapshot {short} is not a valid snapshot") from exc
-        if commits != _commitments(header, parts):
+        if commits != _commitments(header, {**parts, **_stats_names(stats)}):
             raise RepositoryDamagedError(f"snapshot {short}: its pieces do not match its chain record")
-        return cls(snapshot_id=snapshot_id, chain=chain, header=header, parts=parts)
+        return cls(snapshot_id=snapshot_id, chain=chain, header=header, parts=parts, stats=stats)
 
 
 _PURPOSE = b"snapshot v2"
+
+
+def _stats_names(sealed_stats: dict[str, bytes]) -> dict[str, bytes]:
+    """Stats pieces under names of their own in the commitments (a tag has a part and a stats piece)."""
+    return {f"stats:{tag}": sealed for tag, sealed in sealed_stats.items()}
 
 
 def _commitments(header: bytes, parts: dict[str, bytes]) -> dict[str, object]:
@@ -206,26 +214,49 @@ def seal_snapshot(
     header_public: bytes,
     header: SnapshotHeader,
     parts: dict[str, tuple[bytes, object]],  # tag -> (public key, JSON-able content)
+    stats_keys: dict[str, tuple[bytes, str]],  # tag -> (public key, space) of every category
 ) -> bytes:
-    sealed_header = primitives.seal_to(header_public, _compress_json(header.to_json()), purpose=b"snapshot header")
+    header_doc = header.to_json()
+    stats = header_doc.pop("categories")
+    sealed_header = primitives.seal_to(header_public, _compress_json(header_doc), purpose=b"snapshot header")
     sealed_parts = {
         tag: primitives.seal_to(public, _compress_json(content), purpose=b"snapshot part", associated=tag.encode())
         for tag, (public, content) in sorted(parts.items())
     }
+    sealed_stats = {
+        tag: primitives.seal_to(public, _compress_json(stats.get(space)), purpose=b"snapshot stats", associated=tag.encode())
+        for tag, (public, space) in sorted(stats_keys.items())
+    }
     doc = {
-        "chain": {**asdict(chain), "commits": _commitments(sealed_header, sealed_parts)},
+        "chain": {**asdict(chain), "commits": _commitments(sealed_header, {**sealed_parts, **_stats_names(sealed_stats)})},
         "header": _b64(sealed_header),
         "parts": {tag: _b64(sealed) for tag, sealed in sealed_parts.items()},
+        "stats": {tag: _b64(sealed) for tag, sealed in sealed_stats.items()},
     }
     return primitives.seal_object(index_key, _compress_json(doc), purpose=_PURPOSE)
 
 
-def open_header(sealed: SealedSnapshot, header_privates: list[bytes]) -> SnapshotHeader:
+def open_header(
+    sealed: SealedSnapshot, header_privates: list[bytes], stats_privates: dict[str, tuple[str, list[bytes]]]
+) -> SnapshotHeader:
+    """The header, with the counts and sizes of the categories in `stats_privates` (tag -> (space, keys))."""
+    short = sealed.snapshot_id[:12]
     try:
         doc = _decompress_json(primitives.open_sealed_any(header_privates, sealed.header, purpose=b"snapshot header"))
+        categories = {}
+        for tag, (space, privates) in stats_privates.items():
+            if tag in sealed.stats:
+                opened = primitives.open_sealed_any(privates, sealed.stats[tag], purpose=b"snapshot stats", associated=tag.encode())
+                value = _decompress_json(opened)
+                if value is not None:
+                    categories[space] = value
     except (primitives.DecryptionError, zstandard.ZstdError) as exc:
-        raise RepositoryDamagedError(f"snapshot {sealed.snapshot_id[:12]}: header fails authentication") from exc
-    return SnapshotHeader.from_json(doc)  # type: ignore[arg-type]
+        raise RepositoryDamagedError(f"snapshot {short}: header fails authentication") from exc
+    doc["categories"] = categories  # type: ignore[index]
+    try:
+        return SnapshotHeader.from_json(doc)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RepositoryDamagedError(f"snapshot {short}: its header is not valid") from exc
 
 
 def open_part(sealed: SealedSnapshot, tag: str, privates: list[bytes]) -> object:
