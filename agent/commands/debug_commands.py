@@ -15,7 +15,7 @@ from agent.commands.context import Context
 from agent.commands.format import size, table
 from agent.storage.provider_view import KIND_LABELS, MIN_TESTED_SIZE, survey
 
-SHOWN_FINDINGS = 40
+SHOWN_PER_KIND = 4
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -86,10 +86,12 @@ def render_text(document: dict[str, Any]) -> str:
         out += ["", "Readable without a key:", table(["Kind", "Field", "What", "Seen"], readable)]
     flagged = [o for o in document["objects"] if o["findings"] or o["error"]]
     if flagged:
-        out += ["", f"Objects with something in clear or unreadable ({len(flagged)}; first finding of each):"]
-        for item in flagged[:SHOWN_FINDINGS]:
-            reason = item["error"] or f"{item['findings'][0]['test']}: {item['findings'][0]['detail']}"
-            out.append(f"  {item['name'][:60]:<60} {_size(item['size']):>10}  {reason[:110]}")
-        if len(flagged) > SHOWN_FINDINGS:
-            out.append(f"  … and {len(flagged) - SHOWN_FINDINGS} more (see --json)")
+        out += ["", f"Objects with something in clear, or unreadable ({len(flagged)}; a few of each kind, see --json):"]
+        for kind in document["kinds"]:
+            of_kind = [o for o in flagged if o["kind"] == kind]
+            for item in of_kind[:SHOWN_PER_KIND]:
+                reasons = [item["error"]] if item["error"] else [f"{f['test']}: {f['detail']}" for f in item["findings"]]
+                out.append(f"  {item['name'][:60]:<60} {_size(item['size']):>10}  {'; '.join(reasons)[:120]}")
+            if len(of_kind) > SHOWN_PER_KIND:
+                out.append(f"  … and {len(of_kind) - SHOWN_PER_KIND} more {KIND_LABELS[kind]}")
     return "\n".join(out)
