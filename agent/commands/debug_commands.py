@@ -56,8 +56,8 @@ def _readable_rows(document: dict[str, Any]) -> list[list[object]]:
         for path, lengths in s["visible_lengths"].items():
             spread = f"{lengths[0]} B" if len(lengths) == 1 else f"{len(lengths)} lengths, {lengths[0]}–{lengths[-1]} B"
             rows.append([label, path, "length", spread])
-        for key, values in s["metadata"].items():
-            rows.append([label, key, "metadata", ", ".join(values)[:70]])
+        for key, entry in s["metadata"].items():
+            rows.append([label, key, "metadata", f"{entry['distinct']} distinct: " + ", ".join(entry["values"])[:70]])
     return rows
 
 

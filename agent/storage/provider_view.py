@@ -393,7 +393,9 @@ def _summary(objects: list[ObjectView]) -> dict[str, Any]:
             for path, e in sorted(plain.items())
         },
         "visible_lengths": {path: sorted(values) for path, values in sorted(lengths.items())},
-        "metadata": {key: sorted(values)[:8] for key, values in sorted(metadata_keys.items())},
+        "metadata": {
+            key: {"distinct": len(values), "values": sorted(values)[:8]} for key, values in sorted(metadata_keys.items())
+        },
     }
 
 

@@ -213,7 +213,7 @@ def test_s3_object_tags_are_what_the_provider_reads(demo: Scanned) -> None:
         pytest.skip("a local folder has no object tags")
     for pack in demo.objects("data"):
         assert pack["metadata"]["tags"] == {"coffer-category": pack["tag"]}
-    assert set(demo.view["kinds"]["data"]["metadata"]["tags.coffer-category"]) == set(demo.view["tags"])
+    assert demo.view["kinds"]["data"]["metadata"]["tags.coffer-category"]["distinct"] == len(demo.view["tags"])
 
 
 def test_scanner_flags_a_planted_clear_json_object_and_a_tiny_one(demo: Scanned, tmp_path: Path) -> None:
