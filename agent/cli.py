@@ -19,6 +19,7 @@ from agent import __version__
 from agent.commands import (
     archive_commands,
     copy_commands,
+    debug_commands,
     device_commands,
     fleet_commands,
     key_commands,
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         copy_commands,
         fleet_commands,
         sim_commands,
+        debug_commands,
     )
     for module in modules:
         module.register(sub, common)
