@@ -135,7 +135,9 @@ class BlobWriter:
     def flush(self) -> None:
         """Upload every open pack and write the final index checkpoint."""
         with self._lock:
-            remaining = [(space, pack) for space, packs in self._open.items() for pack, _ in packs]
+            # A space's second open pack may never have received a blob: such a pack is dropped, not
+            # uploaded (an empty pack would say "this category had little new data").
+            remaining = [(space, pack) for space, packs in self._open.items() for pack, _ in packs if pack.blobs]
             self._open.clear()
             self._open_bytes = 0
         for space, pack in remaining:

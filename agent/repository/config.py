@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from agent.errors import RepositoryDamagedError, UnsupportedFormatError
 from agent.keys import primitives
 from agent.keys.kdf import KdfParams, KdfParamsError
+from agent.keys.padding import object_size
 from agent.keys.keyset import KeySet
 from agent.keys.slots import SlotEntry
 
@@ -81,7 +82,10 @@ class RepositoryConfig:
         body = primitives.seal_object(keys.auth_key, json.dumps(self._body(), sort_keys=True).encode(), purpose=b"config")
         clear = {"kdf": self.kdf.to_dict(), "slots": sorted(self.key_slots)}
         signature = primitives.sign(keys.sign_key, _signed_bytes(clear, body))
-        doc = {"coffer": FORMAT_VERSION, **clear, "body": _b64(body), "signature": _b64(signature)}
+        doc = {"coffer": FORMAT_VERSION, **clear, "body": _b64(body), "signature": _b64(signature), "pad": ""}
+        # Even the config has a size class: a run of zeros (outside the signature) fills it up.
+        unpadded = len(json.dumps(doc, sort_keys=True, indent=1).encode("utf-8")) + CHECKSUM_SIZE
+        doc["pad"] = "0" * (object_size(unpadded) - unpadded)
         data = json.dumps(doc, sort_keys=True, indent=1).encode("utf-8")
         return data + primitives.sha256(data)
 

@@ -38,7 +38,7 @@ from s3server import _AWS_VARIABLES_TO_CLEAR, SeaweedServer, open_repository
 from agent.storage.provider_view import ObjectView, measure, on_padme_class, padme
 from agent.storage.url import open_storage
 
-V2 = pytest.mark.xfail(strict=True, reason="format v2 (issue 17)")
+LEASES_V2 = pytest.mark.xfail(strict=True, reason="sealed leases (issue 15) land with the damage branch")
 BACKENDS = ["local", "s3"]
 KDF_FIELD_WORDS = ("kdf", "salt", "memory", "iterations", "lanes", "algorithm", "params", "parallelism")
 VERSION_FIELDS = {"v", "version", "coffer", "format"}
@@ -308,19 +308,16 @@ def _kdf_only_slot(slot: dict[str, Any]) -> bool:
     )
 
 
-@V2
 def test_goal_every_object_is_padded(demo: Scanned) -> None:
     unpadded = [(o["name"], o["size"]) for o in demo.objects() if not o["on_padme_class"]]
     assert unpadded == []
 
 
-@V2
 def test_goal_no_object_but_config_is_smaller_than_512_bytes(demo: Scanned) -> None:
     small = [(o["name"], o["size"]) for o in demo.objects() if o["kind"] != "config" and o["size"] < 512]
     assert small == []
 
 
-@V2
 def test_goal_every_object_but_config_and_kdf_fields_looks_random(demo: Scanned) -> None:
     structured = [
         (o["name"], o["findings"][:1])
@@ -330,7 +327,6 @@ def test_goal_every_object_but_config_and_kdf_fields_looks_random(demo: Scanned)
     assert structured == []
 
 
-@V2
 def test_goal_no_per_category_snapshot_parts_or_sizes(demo: Scanned) -> None:
     for snapshot in demo.view["snapshots"]:
         assert snapshot["visible_lengths"] == {}, snapshot["name"]
@@ -338,7 +334,6 @@ def test_goal_no_per_category_snapshot_parts_or_sizes(demo: Scanned) -> None:
     assert all(o["looks_random"] is True for o in demo.objects("snapshots"))
 
 
-@V2
 def test_goal_a_snapshot_is_one_sealed_padded_object_whatever_its_categories(demo: Scanned) -> None:
     categories = {len([c for c, s in snap["categories"].items() if s["files"]]) for snap in demo.snapshots}
     assert len(categories) > 1, "the snapshots differ in their number of categories"
@@ -348,7 +343,6 @@ def test_goal_a_snapshot_is_one_sealed_padded_object_whatever_its_categories(dem
         assert snapshot["looks_random"] is True and snapshot["on_padme_class"] and snapshot["fields"] == {}, snapshot
 
 
-@V2
 def test_goal_chain_records_have_a_fixed_width(demo: Scanned) -> None:
     """A device's first snapshot (no previous one) must look like any other: no visible length varies."""
     varying = {path: lengths for path, lengths in demo.view["kinds"]["snapshots"]["visible_lengths"].items() if len(lengths) > 1}
@@ -356,13 +350,18 @@ def test_goal_chain_records_have_a_fixed_width(demo: Scanned) -> None:
     assert all(o["looks_random"] is True for o in demo.objects("snapshots"))
 
 
-@V2
 def test_goal_slot_kind_time_threshold_and_contact_keys_are_sealed(demo: Scanned) -> None:
     kinds = demo.cli("--json", "key", "list").json()
     assert {"passphrase", "recovery", "put-only", "contact"} <= {k["kind"] for k in kinds}
+    slot_objects = sorted(o["name"] for o in demo.objects("keys"))
     for kind in ("keys", "config"):
         plain = demo.view["kinds"][kind]["plain_fields"]
-        assert [p for p in plain if not _is_kdf_field(p)] == [], kind
+        # The config may also show the slot names (the scanner records a list by its length), which the
+        # listing shows anyway, and its zero padding.
+        allowed = {"slots": [len(slot_objects)], "pad": None} if kind == "config" else {}
+        leaks = [p for p in plain if not _is_kdf_field(p) and p not in allowed]
+        assert leaks == [], kind
+        assert all(allowed[p] is None or plain[p]["values"] == allowed[p] for p in plain if p in allowed), plain
         assert not any(v in ("passphrase", "recovery", "put-only", "contact") for e in plain.values() for v in e["values"])
     # No key, contact key or identifier in clear: the config's only blobs are the KDF salt and sealed or
     # signed bytes, never the 32-byte public keys or a 16-byte repository ID.
@@ -370,7 +369,6 @@ def test_goal_slot_kind_time_threshold_and_contact_keys_are_sealed(demo: Scanned
     assert short == []
 
 
-@V2
 def test_goal_no_empty_packs(demo: Scanned) -> None:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in demo.cli.env.items():
@@ -389,7 +387,7 @@ def test_category_tags_are_unlinkable_across_repositories(demo: Scanned, leased:
     assert not set(demo.tags.values()) & set(leased.tags.values())
 
 
-@V2
+@LEASES_V2
 def test_goal_leases_reveal_only_that_a_writer_is_active(leased: Scanned) -> None:
     leases = leased.objects("locks")
     assert leases, "the killed backup left its lease"
