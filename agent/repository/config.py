@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from agent.errors import RepositoryDamagedError, UnsupportedFormatError
 from agent.keys import primitives
 from agent.keys.kdf import KdfParams, KdfParamsError
-from agent.keys.padding import object_size
 from agent.keys.keyset import KeySet
+from agent.keys.padding import object_size
 from agent.keys.slots import SlotEntry
 
 CONFIG_NAME = "config"
