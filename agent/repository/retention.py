@@ -9,7 +9,7 @@ selection.py: a device never backed up complete counts its whole-device ones ins
 A snapshot kept by any rule stays. Partial snapshots (a chosen subset of categories, or lacking
 what only device encryption brings) are never counted, so they cannot push a complete one out:
 they are kept while newer than the newest kept counted snapshot of their device (every one,
-when the device has none), and `keep-partial N` keeps the N newest of them besides.
+when the device has none), and `keep-partial N` keeps the N newest of each kind besides.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import UsageError
 from agent.repository.repository import SnapshotEntry
-from agent.repository.selection import COMPLETE, by_device, counted
+from agent.repository.selection import COMPLETE, by_device, counted, coverage
 
 _DURATION = re.compile(r"(\d+)([ymwdh])")
 
@@ -130,14 +130,18 @@ def _counted_reasons(newest_first: list[SnapshotEntry], policy: RetentionPolicy)
 def _partial_reasons(
     newest_first: list[SnapshotEntry], newest_kept: SnapshotEntry | None, rank: int, policy: RetentionPolicy
 ) -> dict[str, list[str]]:
+    """Reasons for the snapshots no keep rule counts. `keep-partial N` counts within each kind (partial,
+    unencrypted), so adding a partial snapshot never pushes out an unencrypted whole-device one."""
     reasons: dict[str, list[str]] = {}
     kind = "complete" if rank == COMPLETE else "whole-device"
-    for position, entry in enumerate(newest_first):
+    seen: dict[int, int] = {}
+    for entry in newest_first:
         if newest_kept is None:
             reasons.setdefault(entry.snapshot_id, []).append(f"partial, and its device has no {kind} snapshot")
         elif (entry.header.time, entry.header.recorded) > (newest_kept.header.time, newest_kept.header.recorded):
             reasons.setdefault(entry.snapshot_id, []).append(f"partial, newer than the newest kept {kind} snapshot")
-        if position < policy.partial:
+        position = seen[coverage(entry)] = seen.get(coverage(entry), 0) + 1
+        if position <= policy.partial:
             reasons.setdefault(entry.snapshot_id, []).append("partial snapshot (keep-partial)")
     return reasons
 
