@@ -334,4 +334,5 @@ class DeviceBackup:
             DeviceState(udid, commit.snapshot_id, status_plist, manifest_plist, manifest_db, kept,
                         backup_password=password if encrypted else None)
         )
-        return DeviceBackupResult(udid, commit, writer.stats, host.stats, 0.0, staging.peak_bytes, complete, self.notes)
+        return DeviceBackupResult(udid, commit, writer.stats, host.stats, 0.0, staging.peak_bytes,
+                                  commit.header.complete, self.notes)  # a partial snapshot is not complete
