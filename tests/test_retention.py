@@ -45,7 +45,9 @@ def entry(number: int, udid: str, time: float, *, complete: bool, partial: bool)
 snapshot_sets = st.lists(
     st.tuples(
         st.sampled_from(["A", "B", "C"]),
-        st.floats(min_value=1.6e9, max_value=1.6e9 + 400 * DAY, allow_nan=False),
+        st.one_of(  # a few fixed times, so that snapshots of the same moment occur
+            st.floats(min_value=1.6e9, max_value=1.6e9 + 400 * DAY, allow_nan=False), st.sampled_from([1.6e9, 1.7e9])
+        ),
         st.booleans(),  # complete (device encryption on)
         st.booleans(),  # partial (a chosen subset of categories)
     ),
@@ -90,6 +92,20 @@ def test_the_newest_complete_snapshot_of_every_device_is_kept(
         if best:
             newest = max(best, key=lambda e: (e.header.time, e.header.recorded))
             assert newest.snapshot_id in kept, f"newest {'complete' if rank == COMPLETE else 'whole'} one forgotten"
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshot_sets, st.integers(min_value=1, max_value=5))
+def test_keep_last_keeps_that_many_counted_snapshots_even_of_the_same_time(
+    entries: list[SnapshotEntry], count: int
+) -> None:
+    result = plan(entries, RetentionPolicy(last=count))
+    for group in devices(entries).values():
+        _rank, best = counted(group)
+        newest = sorted(best, key=lambda e: (e.header.time, e.header.recorded))[-count:]
+        assert all(result.reasons.get(e.snapshot_id) and "last snapshot" in result.reasons[e.snapshot_id]
+                   for e in newest)
+        assert sum("last snapshot" in result.reasons.get(e.snapshot_id, []) for e in group) == len(newest)
 
 
 @settings(max_examples=300, deadline=None)

@@ -95,14 +95,19 @@ def _local(entry: SnapshotEntry) -> dt.datetime:
     return dt.datetime.fromtimestamp(entry.header.time).astimezone()
 
 
-def _periods(policy: RetentionPolicy) -> list[tuple[int, str, Callable[[dt.datetime], object]]]:
+def _calendar(*fields: str) -> Callable[[SnapshotEntry], object]:
+    return lambda entry: tuple(getattr(_local(entry), name) for name in fields)
+
+
+def _periods(policy: RetentionPolicy) -> list[tuple[int, str, Callable[[SnapshotEntry], object]]]:
+    """(count, reason, period of a snapshot): `last` counts snapshots, even two of the same time."""
     return [
-        (policy.last, "last snapshot", lambda t: t.timestamp()),
-        (policy.hourly, "hourly snapshot", lambda t: (t.year, t.month, t.day, t.hour)),
-        (policy.daily, "daily snapshot", lambda t: (t.year, t.month, t.day)),
-        (policy.weekly, "weekly snapshot", lambda t: t.isocalendar()[:2]),
-        (policy.monthly, "monthly snapshot", lambda t: (t.year, t.month)),
-        (policy.yearly, "yearly snapshot", lambda t: t.year),
+        (policy.last, "last snapshot", lambda entry: entry.snapshot_id),
+        (policy.hourly, "hourly snapshot", _calendar("year", "month", "day", "hour")),
+        (policy.daily, "daily snapshot", _calendar("year", "month", "day")),
+        (policy.weekly, "weekly snapshot", lambda entry: _local(entry).isocalendar()[:2]),
+        (policy.monthly, "monthly snapshot", _calendar("year", "month")),
+        (policy.yearly, "yearly snapshot", _calendar("year")),
     ]
 
 
@@ -114,7 +119,7 @@ def _counted_reasons(newest_first: list[SnapshotEntry], policy: RetentionPolicy)
         for entry in newest_first:
             if remaining <= 0:
                 break
-            key = period(_local(entry))
+            key = period(entry)
             if key != last_seen:
                 reasons.setdefault(entry.snapshot_id, []).append(reason)
                 last_seen = key
