@@ -70,6 +70,20 @@ def test_an_import_is_dated_by_the_backup_not_by_the_import(coffer: CofferCli, t
     assert "Role" in coffer("snapshots").stdout
 
 
+def test_copy_keeps_an_import_that_shares_its_sources_date(coffer: CofferCli, tmp_path: Path) -> None:
+    """A partial export imported back carries its source's date: `copy` must not take it for a copy of it."""
+    coffer.init()
+    coffer.inline("import", build_backup(tmp_path / "b" / "dev", sample_library(4)).path)
+    coffer.inline("export", "latest", tmp_path / "partial", "--categories", "photos")
+    coffer.inline("import", tmp_path / "partial")
+    target = coffer_cli(tmp_path / "target")
+    target.inline("init")
+    source = {"COFFER_FROM_PASSWORD": coffer.env["COFFER_PASSWORD"]}
+    assert target("--json", "copy", "--from-repo", coffer.repo, env=source).json()["copied"] == 2
+    assert target("--json", "copy", "--from-repo", coffer.repo, env=source).json()["copied"] == 0
+    assert sorted(s["partial"] for s in target("--json", "snapshots").json()) == [False, True]
+
+
 def test_bare_latest_with_two_devices_exits_2_and_udid_or_name_chooses(coffer: CofferCli, tmp_path: Path) -> None:
     ids = two_devices(coffer, tmp_path)
     for command in (["ls", "latest"], ["export", "latest", tmp_path / "out"], ["extract", "latest", tmp_path / "x"],

@@ -334,7 +334,7 @@ def load_config(path: Path) -> FleetConfig:
         retry_initial=table.get("retry_initial", parse_duration, Policy.retry_initial),
         retry_max=table.get("retry_max", parse_duration, Policy.retry_max),
         recheck_interval=table.get("recheck_interval", parse_duration, Policy.recheck_interval),
-        categories=table.get("categories", _categories, "all"),
+        categories=table.get("categories", _categories, None),  # absent: every category (a default is not parsed)
     )
     if policy.retry_max < policy.retry_initial:
         raise table.error("retry_max", "must not be shorter than retry_initial")

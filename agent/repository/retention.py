@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from agent.errors import UsageError
 from agent.repository.repository import SnapshotEntry
-from agent.repository.selection import COMPLETE, by_device, counted, coverage
+from agent.repository.selection import COMPLETE, COVERAGE_NAMES, by_device, counted, coverage
 
 _DURATION = re.compile(r"(\d+)([ymwdh])")
 
@@ -141,13 +141,14 @@ def _partial_reasons(
     kind = "complete" if rank == COMPLETE else "whole-device"
     seen: dict[int, int] = {}
     for entry in newest_first:
+        label = COVERAGE_NAMES[coverage(entry)]  # "partial" or "unencrypted"
         if newest_kept is None:
-            reasons.setdefault(entry.snapshot_id, []).append(f"partial, and its device has no {kind} snapshot")
+            reasons.setdefault(entry.snapshot_id, []).append(f"{label}, and its device has no {kind} snapshot")
         elif (entry.header.time, entry.header.recorded) > (newest_kept.header.time, newest_kept.header.recorded):
-            reasons.setdefault(entry.snapshot_id, []).append(f"partial, newer than the newest kept {kind} snapshot")
+            reasons.setdefault(entry.snapshot_id, []).append(f"{label}, newer than the newest kept {kind} snapshot")
         position = seen[coverage(entry)] = seen.get(coverage(entry), 0) + 1
         if position <= policy.partial:
-            reasons.setdefault(entry.snapshot_id, []).append("partial snapshot (keep-partial)")
+            reasons.setdefault(entry.snapshot_id, []).append(f"{label} snapshot (keep-partial)")
     return reasons
 
 
