@@ -99,9 +99,14 @@ def info_plist_bytes(device: DeviceIdentity = DEVICE) -> bytes:
 
 
 def build_backup(
-    path: Path, entries: tuple[Entry, ...] = SAMPLE_ENTRIES, *, password: str | None = None
+    path: Path,
+    entries: tuple[Entry, ...] = SAMPLE_ENTRIES,
+    *,
+    password: str | None = None,
+    date: datetime = FIXED_DATE,
 ) -> BuiltBackup:
-    """Write a complete backup folder, encrypted when `password` is given, as a device plus host would."""
+    """Write a complete backup folder, encrypted when `password` is given, as a device plus host would, dated
+    `date` (the snapshot time of its import)."""
     class_keys = None
     manifest_key = None
     if password is None:
@@ -126,9 +131,9 @@ def build_backup(
     writer = BackupWriter(
         path,
         info_plist=info_plist_bytes(),
-        status_plist=build_status_plist(date=FIXED_DATE, backup_uuid="5E1A4F2C-0000-4000-8000-000000000001"),
+        status_plist=build_status_plist(date=date, backup_uuid="5E1A4F2C-0000-4000-8000-000000000001"),
         manifest_plist=build_manifest_plist(
-            device=DEVICE, backup_keybag=keybag_data.data, manifest_key=manifest_key, date=FIXED_DATE
+            device=DEVICE, backup_keybag=keybag_data.data, manifest_key=manifest_key, date=date
         ),
         manifest_db_bytes=database,
         class_keys=class_keys,

@@ -190,6 +190,8 @@ def test_categories_select_what_is_stored(tmp_path: Path) -> None:
     assert load_config(path).policy.categories == ("photos", "messages")
     path.write_text('[repository]\nurl = "repo"\n[policy]\ncategories = "all"\n')
     assert load_config(path).policy.categories is None
+    path.write_text('[repository]\nurl = "repo"\n')  # absent means every category too (was the string "all")
+    assert load_config(path).policy.categories is None
 
 
 def test_device_selection() -> None:

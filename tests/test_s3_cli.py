@@ -4,13 +4,15 @@ a local repository, and the bandwidth limits. No mocks: `coffer` talks HTTP to `
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from conftest import TEST_PASSPHRASE, CofferCli, coffer_cli, sample_library
-from ios_helpers import DEVICE, BuiltBackup, assert_same_tree, build_backup
+from ios_helpers import DEVICE, FIXED_DATE, BuiltBackup, assert_same_tree, build_backup
 from s3server import SeaweedServer, open_repository, set_pack_sizes
 
 SMALL_PACKS = (256 << 10, 512 << 10)
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 def bucket_of(cli: CofferCli) -> str:
@@ -96,13 +98,14 @@ def test_forget_and_prune_reclaim_space(s3_coffer: CofferCli, tmp_path: Path) ->
 def test_copy_from_a_local_repository(s3_coffer: CofferCli, tmp_path: Path) -> None:
     local = coffer_cli(tmp_path / "local")
     local.inline("init")
-    first = build_backup(tmp_path / "first" / DEVICE.udid, sample_library(5))
-    second = build_backup(tmp_path / "second" / DEVICE.udid, sample_library(6))
+    first = build_backup(tmp_path / "first" / DEVICE.udid, sample_library(5), date=FIXED_DATE)
+    second = build_backup(tmp_path / "second" / DEVICE.udid, sample_library(6), date=FIXED_DATE + DAY)
     local_ids = import_backups(local, first, second)
     s3_coffer.inline("init")
-    # The cloud already holds the first backup's content (a backup made straight to it): copying the first
-    # snapshot must upload none of it again, although the two repositories share no key.
-    import_backups(s3_coffer, first)
+    # The cloud already holds the first backup's content (a backup made straight to it, an hour earlier):
+    # copying the first snapshot must upload none of it again, although the two repositories share no key.
+    straight = build_backup(tmp_path / "straight" / DEVICE.udid, sample_library(5), date=FIXED_DATE - HOUR)
+    import_backups(s3_coffer, straight)
 
     source = {"COFFER_FROM_PASSWORD": TEST_PASSPHRASE}
     copied = s3_coffer("--json", "copy", "--from-repo", local.repo, env=source).json()

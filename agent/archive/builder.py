@@ -76,8 +76,14 @@ class SnapshotBuilder:
         backup_password: str | None,
         other_files: dict[str, bytes],
         complete: bool = True,
+        partial: bool = False,
+        role: str = "backup",
+        backup_time: float | None = None,
     ) -> CommitResult:
-        """Store Manifest.db and extra files, flush packs and index, then write the snapshot."""
+        """Store Manifest.db and extra files, flush packs and index, then write the snapshot.
+
+        The snapshot's time is `backup_time` (an imported backup's own date), else this run's start.
+        A partial snapshot (a chosen subset of categories) is never complete."""
         manifest = ManifestPart(
             manifest_db=self._store_whole(manifest_db, "Manifest.db"),
             backup_password=backup_password,
@@ -85,7 +91,7 @@ class SnapshotBuilder:
         )
         self.writer.flush()
         header = SnapshotHeader(
-            time=self.started,
+            time=self.started if backup_time is None else backup_time,
             device={
                 "udid": device.udid,
                 "name": device.name,
@@ -104,7 +110,10 @@ class SnapshotBuilder:
             skipped=[
                 {"file_id": s.file_id, "domain": s.domain, "path": s.relative_path, "reason": s.reason} for s in skipped
             ],
-            complete=complete,
+            complete=complete and not partial,
+            partial=partial,
+            role=role,
+            recorded=time.time(),
         )
         parts: dict[str, object] = {cat: [row.to_json() for row in rows] for cat, rows in self.rows.items()}
         parts[MANIFEST_SPACE] = manifest.to_json()

@@ -11,14 +11,16 @@ translated in this run (the same file in an earlier snapshot) is not read again.
 
 Each snapshot is sealed again for the target, with its original header. Chains stay per
 device: a copied snapshot follows the newest target snapshot of its device that is not newer
-than itself. A snapshot the target already holds (same device, same time) is skipped, so a
-copy run again copies only what is new. The copy announces itself like a backup
+than itself. A snapshot the target already holds (same device, same time; counted, since an
+import of a partial export shares its source's date) is skipped, so a copy run again copies
+only what is new. The copy announces itself like a backup
 (`locks.running_backup`), so a prune of the target never deletes a pack it reuses.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -30,7 +32,7 @@ from agent.keys.keyset import HEADER_SPACE, MANIFEST_SPACE
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.reader import BlobReader
 from agent.pipeline.writer import BlobWriter, WriterStats
-from agent.repository import locks
+from agent.repository import locks, selection
 from agent.repository.fossils import index_for_backup
 from agent.repository.index import Index
 from agent.repository.repository import Repository, SnapshotEntry
@@ -65,7 +67,7 @@ def select_snapshots(source: Repository, references: list[str]) -> list[Snapshot
     if not references:
         return source.snapshots()
     chosen = {entry.snapshot_id: entry for entry in (source.find_snapshot(ref) for ref in references)}
-    return sorted(chosen.values(), key=lambda e: (e.header.time, e.snapshot_id))
+    return selection.chronological(chosen.values())
 
 
 def copy_snapshots(
@@ -105,13 +107,17 @@ class _Copier:
         self.index = index  # the target's, grown by every snapshot copied
         self.workers = workers
         self.chains: dict[str, ChainRecord] = target.chains()
+        # How many snapshots of each (device, time) the target holds already: that many are not copied again.
+        # A count, not a set: an import of a partial export shares its source snapshot's date.
+        self.present = Counter((c.device_tag, c.time) for c in self.chains.values())
         self._translated: dict[tuple[str, ChunkList], list[bytes]] = {}
         self._lock = threading.Lock()
 
     def copy(self, entry: SnapshotEntry, result: CopyResult, *, progress: bool) -> str | None:
         """Copy one snapshot; None when the target already holds it."""
         device_tag = self.target.device_tag(entry.header.device.get("udid", ""))
-        if any(c.device_tag == device_tag and c.time == entry.header.time for c in self.chains.values()):
+        if self.present[(device_tag, entry.header.time)] > 0:
+            self.present[(device_tag, entry.header.time)] -= 1
             return None
         writer = BlobWriter(self.target, self.index)
         parts = self._copy_parts(entry, writer, result, progress=progress)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.archive.parallel import bounded_map
+from agent.archive.partial_marker import mark_partial
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
 from agent.errors import AccessDeniedError, CofferError, UsageError
@@ -22,7 +23,7 @@ from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.keys.keyset import MANIFEST_SPACE
 from agent.pipeline.reader import BlobReader
-from agent.repository.repository import Repository
+from agent.repository.repository import Repository, SnapshotEntry
 from agent.repository.snapshot import FileRow, ManifestPart
 
 
@@ -64,7 +65,10 @@ def _make_writer(
     repository: Repository, reader: BlobReader, view: SnapshotView, target: Path, *, whole: bool, decrypt: bool
 ) -> BackupWriter:
     header = view.entry.header
-    common = {"info_plist": header.info_plist, "status_plist": header.status_plist}
+    info_plist = header.info_plist
+    if not whole or header.partial:  # the folder holds only some categories: say so, for a later import
+        info_plist = mark_partial(info_plist, view.rows if not whole else header.categories)
+    common = {"info_plist": info_plist, "status_plist": header.status_plist}
     needs_keys = header.is_encrypted and (whole or not decrypt)
     manifest = None
     class_keys = None
@@ -98,7 +102,7 @@ def _make_writer(
 
 def export_snapshot(
     repository: Repository,
-    reference: str,
+    reference: str | SnapshotEntry,
     target: Path,
     *,
     categories: list[str] | None,

@@ -21,7 +21,7 @@ from agent.archive.view import open_view
 from agent.ios.records import FileRecord
 from agent.ios.safety import safe_relative_path
 from agent.pipeline.reader import BlobReader
-from agent.repository.repository import Repository
+from agent.repository.repository import Repository, SnapshotEntry
 from agent.repository.snapshot import FileRow
 
 
@@ -45,7 +45,7 @@ def _inside(root: Path, path: Path) -> bool:
 
 def extract_snapshot(
     repository: Repository,
-    reference: str,
+    reference: str | SnapshotEntry,
     target: Path,
     *,
     categories: list[str] | None,

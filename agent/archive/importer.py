@@ -8,6 +8,7 @@ snapshot so `coffer export` rebuilds the original ciphertext byte for byte.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.files_cache import CachedFile, FilesCache, fingerprint
 from agent.archive.parallel import bounded_map
+from agent.archive.partial_marker import is_marked_partial
 from agent.archive.progress import Progress
 from agent.errors import UsageError
 from agent.ios.categories import classify
@@ -47,6 +49,15 @@ def locate_backup_folder(path: Path) -> Path:
     if not candidates:
         raise UsageError(f"{path} is not an iOS backup folder (no Manifest.plist)")
     raise UsageError(f"{path} holds backups of several devices: name one of {', '.join(c.name for c in candidates)}")
+
+
+def backup_date(folder: BackupFolder) -> float | None:
+    """When the backup was made: Status.plist's `Date`, else Info.plist's `Last Backup Date` (UTC)."""
+    for value in (folder.status.get("Date"), folder.info.get("Last Backup Date")):
+        if isinstance(value, dt.datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # plists store UTC, unzoned
+            return moment.timestamp()
+    return None
 
 
 def default_workers() -> int:
@@ -134,6 +145,11 @@ def _import(
         skipped=folder.skipped,
         backup_password=backup_password if folder.is_encrypted else None,
         other_files={name: (folder.path / name).read_bytes() for name in folder.other_files},
+        # Without device encryption Health, Keychain... are absent, as in a USB backup.
+        complete=folder.is_encrypted,
+        partial=is_marked_partial(folder.info),
+        role="import",
+        backup_time=backup_date(folder),
     )
     cache.save()
     return commit

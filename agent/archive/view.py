@@ -38,9 +38,12 @@ def parse_categories(text: str | None) -> list[str] | None:
     return chosen
 
 
-def open_view(repository: Repository, reference: str, categories: list[str] | None) -> SnapshotView:
-    """Load the rows of `categories` (default: every category the key can read)."""
-    entry = repository.find_snapshot(reference)
+def open_view(
+    repository: Repository, reference: str | SnapshotEntry, categories: list[str] | None
+) -> SnapshotView:
+    """Load the rows of `categories` (default: every category the key can read) of a snapshot, given
+    as an entry already chosen (agent/repository/selection.py) or as a SNAPSHOT argument."""
+    entry = reference if isinstance(reference, SnapshotEntry) else repository.find_snapshot(reference)
     if categories is None:
         wanted = [c for c in repository.config.categories if repository.keys.can_read(c)]
     else:

@@ -22,18 +22,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_import)
 
     p = sub.add_parser("export", parents=[common], help="write a Finder/iTunes-compatible backup folder")
-    p.add_argument("snapshot")
+    p.add_argument("snapshot", help=SNAPSHOT_HELP)
+    p.add_argument("--udid", help=UDID_HELP)
     p.add_argument("directory", type=Path)
-    p.add_argument("--categories", help="only these categories, e.g. photos,messages")
+    p.add_argument("--categories", help="only these categories, e.g. photos,messages (the folder is marked partial)")
     p.add_argument("--decrypt", action="store_true", help="write a plaintext backup (of an encrypted one)")
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("extract", parents=[common], help="write the files themselves under DIR/<domain>/<path>")
-    p.add_argument("snapshot")
+    p.add_argument("snapshot", help=SNAPSHOT_HELP)
+    p.add_argument("--udid", help=UDID_HELP)
     p.add_argument("directory", type=Path)
     p.add_argument("--categories", help="only these categories")
     p.add_argument("--path", dest="path_glob", help="only paths matching this glob (domain/path or path)")
     p.set_defaults(handler=cmd_extract)
+
+
+SNAPSHOT_HELP = "snapshot ID (at least 8 hex digits) or 'latest' (the device's latest complete snapshot)"
+UDID_HELP = "the device (UDID or device name) whose snapshot to take; needed for 'latest' when several are stored"
 
 
 def backup_password(path: str | None) -> str | None:
@@ -85,7 +91,7 @@ def cmd_export(ctx: Context) -> int:
     repository = ctx.open_repository()
     result = export_snapshot(
         repository,
-        ctx.args.snapshot,
+        repository.find_snapshot(ctx.args.snapshot, ctx.args.udid),
         ctx.args.directory,
         categories=parse_categories(ctx.args.categories),
         decrypt=ctx.args.decrypt,
@@ -107,7 +113,7 @@ def cmd_extract(ctx: Context) -> int:
     repository = ctx.open_repository()
     result = extract_snapshot(
         repository,
-        ctx.args.snapshot,
+        repository.find_snapshot(ctx.args.snapshot, ctx.args.udid),
         ctx.args.directory,
         categories=parse_categories(ctx.args.categories),
         path_glob=ctx.args.path_glob,

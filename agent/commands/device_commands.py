@@ -6,10 +6,12 @@ import argparse
 from typing import TYPE_CHECKING
 
 from agent.archive.view import parse_categories
-from agent.commands.archive_commands import backup_password
+from agent.commands.archive_commands import SNAPSHOT_HELP, UDID_HELP, backup_password
 from agent.commands.context import Context
-from agent.commands.format import size, table
+from agent.commands.format import size, table, timestamp
 from agent.errors import CofferError, DeviceError, UsageError
+from agent.repository import selection
+from agent.repository.repository import SnapshotEntry
 
 if TYPE_CHECKING:
     from agent.device.backup import DeviceBackupResult
@@ -33,7 +35,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_backup)
 
     p = sub.add_parser("restore", parents=[common], help="restore a snapshot onto a device (e.g. a replacement)")
-    p.add_argument("snapshot", help="snapshot ID, prefix or 'latest'")
+    p.add_argument("snapshot", help=SNAPSHOT_HELP)
+    p.add_argument("--udid", help=UDID_HELP)
     p.add_argument("--to-udid", required=True, help="the device to restore onto")
     p.add_argument("--categories", help="restore only these categories; the device keeps its other data")
     p.add_argument("--system", action="store_true", help="also restore system files (outside the user's data)")
@@ -142,6 +145,12 @@ def cmd_backup(ctx: Context) -> int:
     return 0
 
 
+def _target_label(entries: list[SnapshotEntry], udid: str) -> str:
+    """The restore target as `Name (UDID)` when the repository knows its name (from its own snapshots)."""
+    named = [e for e in entries if selection.udid_of(e) == udid and e.header.device.get("name")]
+    return selection.device_label(named[-1]) if named else udid
+
+
 def cmd_restore(ctx: Context) -> int:
     from agent.device.restore import RestoreOptions, restore_snapshot
 
@@ -155,7 +164,9 @@ def cmd_restore(ctx: Context) -> int:
         force=args.force,
         progress=ctx.progress,
     )
-    result = restore_snapshot(repository, args.snapshot, args.to_udid, options)
+    everything = repository.snapshots()
+    entry = selection.find(everything, args.snapshot, args.udid)
+    result = restore_snapshot(repository, entry.snapshot_id, args.to_udid, options)
     document = {
         "snapshot": result.snapshot_id,
         "target": result.target,
@@ -168,8 +179,8 @@ def cmd_restore(ctx: Context) -> int:
     }
     text = "\n".join([
         *result.notes,
-        f"restored snapshot {result.snapshot_id[:8]} (from {result.source}) onto {result.target}: "
-        f"{result.files} files, {size(result.bytes)}",
+        f"restored snapshot {entry.short_id} of {selection.device_label(entry)} ({timestamp(entry.header.time)}) "
+        f"→ {_target_label(everything, result.target)}: {result.files} files, {size(result.bytes)}",
     ])
     ctx.emit(document, text)
     return 0

@@ -6,13 +6,17 @@ import argparse
 from typing import Any
 
 from agent.archive.view import open_view, parse_categories
+from agent.commands.archive_commands import SNAPSHOT_HELP, UDID_HELP
 from agent.commands.context import Context
 from agent.commands.format import iso, size, table, timestamp
-from agent.errors import RepositoryDamagedError, UsageError
+from agent.errors import RepositoryDamagedError, StorageError, UsageError
 from agent.ios.categories import Category
 from agent.keys.sources import new_passphrase
+from agent.repository import selection
 from agent.repository.check import check_repository
+from agent.repository.config import CONFIG_NAME
 from agent.repository.repository import Repository, SnapshotEntry
+from agent.storage.base import Storage
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -21,13 +25,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--plain-category-tags", action="store_true", help="readable category names in storage (privacy trade-off)")
     p.set_defaults(handler=cmd_init)
 
-    p = sub.add_parser("snapshots", parents=[common], help="list snapshots")
-    p.add_argument("--udid", help="only this device")
+    p = sub.add_parser("snapshots", parents=[common], help="list snapshots, per device")
+    p.add_argument("--udid", help="only this device (UDID or device name)")
     p.add_argument("--category", help="only snapshots holding this category")
     p.set_defaults(handler=cmd_snapshots)
 
     p = sub.add_parser("ls", parents=[common], help="list the files of a snapshot")
-    p.add_argument("snapshot", help="snapshot ID, prefix or 'latest'")
+    p.add_argument("snapshot", help=SNAPSHOT_HELP)
+    p.add_argument("--udid", help=UDID_HELP)
     p.add_argument("--category", help="only this category")
     p.set_defaults(handler=cmd_ls)
 
@@ -41,12 +46,29 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_tags)
 
 
+def _refuse_foreign_content(storage: Storage) -> None:
+    """`init` writes only into an empty location: a folder or prefix holding other files is a mistyped path,
+    and a repository's objects mixed with them could never be told apart or pruned safely."""
+    if storage.exists(CONFIG_NAME):
+        return  # Repository.init names it: a repository already exists there
+    try:
+        first = next(iter(storage.list("")), None)
+    except StorageError:
+        return  # the folder or bucket does not exist yet: init creates it
+    if first is not None:
+        raise UsageError(
+            f"{storage.location} is not empty and is not a Coffer repository (it holds {first.name}, …): "
+            "choose an empty or new location"
+        )
+
+
 def cmd_init(ctx: Context) -> int:
     passphrase = new_passphrase(ctx.secret_options)
     object_lock_days = ctx.args.object_lock_days
     if object_lock_days < 0:
         raise UsageError("--object-lock-days must be 0 or more")
     storage = ctx.storage()
+    _refuse_foreign_content(storage)
     repository, recovery = Repository.init(
         storage,
         passphrase,
@@ -80,6 +102,8 @@ def snapshot_document(entry: SnapshotEntry) -> dict[str, Any]:
         "host": header.host,
         "encrypted_backup": header.is_encrypted,
         "complete": header.complete,
+        "partial": header.partial,
+        "role": header.role,
         "parent": entry.chain.previous,
         "categories": {
             name: {"files": s.files, "bytes": s.bytes, "new_bytes": s.new_bytes} for name, s in header.categories.items()
@@ -88,37 +112,58 @@ def snapshot_document(entry: SnapshotEntry) -> dict[str, Any]:
     }
 
 
+def _categories_summary(entry: SnapshotEntry, width: int = 44) -> str:
+    """The categories with files, largest count first, cut to `width` characters with "+N more"."""
+    held = sorted((-s.files, name) for name, s in entry.header.categories.items() if s.files)
+    words = [f"{name} {-files}" for files, name in held]
+    shown: list[str] = []
+    for position, word in enumerate(words):
+        rest = len(words) - position - 1
+        tail = f", +{rest} more" if rest else ""
+        if len(", ".join([*shown, word]) + tail) > width and shown:
+            return ", ".join(shown) + f", +{len(words) - len(shown)} more"
+        shown.append(word)
+    return ", ".join(shown)
+
+
+def _device_title(group: list[SnapshotEntry]) -> str:
+    device = group[-1].header.device
+    facts = [f for f in (device.get("product_type", ""), f"iOS {device['product_version']}"
+                         if device.get("product_version") else "") if f]
+    count = f"{len(group)} snapshot{'s' if len(group) != 1 else ''}"
+    return " · ".join([selection.device_label(group[-1]), *facts, count])
+
+
 def cmd_snapshots(ctx: Context) -> int:
     repository = ctx.open_repository()
-    entries = repository.snapshots()
-    if ctx.args.udid:
-        entries = [e for e in entries if e.header.device.get("udid") == ctx.args.udid]
+    entries = selection.for_device(repository.snapshots(), ctx.args.udid)
     if ctx.args.category:
         parse_categories(ctx.args.category)
-        entries = [e for e in entries if e.header.categories.get(ctx.args.category, None)]
-    rows = [
-        [
-            e.short_id,
-            timestamp(e.header.time),
-            e.header.device.get("name", ""),
-            e.header.device.get("udid", "")[:13],
-            sum(s.files for s in e.header.categories.values()),
-            size(sum(s.bytes for s in e.header.categories.values())),
-            ", ".join(sorted(k for k, s in e.header.categories.items() if s.files)),
+        entries = [e for e in entries if (held := e.header.categories.get(ctx.args.category)) and held.files]
+    sections = []
+    for group in selection.by_device(entries).values():
+        rows = [
+            [
+                e.short_id,
+                timestamp(e.header.time),
+                e.header.role,
+                selection.COVERAGE_NAMES[selection.coverage(e)],
+                sum(s.files for s in e.header.categories.values()),
+                size(sum(s.bytes for s in e.header.categories.values())),
+                _categories_summary(e),
+            ]
+            for e in group
         ]
-        for e in entries
-    ]
-    ctx.emit(
-        [snapshot_document(e) for e in entries],
-        table(["ID", "Time", "Device", "UDID", "Files", "Size", "Categories"], rows) if rows else "no snapshots",
-    )
+        sections.append(_device_title(group) + "\n"
+                        + table(["ID", "Time", "Role", "Holds", "Files", "Size", "Categories (files)"], rows))
+    ctx.emit([snapshot_document(e) for e in entries], "\n\n".join(sections) if sections else "no snapshots")
     return 0
 
 
 def cmd_ls(ctx: Context) -> int:
     repository = ctx.open_repository()
     categories = parse_categories(ctx.args.category)
-    view = open_view(repository, ctx.args.snapshot, categories)
+    view = open_view(repository, repository.find_snapshot(ctx.args.snapshot, ctx.args.udid), categories)
     items = []
     for category, _row, record in view.records():
         kind = {1: "file", 2: "directory", 4: "symlink"}.get(record.flags, "unknown")

@@ -7,8 +7,10 @@ import argparse
 from agent.commands.context import Context
 from agent.commands.format import size, table, timestamp
 from agent.errors import UsageError
+from agent.repository import selection
 from agent.repository.prune import DEFAULT_GRACE_SECONDS, PruneReport, prune
-from agent.repository.retention import RetentionPolicy, select
+from agent.repository.repository import SnapshotEntry
+from agent.repository.retention import Duration, RetentionPlan, RetentionPolicy, plan
 from agent.repository.tombstones import forget_snapshots
 
 
@@ -23,17 +25,36 @@ def _keep_count(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> Duration:
+    try:
+        return Duration.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("forget", parents=[common], help="remove snapshots by a retention policy, per device")
-    for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
-        p.add_argument(f"--keep-{name}", type=_keep_count, default=0, metavar="N")
+    p = sub.add_parser("forget", parents=[common], help="remove snapshots by ID or by a retention policy, per device")
+    p.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
+                   help="forget these snapshots (IDs of at least 8 hex digits, or latest) instead of applying rules")
+    p.add_argument("--udid", help="only this device (UDID or device name)")
+    p.add_argument("--keep-last", type=_keep_count, default=0, metavar="N",
+                   help="keep the N newest complete snapshots (per device, as every rule)")
+    for name, period in (("hourly", "hours"), ("daily", "days"), ("weekly", "ISO weeks"), ("monthly", "months"),
+                         ("yearly", "years")):
+        p.add_argument(f"--keep-{name}", type=_keep_count, default=0, metavar="N",
+                       help=f"keep the newest complete snapshot of each of the last N {period} that have one")
+    p.add_argument("--keep-within", type=_duration, metavar="DURATION",
+                   help="keep complete snapshots within DURATION (7d, 2w, 1y2m, 36h) of the device's newest")
+    p.add_argument("--keep-partial", type=_keep_count, default=0, metavar="N",
+                   help="also keep the N newest partial snapshots per device (by default partial ones are kept "
+                   "only while newer than the newest kept complete one)")
     p.add_argument("--prune", action="store_true", help="run prune afterwards")
     p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be removed")
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_forget)
 
     p = sub.add_parser("prune", parents=[common], help="delete data no snapshot needs (two-phase, safe with running backups)")
-    p.add_argument("--dry-run", "-n", action="store_true")
+    p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be deleted")
     p.add_argument(
         "--grace",
         type=float,
@@ -65,24 +86,64 @@ def _prune_text(report: PruneReport) -> str:
     )
 
 
+def _policy(args: argparse.Namespace) -> RetentionPolicy:
+    return RetentionPolicy(args.keep_last, args.keep_hourly, args.keep_daily, args.keep_weekly, args.keep_monthly,
+                           args.keep_yearly, args.keep_within, args.keep_partial)
+
+
+def _named_plan(entries: list[SnapshotEntry], everything: list[SnapshotEntry], args: argparse.Namespace) -> RetentionPlan:
+    """`forget ID…`: remove exactly the snapshots named (of the `--udid` device, if given)."""
+    named = {selection.find(everything, reference, args.udid).snapshot_id for reference in args.snapshots}
+    result = RetentionPlan()
+    for entry in entries:
+        if entry.snapshot_id in named:
+            result.forget.append(entry)
+        else:
+            result.keep.append(entry)
+            result.reasons[entry.snapshot_id] = ["not named"]
+    return result
+
+
+def _plan_text(result: RetentionPlan, dry_run: bool) -> str:
+    removing = {e.snapshot_id for e in result.forget}
+    remove_word = "would remove" if dry_run else "remove"
+    sections = []
+    for group in selection.by_device(result.keep + result.forget).values():
+        rows = [
+            [e.short_id, timestamp(e.header.time), e.header.role, selection.COVERAGE_NAMES[selection.coverage(e)],
+             remove_word if e.snapshot_id in removing else "keep", ", ".join(result.reasons.get(e.snapshot_id, []))]
+            for e in group
+        ]
+        sections.append(f"{selection.device_label(group[-1])}\n"
+                        + table(["ID", "Time", "Role", "Holds", "Action", "Reason"], rows))
+    total = len(result.keep) + len(result.forget)
+    summary = (f"would remove {len(result.forget)} of {total} snapshots (dry run: nothing removed)" if dry_run
+               else f"removed {len(result.forget)} of {total} snapshots")
+    return "\n\n".join([*sections, summary])
+
+
 def cmd_forget(ctx: Context) -> int:
     args = ctx.args
-    policy = RetentionPolicy(args.keep_last, args.keep_hourly, args.keep_daily, args.keep_weekly, args.keep_monthly, args.keep_yearly)
-    if policy.empty:
-        raise UsageError("give at least one --keep-* rule")
+    policy = _policy(args)
+    if args.snapshots and (not policy.empty or policy.partial):
+        raise UsageError("give snapshot IDs or --keep-* rules, not both")
+    if not args.snapshots and policy.empty:
+        raise UsageError("give at least one --keep-* rule (--keep-partial alone would keep no complete snapshot), "
+                         "or the IDs of the snapshots to forget")
     repository = ctx.open_repository()
     repository.keys.require_full()
-    keep, remove = select(repository.snapshots(), policy)
+    everything = repository.snapshots()
+    entries = selection.for_device(everything, args.udid)
+    result = _named_plan(entries, everything, args) if args.snapshots else plan(entries, policy)
     if not args.dry_run:
-        forget_snapshots(repository, [e.snapshot_id for e in remove])
+        forget_snapshots(repository, [e.snapshot_id for e in result.forget])
     document: dict[str, object] = {
-        "keep": [e.snapshot_id for e in keep],
-        "remove": [e.snapshot_id for e in remove],
+        "keep": [e.snapshot_id for e in result.keep],
+        "remove": [e.snapshot_id for e in result.forget],
+        "reasons": result.reasons,
         "dry_run": args.dry_run,
     }
-    rows = [[e.short_id, timestamp(e.header.time), e.header.device.get("name", ""), "keep" if e in keep else "remove"]
-            for e in sorted(keep + remove, key=lambda e: e.header.time)]
-    text = table(["ID", "Time", "Device", "Action"], rows)
+    text = _plan_text(result, args.dry_run)
     if args.prune and not args.dry_run:
         report = prune(repository, grace_seconds=args.grace)
         document["prune"] = _prune_document(report)

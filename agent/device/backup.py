@@ -32,7 +32,7 @@ from agent.device.staging import StagingArea
 from agent.device.state import DeviceState, DeviceStateStore
 from agent.device.uploads import DeviceHost, UploadStats
 from agent.errors import CofferError, WrongSecretError
-from agent.ios.categories import classify
+from agent.ios.categories import Category, classify
 from agent.ios.encryption import ClassKeys, Keybag, decrypt_manifest_db, decrypt_stream, unwrap_file_key
 from agent.ios.identity import DeviceIdentity
 from agent.ios.manifest_db import read_manifest_rows
@@ -70,6 +70,7 @@ class BackupOptions:
     enable_device_encryption: bool = False
     progress: bool = False
     categories: list[str] | None = None  # store only these (the device still sends everything)
+    role: str = "backup"  # "safety" for the target's own backup taken before a restore
 
 
 def _seed_mirror(udid: str, state: DeviceState | None) -> BackupMirror:
@@ -326,9 +327,12 @@ class DeviceBackup:
             backup_password=password if encrypted else None,
             other_files={},
             complete=complete,
+            partial=host.wanted is not None and not {c.value for c in Category} <= host.wanted,
+            role=self.options.role,
         )
         self.store.save(
             DeviceState(udid, commit.snapshot_id, status_plist, manifest_plist, manifest_db, kept,
                         backup_password=password if encrypted else None)
         )
-        return DeviceBackupResult(udid, commit, writer.stats, host.stats, 0.0, staging.peak_bytes, complete, self.notes)
+        return DeviceBackupResult(udid, commit, writer.stats, host.stats, 0.0, staging.peak_bytes,
+                                  commit.header.complete, self.notes)  # a partial snapshot is not complete

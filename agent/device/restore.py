@@ -288,7 +288,7 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
     notes: list[str] = []
     safety_snapshot = None
     if options.categories:
-        backup = DeviceBackup(repository, target, BackupOptions(progress=options.progress)).run()
+        backup = DeviceBackup(repository, target, BackupOptions(progress=options.progress, role="safety")).run()
         safety_snapshot = backup.commit.snapshot_id
         notes.append(f"the device's own data was backed up first as snapshot {safety_snapshot[:8]}")
         target_view = open_view(repository, safety_snapshot, None)
@@ -340,7 +340,7 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
     return RestoreResult(
         snapshot_id=source_view.entry.snapshot_id,
         target=target,
-        source=plan.source,
+        source=header.device.get("udid", ""),  # the snapshot's device (a merge's plan is keyed as the target)
         files=len(plan.files),
         bytes=total,
         categories=sorted(chosen),

@@ -23,7 +23,7 @@ from agent.fleet.hooks import HOOK_EVENTS, HookCommands
 from agent.fleet.policy import Policy, QuietHours, default_max_concurrent
 from agent.ios.categories import Category
 from agent.paths import state_root
-from agent.repository.retention import RetentionPolicy
+from agent.repository.retention import Duration, RetentionPolicy
 
 T = TypeVar("T")
 STATUS_SOCKET_NAME = "status.sock"
@@ -162,6 +162,16 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
+
+
+def _retention_span(value: object) -> Duration:
+    """`keep_within`: a calendar span as `coffer forget --keep-within` takes it ("7d", "2w", "1y2m")."""
+    if not isinstance(value, str):
+        raise TypeError(f'expected a duration such as "7d", "2w" or "1y2m", not {value!r}')
+    try:
+        return Duration.parse(value)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _positive_int(value: object) -> int:
@@ -306,7 +316,11 @@ def load_config(path: Path) -> FleetConfig:
         raise repo.error("password_file", "give key_file or password_file, not both")
 
     retention_table = tables["retention"]
-    retention = RetentionPolicy(*(retention_table.get(key, _count, 0) for key in _RETENTION_KEYS))
+    retention = RetentionPolicy(
+        *(retention_table.get(key, _count, 0) for key in _RETENTION_KEYS),
+        within=retention_table.get("keep_within", _retention_span, None),
+        partial=retention_table.get("keep_partial", _count, 0),
+    )
 
     table = tables["policy"]
     policy = Policy(
@@ -320,7 +334,7 @@ def load_config(path: Path) -> FleetConfig:
         retry_initial=table.get("retry_initial", parse_duration, Policy.retry_initial),
         retry_max=table.get("retry_max", parse_duration, Policy.retry_max),
         recheck_interval=table.get("recheck_interval", parse_duration, Policy.recheck_interval),
-        categories=table.get("categories", _categories, "all"),
+        categories=table.get("categories", _categories, None),  # absent: every category (a default is not parsed)
     )
     if policy.retry_max < policy.retry_initial:
         raise table.error("retry_max", "must not be shorter than retry_initial")

@@ -26,6 +26,7 @@ from agent.keys import primitives, recovery_key, slots
 from agent.keys.kdf import calibrate
 from agent.keys.keyset import HEADER_SPACE, KeySet
 from agent.keys.slots import SlotEntry
+from agent.repository import selection
 from agent.repository.config import CONFIG_NAME, ConfigEnvelope, RepositoryConfig
 from agent.repository.index import INDEX_PREFIX, Index, PackRecord, decode_index, encode_index
 from agent.repository.ledger import ConfigLedger, SnapshotLedger
@@ -260,7 +261,7 @@ class Repository:
             sealed = self.read_sealed(sid)
             entries.append(SnapshotEntry(sid, self.open_header(sealed), sealed.chain))
         self.ledger.record(e.snapshot_id for e in entries)
-        return sorted(entries, key=lambda e: (e.header.time, e.snapshot_id))
+        return selection.chronological(entries)
 
     def open_header(self, sealed: SealedSnapshot) -> SnapshotHeader:
         """The header, with the statistics of the categories this key can read."""
@@ -271,19 +272,9 @@ class Repository:
         }
         return open_header(sealed, self.keys.private_keys_for(HEADER_SPACE), readable)
 
-    def find_snapshot(self, reference: str) -> SnapshotEntry:
-        """Resolve `latest`, a full ID or a unique ID prefix."""
-        entries = self.snapshots()
-        if not entries:
-            raise UsageError("the repository has no snapshots yet")
-        if reference == "latest":
-            return entries[-1]
-        matches = [e for e in entries if e.snapshot_id.startswith(reference)]
-        if not matches:
-            raise UsageError(f"no snapshot {reference!r} (see `coffer snapshots`)")
-        if len(matches) > 1:
-            raise UsageError(f"snapshot prefix {reference!r} is ambiguous: give more characters")
-        return matches[0]
+    def find_snapshot(self, reference: str, device: str | None = None) -> SnapshotEntry:
+        """Resolve `latest` or an ID prefix, optionally of one device (agent/repository/selection.py)."""
+        return selection.find(self.snapshots(), reference, device)
 
     def read_part(self, snapshot_id: str, space: str) -> object:
         self.keys.require_read(space)

@@ -90,7 +90,10 @@ class SnapshotHeader:
     is_encrypted: bool
     categories: dict[str, CategoryStats]
     skipped: list[dict[str, str]] = field(default_factory=list)
-    complete: bool = True  # False when health, keychain... are missing for lack of device encryption
+    complete: bool = True  # False when health, keychain... are missing for lack of device encryption, or partial
+    partial: bool = False  # holds only a chosen subset of categories (`backup --categories`, a partial export)
+    role: str = "backup"  # "backup" (USB), "import", "safety" (the target's own data, taken before a restore)
+    recorded: float = 0.0  # when the snapshot was written: orders snapshots of the same backup date
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -99,6 +102,7 @@ class SnapshotHeader:
             "manifest_plist": _b64(self.manifest_plist), "is_encrypted": self.is_encrypted,
             "categories": {k: asdict(v) for k, v in self.categories.items()},
             "skipped": self.skipped, "complete": self.complete,
+            "partial": self.partial, "role": self.role, "recorded": self.recorded,
         }
 
     @classmethod
@@ -115,6 +119,9 @@ class SnapshotHeader:
             categories={k: CategoryStats(**v) for k, v in doc["categories"].items()},  # type: ignore[union-attr]
             skipped=list(doc.get("skipped", [])),  # type: ignore[call-overload]
             complete=bool(doc.get("complete", True)),
+            partial=bool(doc.get("partial", False)),
+            role=str(doc.get("role", "import" if doc["source"] == "import" else "backup")),
+            recorded=float(doc.get("recorded", 0.0)),  # type: ignore[arg-type]
         )
 
 
