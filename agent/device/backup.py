@@ -186,9 +186,8 @@ class DeviceBackup:
     # --- the repository part (sync) -------------------------------------------------------
     def run(self) -> DeviceBackupResult:
         self.repository.keys.require_write()
-        storage = self.repository.storage
         # Announced before the index is read: prune then spares every pack this backup may reuse.
-        with running_backup(storage):
+        with running_backup(self.repository):
             return self._run()
 
     def _run(self) -> DeviceBackupResult:

@@ -16,6 +16,7 @@ reader with the category key rebuild the index from the packs alone.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zstandard
@@ -118,13 +119,32 @@ def open_blob(pack_key: bytes, offset: int, chunk_id: bytes, sealed: bytes, wher
 
 def read_trailer(data: bytes, pack_key: bytes, pack_name: str) -> list[PackedBlob]:
     """List the blobs of a whole pack from its encrypted trailer."""
-    if len(data) < FOOTER.size:
+    return read_trailer_ranged(lambda offset, length: data[offset : offset + length], len(data), pack_key, pack_name)
+
+
+def read_trailer_ranged(
+    get_range: Callable[[int, int], bytes], size: int, pack_key: bytes, pack_name: str
+) -> list[PackedBlob]:
+    """List the blobs of a pack of `size` bytes from two ranged reads (footer, then trailer).
+
+    A truncated pack or a damaged trailer raises RepositoryDamagedError: the trailer is what
+    the index can always be rebuilt from, so its entries are checked to lie inside the pack."""
+    if size < len(MAGIC) + FOOTER.size:
         raise RepositoryDamagedError(f"pack {pack_name} is truncated")
-    offset, length = FOOTER.unpack_from(data, len(data) - FOOTER.size)
-    if offset + length > len(data) - FOOTER.size:
+    footer = get_range(size - FOOTER.size, FOOTER.size)
+    if len(footer) != FOOTER.size:
         raise RepositoryDamagedError(f"pack {pack_name} is truncated")
+    offset, length = FOOTER.unpack(footer)
+    if offset < len(MAGIC) or offset + length > size - FOOTER.size:
+        raise RepositoryDamagedError(f"pack {pack_name} is truncated or its footer is damaged")
+    sealed = get_range(offset, length)
     try:
-        listing = zstandard.decompress(AESGCM(pack_key).decrypt(TRAILER_NONCE, data[offset : offset + length], b"trailer"))
+        listing = zstandard.decompress(AESGCM(pack_key).decrypt(TRAILER_NONCE, sealed, b"trailer"))
     except (InvalidTag, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"pack {pack_name}: its trailer fails authentication") from exc
-    return [PackedBlob(*TRAILER_ENTRY.unpack_from(listing, i)) for i in range(0, len(listing), TRAILER_ENTRY.size)]
+    if len(listing) % TRAILER_ENTRY.size:
+        raise RepositoryDamagedError(f"pack {pack_name}: its trailer is malformed")
+    blobs = [PackedBlob(*TRAILER_ENTRY.unpack_from(listing, i)) for i in range(0, len(listing), TRAILER_ENTRY.size)]
+    if any(blob.offset + blob.length > offset for blob in blobs):
+        raise RepositoryDamagedError(f"pack {pack_name}: its trailer lists a blob outside the pack")
+    return blobs

@@ -82,7 +82,7 @@ def prune(
     report = PruneReport()
     storage = repository.storage
     say = on_progress or (lambda _text: None)
-    with locks.exclusive(storage):
+    with locks.exclusive(repository, "prune"):
         listed_index = {info.name for info in storage.list(INDEX_PREFIX)}
         index = repository.load_index()
         snapshot_ids = repository.snapshot_ids()
@@ -97,7 +97,7 @@ def prune(
 
         fossils = load_fossils(repository)
         sweep = _sweep(
-            fossils, records, holders, used, stored, grace_seconds, locks.oldest_running_backup(storage)
+            fossils, records, holders, used, stored, grace_seconds, locks.oldest_running_backup(repository)
         )
         report.packs_kept_alive = sweep.kept_alive
         marked, repack = _mark(repository, index, records, holders, used, stored, sweep)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -68,6 +70,15 @@ class Repository:
         self.keys = keys
         self.slot_name = slot_name
         self.ledger = SnapshotLedger(config.repository_id)
+        self.quiet = False  # True: warnings are only collected (`check` reports them itself)
+        self.warnings: list[str] = []
+        self.damaged_snapshots: dict[str, str] = {}  # snapshot ID -> why `snapshots()` skipped it
+
+    def warn(self, message: str) -> None:
+        """Note damage that was worked around; on stderr unless `quiet`."""
+        self.warnings.append(message)
+        if not self.quiet:
+            print(f"coffer: warning: {message}", file=sys.stderr, flush=True)
 
     # --- creating and opening -------------------------------------------------
     @classmethod
@@ -143,16 +154,33 @@ class Repository:
 
     # --- index ----------------------------------------------------------------------
     def load_index(self) -> Index:
+        """The union of every index object not superseded.
+
+        A damaged or vanished object is skipped with a warning naming it (`Index.damaged`; `check`
+        reports it): it only affects the lookups that need it, and `coffer repair index` rebuilds
+        its entries from the packs' trailers."""
         self.keys.require_index()
         assert self.keys.index_key is not None
         index = Index()
         superseded: set[str] = set()
         loaded: list[tuple[str, list[PackRecord]]] = []
+        damaged: dict[str, str] = {}
         for info in self.storage.list(INDEX_PREFIX):
-            data = self.storage.get(info.name)
+            try:
+                data = self.storage.get(info.name)
+            except ObjectNotFoundError:
+                continue  # removed since the listing (a prune or repair replaced it)
             if primitives.sha256(data).hex() != info.name.removeprefix(INDEX_PREFIX):
-                raise RepositoryDamagedError(f"index object {info.name} is damaged (content does not match its name)")
-            records, supersedes = decode_index(data, self.keys.index_keys(), info.name)
+                damaged[info.name] = f"index object {info.name} is damaged (content does not match its name)"
+                continue
+            try:
+                records, supersedes = decode_index(data, self.keys.index_keys(), info.name)
+            except RepositoryDamagedError as exc:
+                damaged[info.name] = str(exc)
+                continue
+            except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+                damaged[info.name] = f"index object {info.name} is not a valid index object ({exc})"
+                continue
             superseded.update(supersedes)
             loaded.append((info.name, records))
         for name, records in loaded:
@@ -160,7 +188,11 @@ class Repository:
                 continue
             index.objects.add(name)
             for record in records:
-                index.add_pack(record)
+                index.add_pack(record, name)
+        for name, problem in sorted(damaged.items()):
+            if name not in superseded:  # a damaged object a repair already replaced is only waiting to be removed
+                index.damaged[name] = problem
+                self.warn(f"{problem}: skipped (lookups it served fail; `coffer repair index` rebuilds it)")
         return index
 
     def write_index(self, records: Iterable[PackRecord], supersedes: list[str] | None = None) -> str:
@@ -185,39 +217,75 @@ class Repository:
         """Chain records of every snapshot (any writer can read them)."""
         self.keys.require_index()
         assert self.keys.index_key is not None
-        return {sid: open_chain(self.read_sealed(sid), self.keys.index_keys()) for sid in self.snapshot_ids()}
+        chains = {}
+        for sid in self.snapshot_ids():
+            try:
+                chains[sid] = open_chain(self.read_sealed(sid), self.keys.index_keys())
+            except RepositoryDamagedError as exc:  # damage to one snapshot blocks no other (check reports it)
+                self.damaged_snapshots[sid] = str(exc)
+        return chains
 
     def snapshots(self) -> list[SnapshotEntry]:
-        """Every snapshot with its header, oldest first."""
+        """Every readable snapshot with its header, oldest first.
+
+        A damaged one is skipped with a warning naming it (`damaged_snapshots`; `check` reports it), so
+        it never blocks the others."""
         self.keys.require_read(HEADER_SPACE)
         self.keys.require_index()
         assert self.keys.index_key is not None
         entries = []
-        for sid in self.snapshot_ids():
-            sealed = self.read_sealed(sid)
-            entries.append(
-                SnapshotEntry(
-                    sid,
-                    open_header(sealed, self.keys.private_keys_for(HEADER_SPACE)),
-                    open_chain(sealed, self.keys.index_keys()),
+        snapshot_ids = self.snapshot_ids()
+        self.damaged_snapshots = {}
+        for sid in snapshot_ids:
+            try:
+                sealed = self.read_sealed(sid)
+                entries.append(
+                    SnapshotEntry(
+                        sid,
+                        open_header(sealed, self.keys.private_keys_for(HEADER_SPACE)),
+                        open_chain(sealed, self.keys.index_keys()),
+                    )
                 )
-            )
-        self.ledger.record(e.snapshot_id for e in entries)
+            except RepositoryDamagedError as exc:
+                self.damaged_snapshots[sid] = str(exc)
+                self.warn(f"{exc}: skipped")
+        self.ledger.record(snapshot_ids)
         return sorted(entries, key=lambda e: (e.header.time, e.snapshot_id))
 
     def find_snapshot(self, reference: str) -> SnapshotEntry:
         """Resolve `latest`, a full ID or a unique ID prefix."""
         entries = self.snapshots()
-        if not entries:
+        if not entries and not self.damaged_snapshots:
             raise UsageError("the repository has no snapshots yet")
         if reference == "latest":
+            if not entries:
+                raise RepositoryDamagedError("every snapshot of the repository is damaged (see `coffer check`)")
             return entries[-1]
         matches = [e for e in entries if e.snapshot_id.startswith(reference)]
         if not matches:
+            self._explain_absent(reference)
             raise UsageError(f"no snapshot {reference!r} (see `coffer snapshots`)")
         if len(matches) > 1:
             raise UsageError(f"snapshot prefix {reference!r} is ambiguous: give more characters")
         return matches[0]
+
+    def _explain_absent(self, reference: str) -> None:
+        """A snapshot that is damaged, or that this host saw or a chain names, is damage (exit 4), not a typo."""
+        for sid, problem in self.damaged_snapshots.items():
+            if sid.startswith(reference):
+                raise RepositoryDamagedError(problem)
+        if len(reference) < 8:
+            return
+        from agent.repository.tombstones import forgotten_snapshots  # tombstones build on this module
+
+        known = self.ledger.seen() | {c.previous for c in self.chains().values() if c.previous}
+        for sid in sorted(known):
+            if sid.startswith(reference):
+                if sid in forgotten_snapshots(self):
+                    raise UsageError(f"snapshot {sid[:12]} was forgotten (`coffer forget`)")
+                raise RepositoryDamagedError(
+                    f"snapshot {sid[:12]} is missing from storage (deleted or rolled back; see `coffer check`)"
+                )
 
     def read_part(self, snapshot_id: str, space: str) -> object:
         self.keys.require_read(space)
