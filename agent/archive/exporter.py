@@ -9,13 +9,14 @@ categories, with Manifest.db rebuilt to match, and reads only those categories' 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.archive.damage import damaged_entry
 from agent.archive.parallel import bounded_map
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
-from agent.errors import AccessDeniedError, CofferError, UsageError
+from agent.errors import AccessDeniedError, CofferError, RepositoryDamagedError, UsageError
 from agent.ios.encryption import ClassKeys, Keybag, decrypt_manifest_db
 from agent.ios.folder import BackupWriter
 from agent.ios.plists import load_plist_dict
@@ -33,6 +34,7 @@ class ExportResult:
     bytes: int
     categories: list[str]
     encrypted: bool
+    damaged: list[dict[str, str]] = field(default_factory=list)  # files whose data is damaged: not written
 
 
 def create_target(target: Path) -> None:
@@ -116,18 +118,24 @@ def export_snapshot(
     with BlobReader(repository, index) as reader, Progress("export", sum(r.size for _, r, _ in files), enabled=progress) as bar:
         writer = _make_writer(repository, reader, view, target, whole=whole, decrypt=decrypt)
 
-        def write(item: tuple[str, FileRow, FileRecord]) -> None:
+        def write(item: tuple[str, FileRow, FileRecord]) -> dict[str, str] | None:
             category, row, record = item
             pieces = reader.read_stream(category, row.chunks)
-            writer.write_file(record, bar.counted(pieces))
+            try:
+                writer.write_file(record, bar.counted(pieces))
+            except RepositoryDamagedError as exc:  # left out (the writer removes its partial file); the rest goes on
+                return damaged_entry(category, record, exc)
+            return None
 
-        for _ in bounded_map(write, files, workers=workers, in_flight=workers * 2):
-            pass
+        damaged = [d for d in bounded_map(write, files, workers=workers, in_flight=workers * 2) if d]
         writer.finish()
+    lost = {(d["domain"], d["path"]) for d in damaged}
+    written = [row for _, row, record in files if (record.domain, record.relative_path) not in lost]
     return ExportResult(
         snapshot_id=view.entry.snapshot_id,
-        files=len(files),
-        bytes=sum(row.size for _, row, _ in files),
+        files=len(written),
+        bytes=sum(row.size for row in written),
         categories=sorted(view.rows),
         encrypted=view.entry.header.is_encrypted and not decrypt,
+        damaged=damaged,
     )

@@ -52,7 +52,10 @@ class BlobReader:
     def locate(self, space: str, chunk_id: bytes) -> list[BlobLocation]:
         locations = self.index.locations(space, chunk_id)
         if not locations:
-            raise RepositoryDamagedError(f"blob {chunk_id.hex()[:16]} of {space} is in no pack the index knows")
+            raise RepositoryDamagedError(
+                f"blob {chunk_id.hex()[:16]} of {space} is in no pack the index knows (an index object or a pack "
+                "was lost: `coffer check` tells which, `coffer repair` rebuilds the index from the packs)"
+            )
         return locations
 
     def _pack_key(self, location: BlobLocation, name: str) -> bytes:

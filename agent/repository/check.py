@@ -169,7 +169,9 @@ def check_repository(
             f"key slot {name} is not listed by the config: left by an interrupted key change, an older `config` "
             "put back, or injected"
         )
-    guard("leases", lambda: report.warnings.extend(lease.describe() for lease in locks.stale_leases(repository)))
+    guard("leases", lambda: report.warnings.extend(
+            f"{lease.describe()}: `coffer unlock` removes it" for lease in locks.stale_leases(repository)
+        ))
     index_holder: list[Index] = []
     guard("index", lambda: index_holder.append(repository.load_index()))
     index = index_holder[0] if index_holder else Index()

@@ -114,7 +114,7 @@ class Lease:
             else "an unreadable lease"
         )
         reason = self.stale_reason()
-        state = f"stale: {reason}; `coffer unlock` removes it" if reason else f"held until {time.ctime(self.expires)}"
+        state = f"stale: {reason}" if reason else f"held until {time.ctime(self.expires)}"
         return f"lease {self.name}: {who}, since {time.ctime(self.start)} ({state})"
 
     def document(self) -> dict[str, object]:
