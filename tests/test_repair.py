@@ -1,0 +1,97 @@
+"""A damaged pack: restores go on through it, `coffer repair` marks what is lost, one more backup heals it.
+
+Storage flips a byte inside one pack (the attacker's or the disk's means: no key). Then, through the real
+command line: plain `check` (trailers only) and `check --read-data` find it (exit 4); `extract` writes every
+file the damage does not touch, byte-identical, lists the damaged ones (stderr and `--json`) and exits 4;
+`repair` rewrites the snapshot without the lost files and records them; the next import of the same data
+stores those chunks again (deduplication does not count them as present) and `check --read-data` is clean,
+with the new snapshot complete.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from conftest import CofferCli
+from ios_helpers import Entry, build_backup
+
+from agent.storage.local import LocalStorage
+
+UDID = "00008030-001A2B3C4D5E6F70"
+
+
+def library() -> tuple[Entry, ...]:
+    rng = random.Random(7)
+    return tuple(
+        Entry("CameraRollDomain", f"Media/DCIM/100APPLE/IMG_{n:04d}.HEIC", rng.randbytes(rng.randint(30_000, 90_000)))
+        for n in range(24)
+    )
+
+
+def extracted(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def expected_files() -> dict[str, bytes]:
+    return {f"{e.domain}/{e.relative_path}": e.content or b"" for e in library()}
+
+
+def flip_inside_a_blob(repo: Path) -> str:
+    """Flip one byte early in the largest pack: inside its first blob, away from trailer and padding."""
+    storage = LocalStorage(repo)
+    name = max(storage.list("data/"), key=lambda info: info.size).name
+    path = repo / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 8] ^= 0x01
+    path.write_bytes(bytes(data))
+    return name
+
+
+def test_a_damaged_pack_restores_the_rest_and_repair_plus_one_backup_heals(coffer: CofferCli, tmp_path: Path) -> None:
+    coffer.init()
+    coffer.set_pack_sizes(64 << 10, 128 << 10)
+    backup = build_backup(tmp_path / "backup" / UDID, library())
+    first = coffer.inline("--json", "import", backup.path).json()["id"]
+    damaged_pack = flip_inside_a_blob(coffer.repo)
+
+    assert damaged_pack in coffer("check", "--read-data", expect=4).stderr
+
+    run = coffer("--json", "extract", first, tmp_path / "out", expect=4)
+    damaged = run.json()["damaged"]
+    assert damaged, "the damaged files are listed in --json"
+    lost = {f"{d['domain']}/{d['path']}" for d in damaged}
+    for entry in damaged:
+        assert f"damaged {entry['domain']}/{entry['path']}" in run.stderr
+    got = extracted(tmp_path / "out")
+    want = expected_files()
+    assert set(got) == set(want) - lost, "every intact file is written, no damaged one"
+    assert all(got[name] == want[name] for name in got), "byte-identical"
+    assert len(got) >= len(want) - 3
+
+    repair = coffer("--json", "repair").json()
+    assert repair["packs_damaged"] == [damaged_pack]
+    assert {f"{f['domain']}/{f['path']}" for f in repair["files_lost"]} == lost
+    assert list(repair["snapshots_rewritten"]) == [first]
+    assert damaged_pack not in {info.name for info in LocalStorage(coffer.repo).list("data/")}
+    coffer("check", "--read-data")
+    rewritten = coffer.inline("--json", "snapshots").json()
+    assert [s["id"] for s in rewritten] == [repair["snapshots_rewritten"][first]]
+    assert rewritten[0]["skipped"] == len(lost), "the snapshot records which files are lost"
+
+    again = coffer.inline("--json", "import", backup.path).json()  # the files cache must not vouch for lost data
+    assert again["new_bytes"] >= sum(len(want[name]) for name in lost), "the lost chunks are stored again"
+    coffer("check", "--read-data")
+    coffer.inline("extract", again["id"], tmp_path / "healed")
+    assert extracted(tmp_path / "healed") == want
+
+
+def test_plain_check_finds_a_truncated_pack_by_its_trailer(coffer: CofferCli, tmp_path: Path) -> None:
+    coffer.init()
+    coffer.inline("import", build_backup(tmp_path / "backup" / UDID, library()[:4]).path)
+    name = next(iter(LocalStorage(coffer.repo).list("data/"))).name
+    path = coffer.repo / name
+    path.write_bytes(path.read_bytes()[:-100])
+    run = coffer("--json", "check", expect=4)
+    assert run.json()["packs_read"] == 0, "no --read-data: only ranged reads"
+    assert name in run.stderr and "truncated" in run.stderr, run.stderr
