@@ -152,3 +152,21 @@ def test_exporting_a_deleted_snapshot_exits_4(repo: Damageable, tmp_path: Path) 
     run = repo.cli("export", deleted[:12], tmp_path / "deleted", expect=4)
     assert deleted[:12] in run.stderr and "missing" in run.stderr, run.stderr
     assert repo.cli("export", "0123456789ab", tmp_path / "typo", expect=2)
+
+
+def test_another_repositorys_config_is_named(coffer: CofferCli, tmp_path: Path) -> None:
+    coffer.init()
+    other = coffer_cli(tmp_path / "other")
+    other.init()
+    shutil.copy(other.repo / "config", coffer.repo / "config")
+    run = coffer("snapshots", expect=4)
+    assert "`config` lists none of the" in run.stderr and "another repository" in run.stderr, run.stderr
+
+
+def test_a_rolled_back_config_is_not_called_an_injected_slot(coffer: CofferCli) -> None:
+    coffer.init()
+    older = (coffer.repo / "config").read_bytes()
+    coffer.inline("key", "add", env={"COFFER_NEW_PASSWORD": "a second passphrase"})
+    (coffer.repo / "config").write_bytes(older)
+    run = coffer("check", expect=4)
+    assert "not listed by the config" in run.stderr and "older `config` put back" in run.stderr, run.stderr

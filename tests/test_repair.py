@@ -79,6 +79,13 @@ def test_a_damaged_pack_restores_the_rest_and_repair_plus_one_backup_heals(coffe
     assert [s["id"] for s in rewritten] == [repair["snapshots_rewritten"][first]]
     assert rewritten[0]["skipped"] == len(lost), "the snapshot records which files are lost"
 
+    # Its export is a consistent folder: Manifest.db lists exactly the files that remain.
+    coffer.inline("export", rewritten[0]["id"], tmp_path / "repaired-export")
+    reimported = coffer.inline("--json", "import", tmp_path / "repaired-export").json()
+    assert not reimported["skipped"] and not reimported["warnings"]
+    remaining = {(i["domain"], i["path"]) for i in coffer.inline("--json", "ls", reimported["id"]).json()}
+    assert remaining == {tuple(name.split("/", 1)) for name in set(want) - lost}
+
     again = coffer.inline("--json", "import", backup.path).json()  # the files cache must not vouch for lost data
     assert again["new_bytes"] >= sum(len(want[name]) for name in lost), "the lost chunks are stored again"
     coffer("check", "--read-data")

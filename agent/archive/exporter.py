@@ -23,6 +23,7 @@ from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.keys.keyset import MANIFEST_SPACE
 from agent.pipeline.reader import BlobReader
+from agent.repository.repair import has_lost_files
 from agent.repository.repository import Repository
 from agent.repository.snapshot import FileRow, ManifestPart
 
@@ -76,11 +77,14 @@ def _make_writer(
             raise AccessDeniedError(f"this needs the full key{hint}")
         manifest = read_manifest_part(repository, view.entry.snapshot_id)
         class_keys = class_keys_for(header.manifest_plist, manifest) if header.is_encrypted else None
-    if not whole:
+    if not whole or has_lost_files(header):  # `repair` removed rows: the original Manifest.db would list them
         records = [record for _, _, record in view.records()]
-        return BackupWriter.subset(
+        writer = BackupWriter.subset(
             target, manifest_plist=header.manifest_plist, records=records, class_keys=class_keys, decrypt=decrypt, **common
         )
+        if manifest is not None and whole:
+            _write_other_files(writer, reader, manifest)
+        return writer
     assert manifest is not None
     stored_db = _read_whole(reader, MANIFEST_SPACE, manifest.manifest_db.chunks)
     if header.is_encrypted and decrypt:
@@ -93,9 +97,13 @@ def _make_writer(
     writer = BackupWriter(
         target, manifest_plist=header.manifest_plist, manifest_db_bytes=stored_db, class_keys=class_keys, **common
     )
+    _write_other_files(writer, reader, manifest)
+    return writer
+
+
+def _write_other_files(writer: BackupWriter, reader: BlobReader, manifest: ManifestPart) -> None:
     for name, stored in manifest.other_files.items():
         writer.write_other_file(name, _read_whole(reader, MANIFEST_SPACE, stored.chunks))
-    return writer
 
 
 def export_snapshot(

@@ -37,6 +37,7 @@ from agent.repository.snapshot import (
     CategoryStats,
     FileRow,
     ManifestPart,
+    SnapshotHeader,
     StoredFile,
     open_chain,
     open_header,
@@ -44,7 +45,14 @@ from agent.repository.snapshot import (
 from agent.repository.tombstones import forget_snapshots
 from agent.repository.trailers import StoredPack, scan_trailer, stored_packs
 
-LOST_REASON = "lost: its data was damaged in the repository (removed by `coffer repair`)"
+LOST_PREFIX = "lost: "
+LOST_REASON = LOST_PREFIX + "its data was damaged in the repository (removed by `coffer repair`)"
+
+
+def has_lost_files(header: SnapshotHeader) -> bool:
+    """Whether `repair` removed files from this snapshot: its original Manifest.db then lists files it lacks,
+    so restores rebuild Manifest.db from the rows that remain."""
+    return any(str(entry.get("reason", "")).startswith(LOST_PREFIX) for entry in header.skipped)
 
 
 @dataclass

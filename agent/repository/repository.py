@@ -128,9 +128,21 @@ class Repository:
     @classmethod
     def open(cls, storage: Storage, secret: slots.Secret) -> Repository:
         config, mac = cls.read_config(storage)
-        unlocked = slots.unlock(storage, config.kdf, secret, config.key_slots)
+        try:
+            unlocked = slots.unlock(storage, config.kdf, secret, config.key_slots)
+        except RepositoryDamagedError as exc:
+            present = set(slots.slot_names(storage))
+            if present and not present & set(config.key_slots):  # the slots are fine: the config is not theirs
+                raise RepositoryDamagedError(
+                    f"`{CONFIG_NAME}` lists none of the {len(present)} key slots stored here: it belongs to another "
+                    f"repository ({config.repository_id[:8]}) or was replaced"
+                ) from exc
+            raise
         if unlocked.keys.repository_id != config.repository_id:
-            raise RepositoryDamagedError("the key slot belongs to another repository")
+            raise RepositoryDamagedError(
+                f"`{CONFIG_NAME}` belongs to another repository ({config.repository_id[:8]}) than key slot "
+                f"{unlocked.slot_name} ({unlocked.keys.repository_id[:8]}): the config was replaced"
+            )
         config.verify(mac, unlocked.keys.auth_key)
         if storage.supports_object_lock:  # a copy on a backend without Object Lock stays readable
             storage.object_lock_days = config.object_lock_days  # later data objects carry a retention
