@@ -7,7 +7,7 @@ place of another blob in the existing packs. Nothing is deleted, so Object Lock 
 used to keep the first location seen for a chunk, so every restore failed authentication while `check
 --read-data` passed. Fixed: the index keeps every candidate location and readers fall back to the next, so
 the owner's exports stay byte-identical; plain `check` and `check --read-data` exit 4 naming the added object,
-and `coffer repair index` removes it.
+`prune` ignores it, and `coffer repair index` removes it.
 
 These tests fail on the code of commit da2648b (checked: there the export of every snapshot exited 4 with
 "blob … fails authentication" and `check --read-data` exited 0).
@@ -79,6 +79,14 @@ def run_attack(cli: CofferCli, tmp_path: Path) -> None:
         run = cli(*args, expect=4)
         assert added in run.stderr and "conflicting index record" in run.stderr, run.stderr
         assert len(run.stderr.splitlines()) == 1
+    # Prune decides only on entries the packs' trailers confirm: the added object cannot make it reclaim data.
+    prune = cli.inline("--json", "prune", "--grace", "0").json()
+    assert any("does not confirm" in note for note in prune["notes"]), prune
+    cli.inline("prune", "--grace", "0")
+    for snapshot_id in ids:
+        target = tmp_path / f"pruned-{snapshot_id[:8]}"
+        cli.inline("export", snapshot_id, target)
+        assert tree_digest(target) == before[snapshot_id]
     cli("repair", "index")
     cli("check", "--read-data")
 
