@@ -16,6 +16,7 @@ from pathlib import Path
 from conftest import CofferCli
 from ios_helpers import Entry, build_backup
 
+from agent.sim.server import SimServer
 from agent.storage.local import LocalStorage
 
 UDID = "00008030-001A2B3C4D5E6F70"
@@ -102,3 +103,34 @@ def test_plain_check_finds_a_truncated_pack_by_its_trailer(coffer: CofferCli, tm
     run = coffer("--json", "check", expect=4)
     assert run.json()["packs_read"] == 0, "no --read-data: only ranged reads"
     assert name in run.stderr and "truncated" in run.stderr, run.stderr
+
+
+def test_a_device_restore_through_a_damaged_pack(coffer: CofferCli, sim: SimServer, tmp_path: Path) -> None:
+    """USB: the restore names the damaged files (exit 4, not a device error); after `repair` the repaired
+    snapshot restores onto a replacement (Manifest.db rebuilt from the rows left), and one more backup of
+    the device heals the repository."""
+    coffer.env.update(
+        {
+            "USBMUXD_SOCKET_ADDRESS": sim.address,
+            "HOME": str(tmp_path / "home"),
+            "COFFER_PAIR_RECORDS_DIR": str(tmp_path / "pair-records"),
+        }
+    )
+    coffer.init()
+    coffer.set_pack_sizes(64 << 10, 128 << 10)
+    original = sim.add_device(profile="tiny", seed=901).udid
+    replacement = sim.add_device(profile="tiny", seed=902).udid
+    snapshot = coffer("--json", "backup", "--udid", original, "--enable-device-encryption").json()["snapshot"]
+    flip_inside_a_blob(coffer.repo)
+
+    run = coffer("restore", snapshot, "--to-udid", replacement, "--yes", expect=4)
+    assert "damaged " in run.stderr and "not restored" in run.stderr, run.stderr
+
+    repaired = coffer("--json", "repair").json()
+    assert repaired["files_lost"]
+    healed = repaired["snapshots_rewritten"][snapshot]
+    coffer("restore", healed, "--to-udid", replacement, "--yes")
+    assert sim.device(replacement).restores[-1].source_udid == original
+
+    coffer("backup", "--udid", original)
+    coffer("check", "--read-data")
