@@ -13,9 +13,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from conftest import CofferCli
+import pytest
+from conftest import TEST_PASSPHRASE, CofferCli
 from ios_helpers import Entry, build_backup
 
+from agent.keys.slots import Passphrase
+from agent.repository.repair import repair
+from agent.repository.repository import Repository
 from agent.sim.server import SimServer
 from agent.storage.local import LocalStorage
 
@@ -133,4 +137,27 @@ def test_a_device_restore_through_a_damaged_pack(coffer: CofferCli, sim: SimServ
     assert sim.device(replacement).restores[-1].source_udid == original
 
     coffer("backup", "--udid", original)
+    coffer("check", "--read-data")
+
+
+class StopsAtFirstTombstone(LocalStorage):
+    """Real local storage; the process stops (as at a kill) when it would write its first tombstone."""
+
+    def put(self, name: str, data: bytes, *, if_absent: bool = True, tags: dict[str, str] | None = None) -> None:
+        if name.startswith("tombstones/"):
+            raise KeyboardInterrupt
+        super().put(name, data, if_absent=if_absent, tags=tags)
+
+
+def test_a_repair_stopped_after_its_new_snapshot_finishes_without_a_duplicate(coffer: CofferCli, tmp_path: Path) -> None:
+    coffer.init()
+    coffer.set_pack_sizes(64 << 10, 128 << 10)
+    first = coffer.inline("--json", "import", build_backup(tmp_path / "backup" / UDID, library()).path).json()["id"]
+    flip_inside_a_blob(coffer.repo)
+    with pytest.raises(KeyboardInterrupt):
+        repair(Repository.open(StopsAtFirstTombstone(coffer.repo), Passphrase(TEST_PASSPHRASE)))
+    assert len(coffer.inline("--json", "snapshots").json()) == 2, "stopped between the new snapshot and the forget"
+    rerun = coffer("--json", "repair").json()
+    listed = [s["id"] for s in coffer.inline("--json", "snapshots").json()]
+    assert listed == [rerun["snapshots_rewritten"][first]]
     coffer("check", "--read-data")

@@ -5,8 +5,14 @@ object (key slots, index, snapshots, tombstones, fossils, packs with `--read-dat
 its bytes hash to its name — so a flipped byte is damage (exit 4) and never mistaken for
 a wrong key (exit 3).
 Then, with the key: index and snapshot authentication, every chunk a snapshot references
-is in the index, every indexed pack exists, snapshot chains are unbroken, and with
-`--read-data` every blob decrypts, decompresses and matches its keyed ID.
+is in the index, every indexed pack exists, snapshot chains are unbroken, and every pack's
+trailer opens (ranged reads: truncation and trailer damage show without `--read-data`).
+Every index entry must be one its pack's trailer lists; an index object holding others is
+named (a conflicting record: readers fall back past it, `repair index` removes it). With
+`--read-data` every blob decrypts, decompresses and matches its keyed ID, and every chunk a
+snapshot references verifies at one of its locations — the one a restore ends up using.
+Damaged index and snapshot objects are reported one by one: none hides the others. Stale
+leases are warnings.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.errors import ObjectNotFoundError, RepositoryDamagedError
@@ -27,7 +34,7 @@ from agent.repository.pack import HEADER_READ_SIZE, PackedBlob, open_blob, open_
 from agent.repository.repository import Repository
 from agent.repository.snapshot import FileRow, ManifestPart, open_header
 from agent.repository.tombstones import forgotten_snapshots
-from agent.repository.trailers import StoredPack, scan_trailer, stored_packs
+from agent.repository.trailers import TRAILER_THREADS, StoredPack, scan_trailer, stored_packs
 
 
 @dataclass
@@ -125,6 +132,13 @@ def _read_pack(repository: Repository, pack: StoredPack, findings: _PackFindings
         findings.verified.add((space, blob.chunk_id, pack.pack_id, blob.offset))
 
 
+def _try(action: Callable[[], list[PackedBlob]]) -> list[PackedBlob] | RepositoryDamagedError:
+    try:
+        return action()
+    except RepositoryDamagedError as exc:
+        return exc
+
+
 def _check_index_against_trailers(index: Index, findings: _PackFindings, report: CheckReport) -> None:
     """Every index entry must be one its pack's trailer lists; name each index object that says otherwise."""
     conflicts: dict[str, list[str]] = defaultdict(list)
@@ -193,14 +207,21 @@ def check_repository(
             names = sorted(random.sample(names, count))
         full_read = set(names)
     findings = _PackFindings()
-    for pack in sorted(packs.values(), key=lambda p: p.name):
+    ordered = sorted(packs.values(), key=lambda p: p.name)
+    # Every other trailer, by ranged reads (a few at a time: each is small and latency-bound), so truncation
+    # and trailer damage show without --read-data.
+    scanned = [p for p in ordered if p.name not in full_read and p.space is not None and repository.keys.can_read(p.space)]
+    with ThreadPoolExecutor(max_workers=TRAILER_THREADS, thread_name_prefix="coffer-check") as pool:
+        for pack, outcome in zip(scanned, pool.map(lambda p: _try(lambda: scan_trailer(repository, p)), scanned), strict=True):
+            if isinstance(outcome, RepositoryDamagedError):
+                report.errors.append(str(outcome))
+            else:
+                _note_trailer(findings, pack, outcome)
+    for pack in ordered:
         if pack.name in full_read:
             guard(pack.name, lambda pack=pack: _read_pack(repository, pack, findings, report))
             if on_pack is not None:
                 on_pack(pack.size)
-        elif pack.space is not None and repository.keys.can_read(pack.space):
-            # Every trailer, by ranged reads: truncation and trailer damage show without --read-data.
-            guard(pack.name, lambda pack=pack: _note_trailer(findings, pack, scan_trailer(repository, pack)))
         if pack.name not in indexed_names:
             report.warnings.append(
                 f"pack {pack.name} is in no index (left by an interrupted backup, or its index object was lost: "

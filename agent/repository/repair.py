@@ -9,8 +9,9 @@
   leaves the index and storage. Whatever was only in its damaged blobs is lost.
 * *snapshots*: a snapshot that references chunks no stored pack holds any more is rewritten
   without the files they belonged to, which it lists in its `skipped` entries; the old one is
-  tombstoned and removed as `forget` does. A snapshot whose header, chain record or manifest
-  part fails authentication cannot be read at all: it is tombstoned and removed.
+  tombstoned and removed as `forget` does (the new one is stored first; a rerun after a crash
+  finishes, never duplicates). A snapshot whose header, chain record or manifest part fails
+  authentication cannot be read at all: it is tombstoned and removed.
 
 Lost chunks are then in no index, so the next backup of the same data stores them again
 (deduplication never treats them as present), and after it `check --read-data` is clean.
@@ -33,15 +34,7 @@ from agent.repository import locks
 from agent.repository.index import INDEX_PREFIX, Index, PackRecord
 from agent.repository.pack import HEADER_READ_SIZE, PackedBlob, open_blob, open_pack_key, read_trailer
 from agent.repository.repository import Repository
-from agent.repository.snapshot import (
-    CategoryStats,
-    FileRow,
-    ManifestPart,
-    SnapshotHeader,
-    StoredFile,
-    open_chain,
-    open_header,
-)
+from agent.repository.snapshot import CategoryStats, FileRow, ManifestPart, SnapshotHeader, StoredFile
 from agent.repository.tombstones import forget_snapshots
 from agent.repository.trailers import StoredPack, scan_trailer, stored_packs
 
@@ -231,49 +224,63 @@ def _repair_snapshots(repository: Repository, report: RepairReport, say: Callabl
     def present(space: str, chunk_id: bytes) -> bool:
         return any(repository.pack_name(space, loc.pack) in stored for loc in index.locations(space, chunk_id))
 
-    spaces = [space for space in repository.config.public_keys if space != HEADER_SPACE]
-    unreadable: list[str] = []
-    for snapshot_id in repository.snapshot_ids():
+    entries = repository.snapshots()
+    unreadable = dict(repository.damaged_snapshots)
+    # A rewrite a killed repair already stored (same device, time and link, lost files recorded): finish, don't redo.
+    rewrites = {
+        (e.chain.device_tag, e.header.time, e.chain.previous): e.snapshot_id for e in entries if has_lost_files(e.header)
+    }
+    for entry in entries:
         try:
-            sealed = repository.read_sealed(snapshot_id)
-            header = open_header(sealed, repository.keys.private_keys_for(HEADER_SPACE))
-            chain = open_chain(sealed, repository.keys.index_keys())
-            manifest = ManifestPart.from_json(repository.read_part(snapshot_id, MANIFEST_SPACE))  # type: ignore[arg-type]
+            parts, lost = _surviving_parts(repository, entry.snapshot_id, present)
         except RepositoryDamagedError as exc:
-            report.notes.append(f"{exc}: nothing of it can be read, so it was forgotten")
-            unreadable.append(snapshot_id)
+            unreadable[entry.snapshot_id] = str(exc)
             continue
-        parts: dict[str, object] = {}
-        lost: list[dict[str, str]] = []
-        for space in spaces:
-            if space == MANIFEST_SPACE:
-                continue
-            try:
-                rows = [FileRow.from_json(item) for item in repository.read_part(snapshot_id, space)]  # type: ignore[union-attr]
-            except RepositoryDamagedError:
-                rows = []
-                lost.append({"category": space, "domain": "", "path": "", "reason": f"{LOST_REASON} (every {space} file)"})
-            kept = []
-            for row in rows:
-                if all(present(space, chunk) for chunk in row.chunks):
-                    kept.append(row)
-                else:
-                    lost.append({"category": space, "domain": row.domain, "path": row.relative_path, "reason": LOST_REASON})
-            parts[space] = [row.to_json() for row in kept]
-        manifest = _repair_manifest(manifest, lambda chunk: present(MANIFEST_SPACE, chunk), lost)
-        parts[MANIFEST_SPACE] = manifest.to_json()
         if not lost:
             continue
-        skipped = [{"domain": e["domain"], "path": e["path"], "reason": e["reason"]} for e in lost]
-        new_header = replace(header, skipped=[*header.skipped, *skipped], categories=_recount(header.categories, parts))
-        new_id = repository.write_snapshot(new_header, parts, chain.previous)
-        forget_snapshots(repository, [snapshot_id])
-        report.snapshots_rewritten[snapshot_id] = new_id
-        report.files_lost.extend({"snapshot": snapshot_id, **entry} for entry in lost)
-        say(f"snapshot {snapshot_id[:8]} → {new_id[:8]}: {len(lost)} files lost")
+        new_id = rewrites.get((entry.chain.device_tag, entry.header.time, entry.chain.previous))
+        if new_id is None or new_id == entry.snapshot_id:
+            skipped = [{"domain": e["domain"], "path": e["path"], "reason": e["reason"]} for e in lost]
+            header = replace(
+                entry.header, skipped=[*entry.header.skipped, *skipped], categories=_recount(entry.header.categories, parts)
+            )
+            new_id = repository.write_snapshot(header, parts, entry.chain.previous)
+        forget_snapshots(repository, [entry.snapshot_id])  # the new one first: a crash never loses the snapshot
+        report.snapshots_rewritten[entry.snapshot_id] = new_id
+        report.files_lost.extend({"snapshot": entry.snapshot_id, **e} for e in lost)
+        say(f"snapshot {entry.snapshot_id[:8]} → {new_id[:8]}: {len(lost)} files lost")
+    for _, problem in sorted(unreadable.items()):
+        report.notes.append(f"{problem}: nothing of it can be read, so it was forgotten")
     if unreadable:
-        forget_snapshots(repository, unreadable)
-        report.snapshots_removed = unreadable
+        forget_snapshots(repository, sorted(unreadable))
+        report.snapshots_removed = sorted(unreadable)
+
+
+def _surviving_parts(
+    repository: Repository, snapshot_id: str, present: Callable[[str, bytes], bool]
+) -> tuple[dict[str, object], list[dict[str, str]]]:
+    """The snapshot's parts without the files whose chunks are gone, and the list of those files.
+    A damaged category part loses that category; a damaged manifest part makes the snapshot unreadable."""
+    manifest = ManifestPart.from_json(repository.read_part(snapshot_id, MANIFEST_SPACE))  # type: ignore[arg-type]
+    parts: dict[str, object] = {}
+    lost: list[dict[str, str]] = []
+    for space in repository.config.public_keys:
+        if space in (HEADER_SPACE, MANIFEST_SPACE):
+            continue
+        try:
+            rows = [FileRow.from_json(item) for item in repository.read_part(snapshot_id, space)]  # type: ignore[union-attr]
+        except RepositoryDamagedError:
+            rows = []
+            lost.append({"category": space, "domain": "", "path": "", "reason": f"{LOST_REASON} (every {space} file)"})
+        kept = []
+        for row in rows:
+            if all(present(space, chunk) for chunk in row.chunks):
+                kept.append(row)
+            else:
+                lost.append({"category": space, "domain": row.domain, "path": row.relative_path, "reason": LOST_REASON})
+        parts[space] = [row.to_json() for row in kept]
+    parts[MANIFEST_SPACE] = _repair_manifest(manifest, lambda chunk: present(MANIFEST_SPACE, chunk), lost).to_json()
+    return parts, lost
 
 
 def _repair_manifest(manifest: ManifestPart, present: Callable[[bytes], bool], lost: list[dict[str, str]]) -> ManifestPart:
