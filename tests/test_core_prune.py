@@ -97,7 +97,7 @@ def forgotten_repository(coffer: CofferCli, tmp_path: Path) -> BuiltBackup:
 def test_prune_deletes_nothing_while_a_backup_runs(coffer: CofferCli, tmp_path: Path) -> None:
     forgotten_repository(coffer, tmp_path)
     before = data_objects(coffer.repo)
-    with locks.running_backup(LocalStorage(coffer.repo)):
+    with locks.running_backup(coffer.open()):
         for _ in range(2):
             report = coffer.inline("--json", "prune", "--grace", "0").json()
             assert report["packs_deleted"] == 0

@@ -89,7 +89,7 @@ def copy_snapshots(
         )
     entries = select_snapshots(source, references)
     result = CopyResult()
-    with locks.running_backup(target.storage), BlobReader(source, source.load_index()) as reader:
+    with locks.running_backup(target), BlobReader(source, source.load_index()) as reader:
         copier = _Copier(source, target, reader, index_for_backup(target), workers or default_workers())
         for entry in entries:
             target_id = copier.copy(entry, result, progress=progress)

@@ -9,20 +9,22 @@ categories, with Manifest.db rebuilt to match, and reads only those categories' 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.archive.damage import damaged_entry
 from agent.archive.parallel import bounded_map
 from agent.archive.partial_marker import mark_partial
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
-from agent.errors import AccessDeniedError, CofferError, UsageError
+from agent.errors import AccessDeniedError, CofferError, RepositoryDamagedError, UsageError
 from agent.ios.encryption import ClassKeys, Keybag, decrypt_manifest_db
 from agent.ios.folder import BackupWriter
 from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.keys.keyset import MANIFEST_SPACE
 from agent.pipeline.reader import BlobReader
+from agent.repository.repair import has_lost_files
 from agent.repository.repository import Repository, SnapshotEntry
 from agent.repository.snapshot import FileRow, ManifestPart
 
@@ -34,6 +36,7 @@ class ExportResult:
     bytes: int
     categories: list[str]
     encrypted: bool
+    damaged: list[dict[str, str]] = field(default_factory=list)  # files whose data is damaged: not written
 
 
 def create_target(target: Path) -> None:
@@ -78,11 +81,14 @@ def _make_writer(
             raise AccessDeniedError(f"this needs the full key{hint}")
         manifest = read_manifest_part(repository, view.entry.snapshot_id)
         class_keys = class_keys_for(header.manifest_plist, manifest) if header.is_encrypted else None
-    if not whole:
+    if not whole or has_lost_files(header):  # `repair` removed rows: the original Manifest.db would list them
         records = [record for _, _, record in view.records()]
-        return BackupWriter.subset(
+        writer = BackupWriter.subset(
             target, manifest_plist=header.manifest_plist, records=records, class_keys=class_keys, decrypt=decrypt, **common
         )
+        if manifest is not None and whole:
+            _write_other_files(writer, reader, manifest)
+        return writer
     assert manifest is not None
     stored_db = _read_whole(reader, MANIFEST_SPACE, manifest.manifest_db.chunks)
     if header.is_encrypted and decrypt:
@@ -95,9 +101,13 @@ def _make_writer(
     writer = BackupWriter(
         target, manifest_plist=header.manifest_plist, manifest_db_bytes=stored_db, class_keys=class_keys, **common
     )
+    _write_other_files(writer, reader, manifest)
+    return writer
+
+
+def _write_other_files(writer: BackupWriter, reader: BlobReader, manifest: ManifestPart) -> None:
     for name, stored in manifest.other_files.items():
         writer.write_other_file(name, _read_whole(reader, MANIFEST_SPACE, stored.chunks))
-    return writer
 
 
 def export_snapshot(
@@ -120,18 +130,24 @@ def export_snapshot(
     with BlobReader(repository, index) as reader, Progress("export", sum(r.size for _, r, _ in files), enabled=progress) as bar:
         writer = _make_writer(repository, reader, view, target, whole=whole, decrypt=decrypt)
 
-        def write(item: tuple[str, FileRow, FileRecord]) -> None:
+        def write(item: tuple[str, FileRow, FileRecord]) -> dict[str, str] | None:
             category, row, record = item
             pieces = reader.read_stream(category, row.chunks)
-            writer.write_file(record, bar.counted(pieces))
+            try:
+                writer.write_file(record, bar.counted(pieces))
+            except RepositoryDamagedError as exc:  # left out (the writer removes its partial file); the rest goes on
+                return damaged_entry(category, record, exc)
+            return None
 
-        for _ in bounded_map(write, files, workers=workers, in_flight=workers * 2):
-            pass
+        damaged = [d for d in bounded_map(write, files, workers=workers, in_flight=workers * 2) if d]
         writer.finish()
+    lost = {(d["domain"], d["path"]) for d in damaged}
+    written = [row for _, row, record in files if (record.domain, record.relative_path) not in lost]
     return ExportResult(
         snapshot_id=view.entry.snapshot_id,
-        files=len(files),
-        bytes=sum(row.size for _, row, _ in files),
+        files=len(written),
+        bytes=sum(row.size for row in written),
         categories=sorted(view.rows),
         encrypted=view.entry.header.is_encrypted and not decrypt,
+        damaged=damaged,
     )

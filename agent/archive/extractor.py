@@ -3,7 +3,8 @@
 Names come from a device and are treated as hostile: every path goes through
 `safe_relative_path`, is checked to resolve inside `DIR`, and rows that cannot be made safe
 are skipped and reported. Symlink rows are reported, never created. Files appear atomically
-with their modification times.
+with their modification times. A file whose data is damaged is left out and listed; every
+other file is still written.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.archive.damage import damaged_entry
 from agent.archive.exporter import create_target
 from agent.archive.parallel import bounded_map
 from agent.archive.progress import Progress
 from agent.archive.view import open_view
+from agent.errors import RepositoryDamagedError
 from agent.ios.records import FileRecord
 from agent.ios.safety import safe_relative_path
 from agent.pipeline.reader import BlobReader
@@ -31,6 +34,7 @@ class ExtractResult:
     files: int = 0
     bytes: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    damaged: list[dict[str, str]] = field(default_factory=list)  # files whose data is damaged: not written
 
 
 def _matches(glob: str | None, domain: str, relative_path: str) -> bool:
@@ -77,7 +81,7 @@ def extract_snapshot(
     index = repository.load_index()
     with BlobReader(repository, index) as reader, Progress("extract", sum(r.size for _, r, _, _ in chosen), enabled=progress) as bar:
 
-        def write(item: tuple[str, FileRow, FileRecord, Path]) -> None:
+        def write(item: tuple[str, FileRow, FileRecord, Path]) -> dict[str, str] | None:
             category, row, record, destination = item
             destination.parent.mkdir(parents=True, exist_ok=True)
             if not _inside(root, destination.parent):
@@ -90,12 +94,16 @@ def extract_snapshot(
                         bar.advance(len(piece))
                 os.utime(temporary, (record.mtime, record.mtime))
                 os.replace(temporary, destination)
+            except RepositoryDamagedError as exc:  # this file only: every other one is still written
+                return damaged_entry(category, record, exc)
             finally:
                 if os.path.exists(temporary):
                     os.unlink(temporary)
+            return None
 
-        for _ in bounded_map(write, chosen, workers=workers, in_flight=workers * 2):
-            pass
-    result.files = len(chosen)
-    result.bytes = sum(row.size for _, row, _, _ in chosen)
+        result.damaged = [d for d in bounded_map(write, chosen, workers=workers, in_flight=workers * 2) if d]
+    lost = {(d["domain"], d["path"]) for d in result.damaged}
+    written = [row for _, row, record, _ in chosen if (record.domain, record.relative_path) not in lost]
+    result.files = len(written)
+    result.bytes = sum(row.size for row in written)
     return result

@@ -77,7 +77,7 @@ def import_folder(
 ) -> ImportResult:
     folder = BackupFolder.open(locate_backup_folder(path), backup_password)
     # Announce the backup before reading the index, so prune never deletes a pack this run may reuse.
-    with locks.running_backup(repository.storage):
+    with locks.running_backup(repository):
         writer = BlobWriter(repository, index_for_backup(repository))
         commit = _import(
             repository, folder, writer, backup_password, progress, workers or default_workers(), use_files_cache

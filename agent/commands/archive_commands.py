@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agent.archive.damage import report_damage
 from agent.archive.exporter import export_snapshot
 from agent.archive.extractor import extract_snapshot
 from agent.archive.importer import import_folder
@@ -104,8 +105,10 @@ def cmd_export(ctx: Context) -> int:
         "bytes": result.bytes,
         "categories": result.categories,
         "encrypted": result.encrypted,
+        "damaged": result.damaged,
     }
     ctx.emit(document, f"exported snapshot {result.snapshot_id[:8]}: {result.files} files, {size(result.bytes)} to {ctx.args.directory}")
+    report_damage(result.damaged, "exported", ctx.note)
     return 0
 
 
@@ -121,6 +124,13 @@ def cmd_extract(ctx: Context) -> int:
     )
     for skipped in result.skipped:
         ctx.note(f"skipped {skipped['domain']}/{skipped['path']}: {skipped['reason']}")
-    document = {"id": result.snapshot_id, "files": result.files, "bytes": result.bytes, "skipped": result.skipped}
+    document = {
+        "id": result.snapshot_id,
+        "files": result.files,
+        "bytes": result.bytes,
+        "skipped": result.skipped,
+        "damaged": result.damaged,
+    }
     ctx.emit(document, f"extracted {result.files} files, {size(result.bytes)} to {ctx.args.directory}")
+    report_damage(result.damaged, "extracted", ctx.note)
     return 0

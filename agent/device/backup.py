@@ -43,6 +43,7 @@ from agent.paths import staging_root
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
 from agent.repository.fossils import index_for_backup
+from agent.repository.index import Index
 from agent.repository.locks import running_backup
 from agent.repository.repository import Repository
 from agent.storage.local import LocalStorage
@@ -86,6 +87,17 @@ def _seed_mirror(udid: str, state: DeviceState | None) -> BackupMirror:
         mirror.mkdir(directory)
         mirror.put(f"{directory}/{file_id}", MirrorEntry(is_dir=False, size=ref.stored_size, blob=ref))
     return mirror
+
+
+def _references_lost_data(repository: Repository, state: DeviceState, usable: Index) -> bool:
+    """Whether the files the host says it still holds reference chunks no index lists (lost, e.g. after
+    `coffer repair`). A chunk only in a prune fossil is not lost, so the full index decides."""
+    held = {(ref.category, chunk) for ref in state.blobs.values() if ref.category and not ref.excluded for chunk in ref.chunks}
+    missing = [key for key in held if key not in usable]
+    if not missing:
+        return False
+    index = repository.load_index()
+    return any(key not in index for key in missing)
 
 
 def _known_domains(state: DeviceState | None) -> set[str]:
@@ -187,9 +199,8 @@ class DeviceBackup:
     # --- the repository part (sync) -------------------------------------------------------
     def run(self) -> DeviceBackupResult:
         self.repository.keys.require_write()
-        storage = self.repository.storage
         # Announced before the index is read: prune then spares every pack this backup may reuse.
-        with running_backup(storage):
+        with running_backup(self.repository):
             return self._run()
 
     def _run(self) -> DeviceBackupResult:
@@ -210,7 +221,12 @@ class DeviceBackup:
         )
         storage = self.repository.storage
         staging = StagingArea(staging_root())
-        writer = BlobWriter(self.repository, index_for_backup(self.repository))
+        index = index_for_backup(self.repository)
+        if state is not None and _references_lost_data(self.repository, state, index):
+            # The device will not send unchanged files again, and some of them are gone from the repository.
+            self.notes.append("a full backup was needed: the repository lost data of this device's last backup")
+            state = None
+        writer = BlobWriter(self.repository, index)
         host = DeviceHost(
             udid=self.udid,
             mirror=_seed_mirror(self.udid, state),

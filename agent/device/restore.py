@@ -15,6 +15,7 @@ fresh backup — keyed with the target's own backup keybag.
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.archive.damage import damaged_entry, report_damage
 from agent.archive.exporter import class_keys_for
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
@@ -30,7 +32,7 @@ from agent.device.connect import lockdown_session, translate
 from agent.device.link import UploadTarget
 from agent.device.mirror import BackupMirror
 from agent.device.session import MirrorBackupService
-from agent.errors import CofferError, DeviceError, UsageError
+from agent.errors import CofferError, DeviceError, RepositoryDamagedError, UsageError
 from agent.ios.encryption import (
     ClassKeys,
     encrypt_manifest_db,
@@ -45,6 +47,7 @@ from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.keys.keyset import MANIFEST_SPACE
 from agent.pipeline.reader import BlobReader
+from agent.repository.repair import has_lost_files
 from agent.repository.repository import Repository
 from agent.repository.snapshot import FileRow
 
@@ -136,6 +139,7 @@ class RestoreHost:
         ):
             self.mirror.put_data(f"{source}/{name}", data)
         self.sent_files = 0
+        self.damaged: list[dict[str, str]] = []
 
     async def begin_upload(self, file_name: str, device_name: str) -> UploadTarget:
         return _Discard()
@@ -157,7 +161,11 @@ class RestoreHost:
             raise FileNotFoundError(2, "No such file or directory", path)
         iterator = self._plaintext(planned)
         while True:
-            piece = await asyncio.to_thread(next, iterator, None)
+            try:
+                piece = await asyncio.to_thread(next, iterator, None)
+            except RepositoryDamagedError as exc:  # the device gets a per-file error; the list is reported at the end
+                self.damaged.append(damaged_entry(planned.category, planned.record, exc))
+                raise OSError(errno.EIO, f"damaged in the repository: {exc}") from exc
             if piece is None:
                 break
             self.on_bytes(len(piece))
@@ -305,8 +313,15 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
         )
     else:
         password = read_manifest_part(repository, source_view.entry.snapshot_id).backup_password
+        # After `repair` removed lost files, the original Manifest.db lists them: rebuild it from the rows left.
+        lost = has_lost_files(header)
         plan = _plan_from(
-            repository, [(source_view, chosen)], source_view, target_keys=None, password=password, keep_original_db=True
+            repository,
+            [(source_view, chosen)],
+            source_view,
+            target_keys=_snapshot_keys(repository, source_view) if lost else None,
+            password=password,
+            keep_original_db=not lost,
         )
     restore_options: dict[str, Any] = {
         "RestoreShouldReboot": options.reboot,
@@ -333,10 +348,13 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
 
         try:
             asyncio.run(run())
-        except CofferError:
-            raise
         except Exception as exc:
+            if host.damaged:  # the device gave up on the damaged files: that, not the device, is the cause
+                report_damage(host.damaged, "restored (the device stopped the restore)", lambda text: print(text, file=sys.stderr))
+            if isinstance(exc, CofferError):
+                raise
             raise translate(exc, target) from exc
+        report_damage(host.damaged, "restored", lambda text: print(text, file=sys.stderr))
     return RestoreResult(
         snapshot_id=source_view.entry.snapshot_id,
         target=target,

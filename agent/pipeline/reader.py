@@ -2,7 +2,9 @@
 
 Every blob is checked three ways before its bytes are used: AES-GCM authenticates it (with
 its chunk ID as associated data), its length must match the index, and its keyed ID is
-recomputed from the plaintext when the key allows. Reads of one file are prefetched a few
+recomputed from the plaintext when the key allows. A chunk with several candidate locations is
+read from the first that passes all three, so a damaged copy or a wrong index entry costs a
+retry, never the restore. Reads of one file are prefetched a few
 blobs ahead on a small thread pool, so storage latency overlaps decryption.
 """
 
@@ -12,6 +14,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+
+import zstandard
 
 from agent.errors import ObjectNotFoundError, RepositoryDamagedError
 from agent.keys import primitives
@@ -45,11 +49,14 @@ class BlobReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def locate(self, space: str, chunk_id: bytes) -> BlobLocation:
-        location = self.index.lookup(space, chunk_id)
-        if location is None:
-            raise RepositoryDamagedError(f"blob {chunk_id.hex()[:16]} of {space} is in no pack the index knows")
-        return location
+    def locate(self, space: str, chunk_id: bytes) -> list[BlobLocation]:
+        locations = self.index.locations(space, chunk_id)
+        if not locations:
+            raise RepositoryDamagedError(
+                f"blob {chunk_id.hex()[:16]} of {space} is in no pack the index knows (an index object or a pack "
+                "was lost: `coffer check` tells which, `coffer repair` rebuilds the index from the packs)"
+            )
+        return locations
 
     def _pack_key(self, location: BlobLocation, name: str) -> bytes:
         with self._lock:
@@ -76,21 +83,38 @@ class BlobReader:
         return data
 
     def read(self, space: str, chunk_id: bytes) -> bytes:
-        location = self.locate(space, chunk_id)
-        name = self.repository.pack_name(space, location.pack)
+        """The verified plaintext of a chunk, from the first of its candidate locations that holds it."""
+        failures: list[RepositoryDamagedError] = []
+        for location in self.locate(space, chunk_id):
+            try:
+                plain = self.read_at(location, chunk_id)
+            except RepositoryDamagedError as exc:
+                failures.append(exc)  # a damaged copy, or a wrong entry an index object added: try the next
+                continue
+            if self._on_read is not None:
+                self._on_read(len(plain))
+            return plain
+        if len(failures) == 1:
+            raise failures[0]
+        raise RepositoryDamagedError(f"{failures[0]} (and {len(failures) - 1} other locations fail too)")
+
+    def read_at(self, location: BlobLocation, chunk_id: bytes) -> bytes:
+        """Read and verify the chunk at one location; damage (or a wrong location) raises RepositoryDamagedError."""
+        name = self.repository.pack_name(location.space, location.pack)
         with self._lock:
             self.packs_touched.add(location.pack)
         key = self._pack_key(location, name)
         sealed = self._get_range(name, location.offset, location.length)
         payload, compressed = open_blob(key, location.offset, chunk_id, sealed, f"pack {name}")
-        plain = compression.decompress(payload, location.raw_length) if compressed else payload
+        try:
+            plain = compression.decompress(payload, location.raw_length) if compressed else payload
+        except zstandard.ZstdError as exc:
+            raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} does not decompress") from exc
         if len(plain) != location.raw_length:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} has the wrong length")
-        id_key = self.repository.keys.chunk_id_key(space)
+        id_key = self.repository.keys.chunk_id_key(location.space)
         if id_key is not None and primitives.chunk_id(id_key, plain) != chunk_id:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} does not match its ID")
-        if self._on_read is not None:
-            self._on_read(len(plain))
         return plain
 
     def read_stream(self, space: str, chunk_ids: Iterable[bytes]) -> Iterator[bytes]:

@@ -5,25 +5,35 @@ object (key slots, index, snapshots, tombstones, fossils, packs with `--read-dat
 its bytes hash to its name — so a flipped byte is damage (exit 4) and never mistaken for
 a wrong key (exit 3).
 Then, with the key: index and snapshot authentication, every chunk a snapshot references
-is in the index, every indexed pack exists, snapshot chains are unbroken, and with
-`--read-data` every blob decrypts, decompresses and matches its keyed ID.
+is in the index, every indexed pack exists, snapshot chains are unbroken, and every pack's
+trailer opens (ranged reads: truncation and trailer damage show without `--read-data`).
+Every index entry must be one its pack's trailer lists; an index object holding others is
+named (a conflicting record: readers fall back past it, `repair index` removes it). With
+`--read-data` every blob decrypts, decompresses and matches its keyed ID, and every chunk a
+snapshot references verifies at one of its locations — the one a restore ends up using.
+Damaged index and snapshot objects are reported one by one: none hides the others. Stale
+leases are warnings.
 """
 
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.errors import ObjectNotFoundError, RepositoryDamagedError
 from agent.keys import primitives, slots
 from agent.keys.keyset import HEADER_SPACE, MANIFEST_SPACE
 from agent.pipeline import compression
+from agent.repository import locks
 from agent.repository.fossils import load_fossils
 from agent.repository.index import Index
-from agent.repository.pack import HEADER_READ_SIZE, open_blob, open_pack_key, read_trailer
-from agent.repository.repository import DATA_PREFIX, Repository
+from agent.repository.pack import HEADER_READ_SIZE, PackedBlob, open_blob, open_pack_key, read_trailer
+from agent.repository.repository import Repository
 from agent.repository.snapshot import FileRow, ManifestPart
+from agent.repository.trailers import TRAILER_THREADS, StoredPack, scan_trailer, stored_packs
 
 
 @dataclass
@@ -60,14 +70,15 @@ def referenced_chunks(repository: Repository, snapshot_id: str) -> set[tuple[str
 def _check_chains(repository: Repository, report: CheckReport) -> None:
     chains = repository.chains()
     forgotten = repository.forgotten_ids()
-    for snapshot_id in sorted(repository.ledger.seen() - set(chains) - forgotten):
+    damaged = set(repository.damaged_snapshots)  # reported by the snapshot checks, not as missing
+    for snapshot_id in sorted(repository.ledger.seen() - set(chains) - forgotten - damaged):
         report.errors.append(
             f"snapshot {snapshot_id[:12]}, which this host has seen, is missing: deleted or rolled back by the storage"
         )
     repository.ledger.record(chains)
     for snapshot_id, chain in chains.items():
         previous = chain.previous
-        if previous is None or previous in chains or previous in forgotten:
+        if previous is None or previous in chains or previous in forgotten or previous in damaged:
             continue
         report.errors.append(
             f"snapshot {snapshot_id[:12]} follows {previous[:12]}, which is missing (deleted or rolled back)"
@@ -78,31 +89,69 @@ def _check_chains(repository: Repository, report: CheckReport) -> None:
             report.errors.append(f"snapshot {snapshot_id[:12]} is older than the snapshot it follows (reordered)")
 
 
-def _read_pack(
-    repository: Repository, index: Index, name: str, pack_id: str, space: str, report: CheckReport
-) -> None:
-    data = repository.storage.get(name)
+@dataclass
+class _PackFindings:
+    """What reading the packs established: each pack's trailer, and with `--read-data` the blobs that verify."""
+
+    trailers: dict[str, set[tuple[bytes, int, int, int]]] = field(default_factory=dict)  # pack id -> entries
+    verified: set[tuple[str, bytes, str, int]] = field(default_factory=set)  # (space, chunk, pack id, offset)
+    holders: dict[tuple[str, bytes], str] = field(default_factory=dict)  # chunk -> a pack whose trailer lists it
+
+
+def _note_trailer(findings: _PackFindings, pack: StoredPack, blobs: list[PackedBlob]) -> None:
+    assert pack.space is not None
+    findings.trailers[pack.pack_id] = {(b.chunk_id, b.offset, b.length, b.raw_length) for b in blobs}
+    for blob in blobs:
+        findings.holders.setdefault((pack.space, blob.chunk_id), pack.name)
+
+
+def _read_pack(repository: Repository, pack: StoredPack, findings: _PackFindings, report: CheckReport) -> None:
+    """Read a whole pack: its hash, its trailer and every blob it lists."""
+    data = repository.storage.get(pack.name)
     report.packs_read += 1
     report.bytes_read += len(data)
-    if primitives.sha256(data).hex() != pack_id:
-        report.errors.append(f"pack {name} is damaged (content does not match its name)")
+    if primitives.sha256(data).hex() != pack.pack_id:
+        report.errors.append(f"pack {pack.name} is damaged (content does not match its name)")
         return
-    if not repository.keys.can_read(space):
+    if pack.space is None or not repository.keys.can_read(pack.space):
         return
-    key = open_pack_key(data[:HEADER_READ_SIZE], repository.keys.private_keys_for(space), repository.tag(space), name)
-    trailer = read_trailer(data, key, name)
-    record = index.pack(pack_id)
-    indexed = {(c, o, n, r) for c, o, n, r in record.blobs} if record else set()
-    listed = {(b.chunk_id, b.offset, b.length, b.raw_length) for b in trailer}
-    if record is not None and indexed != listed:
-        report.errors.append(f"pack {name}: its trailer and the index disagree")
+    space = pack.space
+    key = open_pack_key(data[:HEADER_READ_SIZE], repository.keys.private_keys_for(space), repository.tag(space), pack.name)
+    trailer = read_trailer(data, key, pack.name)
+    _note_trailer(findings, pack, trailer)
     for blob in trailer:
-        payload, compressed = open_blob(key, blob.offset, blob.chunk_id, data[blob.offset : blob.offset + blob.length], name)
+        sealed = data[blob.offset : blob.offset + blob.length]
+        payload, compressed = open_blob(key, blob.offset, blob.chunk_id, sealed, pack.name)
         plain = compression.decompress(payload, blob.raw_length) if compressed else payload
         report.blobs_read += 1
         id_key = repository.keys.chunk_id_key(space)
         if len(plain) != blob.raw_length or (id_key is not None and primitives.chunk_id(id_key, plain) != blob.chunk_id):
-            report.errors.append(f"pack {name}: blob {blob.chunk_id.hex()[:16]} does not match its ID")
+            report.errors.append(f"pack {pack.name}: blob {blob.chunk_id.hex()[:16]} does not match its ID")
+            continue
+        findings.verified.add((space, blob.chunk_id, pack.pack_id, blob.offset))
+
+
+def _try(action: Callable[[], list[PackedBlob]]) -> list[PackedBlob] | RepositoryDamagedError:
+    try:
+        return action()
+    except RepositoryDamagedError as exc:
+        return exc
+
+
+def _check_index_against_trailers(index: Index, findings: _PackFindings, report: CheckReport) -> None:
+    """Every index entry must be one its pack's trailer lists; name each index object that says otherwise."""
+    conflicts: dict[str, list[str]] = defaultdict(list)
+    for chunk_id, location in index.entries():
+        listed = findings.trailers.get(location.pack)
+        if listed is None or (chunk_id, location.offset, location.length, location.raw_length) in listed:
+            continue
+        conflicts[location.source or "(written by this run)"].append(location.pack)
+    for source, packs in sorted(conflicts.items()):
+        report.errors.append(
+            f"index object {source} lists {len(packs)} blobs at places their packs do not hold them (e.g. in pack "
+            f"{packs[0][:12]}): a conflicting index record, damaged or added by a holder of the index key; "
+            "readers fall back to the true location, `coffer repair index` removes it"
+        )
 
 
 def check_repository(
@@ -114,6 +163,7 @@ def check_repository(
     """Run every check; collect findings instead of stopping at the first."""
     report = CheckReport()
     storage = repository.storage
+    repository.quiet = True  # what loading works around is reported here as errors, once
 
     def guard(what: str, action: Callable[[], None]) -> None:
         try:
@@ -138,25 +188,51 @@ def check_repository(
             f"key slot {name} is not listed by the config (left by an interrupted key change, or put there by "
             "someone else): no key can use it; prune removes it"
         )
+    guard("leases", lambda: report.warnings.extend(
+            f"{lease.describe()}: `coffer unlock` removes it" for lease in locks.stale_leases(repository)
+        ))
     index_holder: list[Index] = []
     guard("index", lambda: index_holder.append(repository.load_index()))
     index = index_holder[0] if index_holder else Index()
+    report.errors.extend(index.damaged.values())
 
-    stored_packs = {info.name: info for info in storage.list(DATA_PREFIX)}
-    spaces = repository.spaces_by_tag()
-    known_packs: dict[str, tuple[str, str]] = {}  # object name -> (pack id, space)
+    packs = stored_packs(repository)
+    report.packs = len(packs)
+    indexed_names = set()
     for record in index.packs():
         name = repository.pack_name(record.space, record.pack_id)
-        known_packs[name] = (record.pack_id, record.space)
-        if name not in stored_packs:
+        indexed_names.add(name)
+        if name not in packs:
             report.errors.append(f"pack {name} is listed in the index but missing from storage")
-    for name in stored_packs:
-        if name not in known_packs:
-            report.warnings.append(f"pack {name} is in no index (left by an interrupted backup; prune removes it)")
-            _, tag, pack_id = name.split("/", 2)
-            if tag in spaces:
-                known_packs[name] = (pack_id, spaces[tag])
-    report.packs = len(stored_packs)
+    full_read: set[str] = set()
+    if read_data_fraction > 0:
+        names = sorted(p.name for p in packs.values() if p.space is not None)
+        if read_data_fraction < 1:
+            count = max(1, round(len(names) * read_data_fraction)) if names else 0
+            names = sorted(random.sample(names, count))
+        full_read = set(names)
+    findings = _PackFindings()
+    ordered = sorted(packs.values(), key=lambda p: p.name)
+    # Every other trailer, by ranged reads (a few at a time: each is small and latency-bound), so truncation
+    # and trailer damage show without --read-data.
+    scanned = [p for p in ordered if p.name not in full_read and p.space is not None and repository.keys.can_read(p.space)]
+    with ThreadPoolExecutor(max_workers=TRAILER_THREADS, thread_name_prefix="coffer-check") as pool:
+        for pack, outcome in zip(scanned, pool.map(lambda p: _try(lambda: scan_trailer(repository, p)), scanned), strict=True):
+            if isinstance(outcome, RepositoryDamagedError):
+                report.errors.append(str(outcome))
+            else:
+                _note_trailer(findings, pack, outcome)
+    for pack in ordered:
+        if pack.name in full_read:
+            guard(pack.name, lambda pack=pack: _read_pack(repository, pack, findings, report))
+            if on_pack is not None:
+                on_pack(pack.size)
+        if pack.name not in indexed_names:
+            report.warnings.append(
+                f"pack {pack.name} is in no index (left by an interrupted backup, or its index object was lost: "
+                "prune removes it, `coffer repair index` indexes it)"
+            )
+    _check_index_against_trailers(index, findings, report)
 
     guard("snapshot chains", lambda: _check_chains(repository, report))
     guard("fossils", lambda: load_fossils(repository))
@@ -169,32 +245,58 @@ def check_repository(
             )
             continue
         report.snapshots += 1
-
-        def check_snapshot(snapshot_id: str = snapshot_id) -> None:
-            sealed = repository.read_sealed(snapshot_id)
-            if repository.keys.can_read(HEADER_SPACE):
-                repository.open_header(sealed)
-            for space, chunk_id in referenced_chunks(repository, snapshot_id):
-                location = index.lookup(space, chunk_id)
-                if location is None:
-                    report.errors.append(
-                        f"snapshot {snapshot_id[:12]} references a {space} chunk that no index lists (index or pack lost)"
-                    )
-                    return
-                if repository.pack_name(space, location.pack) not in stored_packs:
-                    report.errors.append(f"snapshot {snapshot_id[:12]} references missing pack {location.pack[:12]}")
-                    return
-
-        guard(f"snapshot {snapshot_id[:12]}", check_snapshot)
-
-    if read_data_fraction > 0:
-        names = sorted(n for n in stored_packs if n in known_packs)
-        if read_data_fraction < 1:
-            count = max(1, round(len(names) * read_data_fraction)) if names else 0
-            names = sorted(random.sample(names, count))
-        for name in names:
-            pack_id, space = known_packs[name]
-            guard(name, lambda name=name, pack_id=pack_id, space=space: _read_pack(repository, index, name, pack_id, space, report))
-            if on_pack is not None:
-                on_pack(stored_packs[name].size)
+        guard(
+            f"snapshot {snapshot_id[:12]}",
+            lambda snapshot_id=snapshot_id: _check_snapshot(
+                repository, snapshot_id, index, packs, findings, read_data_fraction >= 1, report
+            ),
+        )
     return report
+
+
+def _check_snapshot(
+    repository: Repository,
+    snapshot_id: str,
+    index: Index,
+    packs: dict[str, StoredPack],
+    findings: _PackFindings,
+    every_pack_read: bool,
+    report: CheckReport,
+) -> None:
+    """Every chunk the snapshot references has a location; with every pack read, one that verifies
+    (the one a restore ends up using)."""
+    sealed = repository.read_sealed(snapshot_id)
+    if repository.keys.can_read(HEADER_SPACE):
+        repository.open_header(sealed)
+    unindexed: list[tuple[str, bytes]] = []
+    in_missing_pack: list[str] = []
+    damaged: list[str] = []
+    for space, chunk_id in sorted(referenced_chunks(repository, snapshot_id)):
+        locations = index.locations(space, chunk_id)
+        if not locations:
+            unindexed.append((space, chunk_id))
+        elif not any(repository.pack_name(space, loc.pack) in packs for loc in locations):
+            in_missing_pack.append(locations[0].pack)
+        elif every_pack_read and not any((space, chunk_id, loc.pack, loc.offset) in findings.verified for loc in locations):
+            damaged.append(locations[0].pack)
+    short = snapshot_id[:12]
+    if unindexed:
+        holder = findings.holders.get(unindexed[0])
+        where = (
+            f"pack {holder} holds one: its index object was deleted or damaged, `coffer repair index` rebuilds it"
+            if holder
+            else "index or pack lost: `coffer repair` marks what is lost"
+        )
+        report.errors.append(
+            f"snapshot {short} references {len(unindexed)} {unindexed[0][0]} chunks that no index lists ({where})"
+        )
+    if in_missing_pack:
+        report.errors.append(
+            f"snapshot {short} references missing pack {in_missing_pack[0][:12]} "
+            f"({len(in_missing_pack)} chunks; `coffer repair` marks what is lost)"
+        )
+    if damaged:
+        report.errors.append(
+            f"snapshot {short} references {len(damaged)} chunks damaged wherever they are stored (e.g. in pack "
+            f"{damaged[0][:12]}): `coffer repair` marks what is lost"
+        )

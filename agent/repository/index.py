@@ -33,6 +33,7 @@ class BlobLocation:
     offset: int
     length: int
     raw_length: int
+    source: str = field(default="", compare=False)  # the index object that listed it ('' when written now)
 
 
 @dataclass
@@ -85,24 +86,51 @@ def decode_index(data: bytes, index_keys: list[bytes], name: str) -> tuple[list[
 
 
 class Index:
-    """The in-memory union of every index object; safe to use from several threads."""
+    """The in-memory union of every index object; safe to use from several threads.
+
+    A chunk may have several candidate locations (two writers stored it at once, or an index object
+    lists a wrong one): all are kept, in the order they were added, and readers fall back to the next
+    when one fails, so an added index object can never deny a restore while the true data exists.
+    A pack listed by several objects keeps the union of their entries.
+    """
 
     def __init__(self) -> None:
-        self._locations: dict[tuple[str, bytes], BlobLocation] = {}
+        self._locations: dict[tuple[str, bytes], list[BlobLocation]] = {}
         self._packs: dict[str, PackRecord] = {}
         self.objects: set[str] = set()  # names of the index objects loaded
+        self.damaged: dict[str, str] = {}  # index objects skipped while loading -> why
         self._lock = threading.Lock()
 
-    def add_pack(self, record: PackRecord) -> None:
+    def add_pack(self, record: PackRecord, source: str = "") -> None:
         with self._lock:
-            self._packs[record.pack_id] = record
-            for chunk_id, offset, length, raw_length in record.blobs:
-                self._locations.setdefault(
-                    (record.space, chunk_id), BlobLocation(record.pack_id, record.space, offset, length, raw_length)
-                )
+            known = self._packs.get(record.pack_id)
+            if known is None:
+                known = self._packs[record.pack_id] = PackRecord(record.pack_id, record.space)
+            listed = set(known.blobs)
+            for blob in record.blobs:
+                chunk_id, offset, length, raw_length = blob
+                location = BlobLocation(record.pack_id, record.space, offset, length, raw_length, source)
+                candidates = self._locations.setdefault((record.space, chunk_id), [])
+                if location not in candidates:
+                    candidates.append(location)
+                if blob not in listed:
+                    known.blobs.append(blob)
+                    listed.add(blob)
 
     def lookup(self, space: str, chunk_id: bytes) -> BlobLocation | None:
-        return self._locations.get((space, chunk_id))
+        """The first candidate location of a chunk (where a restore tries first)."""
+        candidates = self._locations.get((space, chunk_id))
+        return candidates[0] if candidates else None
+
+    def locations(self, space: str, chunk_id: bytes) -> list[BlobLocation]:
+        """Every candidate location of a chunk, in the order a reader tries them."""
+        return list(self._locations.get((space, chunk_id), ()))
+
+    def entries(self) -> Iterator[tuple[bytes, BlobLocation]]:
+        """(chunk ID, location) of every candidate location."""
+        with self._lock:
+            items = [(key[1], location) for key, candidates in self._locations.items() for location in candidates]
+        return iter(items)
 
     def __contains__(self, key: tuple[str, bytes]) -> bool:
         return key in self._locations

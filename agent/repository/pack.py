@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import zstandard
@@ -121,20 +122,32 @@ def read_footer(footer: bytes, pack_key: bytes, pack_name: str, pack_size: int) 
     return offset, length
 
 
-def decode_trailer(sealed: bytes, pack_key: bytes, pack_name: str) -> list[PackedBlob]:
-    """The list of blobs in a pack, from its sealed trailer."""
+def read_trailer(data: bytes, pack_key: bytes, pack_name: str) -> list[PackedBlob]:
+    """List the blobs of a whole pack from its encrypted trailer."""
+    return read_trailer_ranged(lambda offset, length: data[offset : offset + length], len(data), pack_key, pack_name)
+
+
+def read_trailer_ranged(
+    get_range: Callable[[int, int], bytes], size: int, pack_key: bytes, pack_name: str
+) -> list[PackedBlob]:
+    """List the blobs of a pack of `size` bytes from two ranged reads (footer, then trailer).
+
+    A truncated pack or a damaged trailer raises RepositoryDamagedError: the trailer is what
+    the index can always be rebuilt from, so its entries are checked to lie inside the pack."""
+    if size < SEALED_KEY_SIZE + FOOTER_SIZE:
+        raise RepositoryDamagedError(f"pack {pack_name} is truncated")
+    footer = get_range(size - FOOTER_SIZE, FOOTER_SIZE)
+    if len(footer) != FOOTER_SIZE:
+        raise RepositoryDamagedError(f"pack {pack_name} is truncated")
+    offset, length = read_footer(footer, pack_key, pack_name, size)
+    sealed = get_range(offset, length)
     try:
         listing = zstandard.decompress(AESGCM(pack_key).decrypt(TRAILER_NONCE, sealed, b"trailer"))
     except (InvalidTag, zstandard.ZstdError) as exc:
         raise RepositoryDamagedError(f"pack {pack_name}: its trailer fails authentication") from exc
     if len(listing) % TRAILER_ENTRY.size:
-        raise RepositoryDamagedError(f"pack {pack_name}: its trailer is not valid")
-    return [PackedBlob(*TRAILER_ENTRY.unpack_from(listing, i)) for i in range(0, len(listing), TRAILER_ENTRY.size)]
-
-
-def read_trailer(data: bytes, pack_key: bytes, pack_name: str) -> list[PackedBlob]:
-    """List the blobs of a whole pack from its encrypted trailer."""
-    if len(data) < SEALED_KEY_SIZE + FOOTER_SIZE:
-        raise RepositoryDamagedError(f"pack {pack_name} is truncated")
-    offset, length = read_footer(data[-FOOTER_SIZE:], pack_key, pack_name, len(data))
-    return decode_trailer(data[offset : offset + length], pack_key, pack_name)
+        raise RepositoryDamagedError(f"pack {pack_name}: its trailer is malformed")
+    blobs = [PackedBlob(*TRAILER_ENTRY.unpack_from(listing, i)) for i in range(0, len(listing), TRAILER_ENTRY.size)]
+    if any(blob.offset < SEALED_KEY_SIZE or blob.offset + blob.length > offset for blob in blobs):
+        raise RepositoryDamagedError(f"pack {pack_name}: its trailer lists a blob outside the pack")
+    return blobs

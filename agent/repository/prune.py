@@ -48,6 +48,7 @@ from agent.repository.index import INDEX_PREFIX, Index, PackRecord
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import SNAPSHOT_PREFIX
 from agent.repository.tombstones import TOMBSTONE_PREFIX
+from agent.repository.trailers import confirmed_index
 from agent.storage.base import ObjectInfo, ObjectLockedError, Storage
 
 DEFAULT_GRACE_SECONDS = 3600.0
@@ -82,9 +83,10 @@ def prune(
     report = PruneReport()
     storage = repository.storage
     say = on_progress or (lambda _text: None)
-    with locks.exclusive(storage):
+    with locks.exclusive(repository, "prune"):
         listed_index = {info.name for info in storage.list(INDEX_PREFIX)}
-        index = repository.load_index()
+        # Only entries the packs' trailers confirm decide what is deleted (an added index object could lie).
+        index = confirmed_index(repository, repository.load_index(), report.notes.append)
         snapshot_ids = repository.snapshot_ids()
         say(f"reading {len(snapshot_ids)} snapshots")
         used: set[ChunkKey] = set()
@@ -97,7 +99,7 @@ def prune(
 
         fossils = load_fossils(repository)
         sweep = _sweep(
-            fossils, records, holders, used, stored, grace_seconds, locks.oldest_running_backup(storage)
+            fossils, records, holders, used, stored, grace_seconds, locks.oldest_running_backup(repository)
         )
         report.packs_kept_alive = sweep.kept_alive
         marked, repack = _mark(repository, index, records, holders, used, stored, sweep)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
+import sys
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -72,6 +74,15 @@ class Repository:
         self.slot_name = slot_name
         self.ledger = SnapshotLedger(config.repository_id)
         self.config_rollback: int | None = None  # the newer config generation this host saw, if storage serves an older one
+        self.quiet = False  # True: warnings are only collected (`check` reports them itself)
+        self.warnings: list[str] = []
+        self.damaged_snapshots: dict[str, str] = {}  # snapshot ID -> why `snapshots()` skipped it
+
+    def warn(self, message: str) -> None:
+        """Note damage that was worked around; on stderr unless `quiet`."""
+        self.warnings.append(message)
+        if not self.quiet:
+            print(f"coffer: warning: {message}", file=sys.stderr, flush=True)
 
     # --- creating and opening -------------------------------------------------
     @classmethod
@@ -126,7 +137,17 @@ class Repository:
     @classmethod
     def open(cls, storage: Storage, secret: slots.Secret) -> Repository:
         envelope = cls.read_config(storage)
-        return cls.from_unlocked(storage, envelope, slots.unlock(storage, envelope.kdf, secret, envelope.slot_names))
+        try:
+            candidates = slots.unlock(storage, envelope.kdf, secret, envelope.slot_names)
+        except RepositoryDamagedError as exc:
+            present = set(slots.slot_names(storage))
+            if present and not present & set(envelope.slot_names):  # the slots are fine: the config is not theirs
+                raise RepositoryDamagedError(
+                    f"`{CONFIG_NAME}` lists none of the {len(present)} key slots stored here: it belongs to another "
+                    "repository or was replaced"
+                ) from exc
+            raise
+        return cls.from_unlocked(storage, envelope, candidates)
 
     @classmethod
     def from_unlocked(cls, storage: Storage, envelope: ConfigEnvelope, candidates: list[slots.Unlocked]) -> Repository:
@@ -196,16 +217,33 @@ class Repository:
 
     # --- index ----------------------------------------------------------------------
     def load_index(self) -> Index:
+        """The union of every index object not superseded.
+
+        A damaged or vanished object is skipped with a warning naming it (`Index.damaged`; `check`
+        reports it): it only affects the lookups that need it, and `coffer repair index` rebuilds
+        its entries from the packs' trailers."""
         self.keys.require_index()
         assert self.keys.index_key is not None
         index = Index()
         superseded: set[str] = set()
         loaded: list[tuple[str, list[PackRecord]]] = []
+        damaged: dict[str, str] = {}
         for info in self.storage.list(INDEX_PREFIX):
-            data = self.storage.get(info.name)
+            try:
+                data = self.storage.get(info.name)
+            except ObjectNotFoundError:
+                continue  # removed since the listing (a prune or repair replaced it)
             if primitives.sha256(data).hex() != info.name.removeprefix(INDEX_PREFIX):
-                raise RepositoryDamagedError(f"index object {info.name} is damaged (content does not match its name)")
-            records, supersedes = decode_index(data, self.keys.index_keys(), info.name)
+                damaged[info.name] = f"index object {info.name} is damaged (content does not match its name)"
+                continue
+            try:
+                records, supersedes = decode_index(data, self.keys.index_keys(), info.name)
+            except RepositoryDamagedError as exc:
+                damaged[info.name] = str(exc)
+                continue
+            except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+                damaged[info.name] = f"index object {info.name} is not a valid index object ({exc})"
+                continue
             superseded.update(supersedes)
             loaded.append((info.name, records))
         for name, records in loaded:
@@ -213,7 +251,11 @@ class Repository:
                 continue
             index.objects.add(name)
             for record in records:
-                index.add_pack(record)
+                index.add_pack(record, name)
+        for name, problem in sorted(damaged.items()):
+            if name not in superseded:  # a damaged object a repair already replaced is only waiting to be removed
+                index.damaged[name] = problem
+                self.warn(f"{problem}: skipped (lookups it served fail; `coffer repair index` rebuilds it)")
         return index
 
     def write_index(self, records: Iterable[PackRecord], supersedes: list[str] | None = None) -> str:
@@ -248,18 +290,33 @@ class Repository:
         return [sid for sid in self.snapshot_ids() if sid not in forgotten]
 
     def chains(self) -> dict[str, ChainRecord]:
-        """Chain records of every live snapshot (any writer can read them)."""
-        return {sid: self.read_sealed(sid).chain for sid in self.live_snapshot_ids()}
+        """Chain records of every live snapshot (any writer can read them); a damaged one blocks no other."""
+        chains = {}
+        for sid in self.live_snapshot_ids():
+            try:
+                chains[sid] = self.read_sealed(sid).chain
+            except RepositoryDamagedError as exc:  # check reports it
+                self.damaged_snapshots[sid] = str(exc)
+        return chains
 
     def snapshots(self) -> list[SnapshotEntry]:
-        """Every snapshot with its header, oldest first."""
+        """Every readable snapshot with its header, oldest first.
+
+        A damaged one is skipped with a warning naming it (`damaged_snapshots`; `check` reports it), so
+        it never blocks the others."""
         self.keys.require_read(HEADER_SPACE)
         self.keys.require_index()
         assert self.keys.index_key is not None
         entries = []
-        for sid in self.live_snapshot_ids():
-            sealed = self.read_sealed(sid)
-            entries.append(SnapshotEntry(sid, self.open_header(sealed), sealed.chain))
+        snapshot_ids = self.live_snapshot_ids()
+        self.damaged_snapshots = {}
+        for sid in snapshot_ids:
+            try:
+                sealed = self.read_sealed(sid)
+                entries.append(SnapshotEntry(sid, self.open_header(sealed), sealed.chain))
+            except RepositoryDamagedError as exc:
+                self.damaged_snapshots[sid] = str(exc)
+                self.warn(f"{exc}: skipped")
         self.ledger.record(e.snapshot_id for e in entries)
         return selection.chronological(entries)
 
@@ -273,8 +330,32 @@ class Repository:
         return open_header(sealed, self.keys.private_keys_for(HEADER_SPACE), readable)
 
     def find_snapshot(self, reference: str, device: str | None = None) -> SnapshotEntry:
-        """Resolve `latest` or an ID prefix, optionally of one device (agent/repository/selection.py)."""
-        return selection.find(self.snapshots(), reference, device)
+        """Resolve `latest` or an ID prefix, optionally of one device (agent/repository/selection.py); a
+        damaged or vanished snapshot it names is damage (exit 4), not a typo."""
+        entries = self.snapshots()
+        if reference == "latest" and not entries and self.damaged_snapshots:
+            raise RepositoryDamagedError("every snapshot of the repository is damaged (see `coffer check`)")
+        try:
+            return selection.find(entries, reference, device)
+        except UsageError:
+            self._explain_absent(reference)
+            raise
+
+    def _explain_absent(self, reference: str) -> None:
+        """A snapshot that is damaged, or that this host saw or a chain names, is damage (exit 4), not a typo."""
+        for sid, problem in self.damaged_snapshots.items():
+            if sid.startswith(reference):
+                raise RepositoryDamagedError(problem)
+        if len(reference) < 8:
+            return
+        known = self.ledger.seen() | {c.previous for c in self.chains().values() if c.previous}
+        for sid in sorted(known):
+            if sid.startswith(reference):
+                if sid in self.forgotten_ids():
+                    raise UsageError(f"snapshot {sid[:12]} was forgotten (`coffer forget`)")
+                raise RepositoryDamagedError(
+                    f"snapshot {sid[:12]} is missing from storage (deleted or rolled back; see `coffer check`)"
+                )
 
     def read_part(self, snapshot_id: str, space: str) -> object:
         self.keys.require_read(space)

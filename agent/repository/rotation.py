@@ -68,7 +68,7 @@ def _new_generation(old: KeySet, spaces: list[str]) -> KeySet:
 def rotate(repository: Repository, passphrase: str) -> RotationReport:
     repository.keys.require_full()
     storage = repository.storage
-    with locks.exclusive(storage):
+    with locks.exclusive(repository, "key rotate"):
         old_keys, old_config = repository.keys, repository.config
         # Everything small is read under the old keys first.
         index = repository.load_index()
