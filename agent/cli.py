@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(ctx))
     except CofferError as exc:
         print(f"coffer: {exc}", file=sys.stderr)
-        if getattr(args, "json", False):  # scripts read the failure from stdout too (DESIGN.md §4)
+        if getattr(args, "json", False) and not (ctx and ctx.emitted):  # scripts read it from stdout (DESIGN.md §4)
             print(json.dumps({"error": {"message": str(exc), "exit_code": exc.exit_code}}))
         return exc.exit_code
     except KeyboardInterrupt:

@@ -169,4 +169,5 @@ def test_a_rolled_back_config_is_not_called_an_injected_slot(coffer: CofferCli) 
     coffer.inline("key", "add", env={"COFFER_NEW_PASSWORD": "a second passphrase"})
     (coffer.repo / "config").write_bytes(older)
     run = coffer("check", expect=4)
-    assert "not listed by the config" in run.stderr and "older `config` put back" in run.stderr, run.stderr
+    assert "rolled back" in run.stderr and "injected" not in run.stdout + run.stderr, run.stderr
+    assert "not listed by the config" in run.stdout and "older `config` put back" in run.stdout, run.stdout

@@ -21,6 +21,7 @@ DEFAULT_REPOSITORY_ENV = "COFFER_REPOSITORY"
 class Context:
     args: argparse.Namespace
     _storage: Storage | None = field(default=None, repr=False)
+    emitted: bool = False  # a document is on stdout: a later failure is not printed as a second one
 
     @property
     def json(self) -> bool:
@@ -78,6 +79,7 @@ class Context:
     # --- output -----------------------------------------------------------------
     def emit(self, document: Any, human: str | None = None) -> None:
         """Print the JSON document with --json, else the human text (both on stdout)."""
+        self.emitted = True
         if self.json:
             json.dump(document, sys.stdout, indent=2, sort_keys=True, default=str)
             sys.stdout.write("\n")

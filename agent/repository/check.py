@@ -185,8 +185,8 @@ def check_repository(
         guard(name, lambda name=name: slots.read_slot(storage, name))  # type: ignore[misc]
     for name in sorted(present - set(repository.config.key_slots)):
         report.warnings.append(
-            f"key slot {name} is not listed by the config (left by an interrupted key change, or put there by "
-            "someone else): no key can use it; prune removes it"
+            f"key slot {name} is not listed by the config (left by an interrupted key change, an older `config` put "
+            "back, or put there by someone else): no key can use it; `coffer repair` removes it"
         )
     guard("leases", lambda: report.warnings.extend(
             f"{lease.describe()}: `coffer unlock` removes it" for lease in locks.stale_leases(repository)
