@@ -87,8 +87,10 @@ class Scanned:
     cli: CofferCli
     backend: str
     view: dict[str, Any]
-    snapshots: list[dict[str, Any]]
+    snapshots: list[dict[str, Any]]  # those left, oldest write first
     tags: dict[str, str]
+    written: dict[str, Any] | None = None  # the scan before `forget` and `prune`
+    written_order: tuple[str, ...] = ()  # the IDs of every snapshot written, in that order
 
     def objects(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [o for o in self.view["objects"] if kind is None or o["kind"] == kind]
@@ -136,10 +138,13 @@ def demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         usb = {"USBMUXD_SOCKET_ADDRESS": sim.address, "HOME": str(root / "home"),
                "COFFER_PAIR_RECORDS_DIR": str(root / "pair-records"), "COFFER_PASSWORD": None}
         order.append(cli("--json", "--key-file", root / "station.key", "backup", "--udid", udid, env=usb).json()["snapshot"])
+    written = scan(cli)
+    _next_second(request.param)
+    cli("forget", "--keep-last", "1", "--prune")  # the first import goes: a tombstone, fossils, a new index
     by_id = {s["id"]: s for s in cli("--json", "snapshots").json()}
-    snapshots = [by_id[snapshot_id] for snapshot_id in order]  # in the order they were written
-    assert len(by_id) == 3 and len({s["device"]["udid"] for s in snapshots}) == 2
-    yield Scanned(cli, request.param, scan(cli), snapshots, cli("--json", "tags").json())
+    snapshots = [by_id[snapshot_id] for snapshot_id in order if snapshot_id in by_id]
+    assert len(snapshots) == 2 and len({s["device"]["udid"] for s in snapshots}) == 2
+    yield Scanned(cli, request.param, scan(cli), snapshots, cli("--json", "tags").json(), written, tuple(order))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -176,6 +181,7 @@ def test_scanner_finds_and_classifies_every_object(demo: Scanned) -> None:
     assert kinds["config"]["count"] == 1
     assert kinds["snapshots"]["count"] == len(demo.snapshots)
     assert kinds["keys"]["count"] == len(demo.cli("--json", "key", "list").json())
+    assert kinds["tombstones"]["count"] >= 1 and kinds["fossils"]["count"] >= 1
     assert "other" not in kinds and "locks" not in kinds
     with pytest.MonkeyPatch.context() as patch:
         for name, value in demo.cli.env.items():
@@ -200,8 +206,9 @@ def test_scanner_counts_packs_per_category_tag(demo: Scanned) -> None:
 
 def test_bursts_show_which_tags_each_backup_touched(demo: Scanned) -> None:
     """The residual leak that stays in format 2: which categories received new packs in each backup."""
-    bursts = demo.view["bursts"]
-    assert [b["snapshot"] for b in bursts] == [f"snapshots/{s['id']}" for s in demo.snapshots]
+    assert demo.written is not None
+    bursts = demo.written["bursts"]
+    assert [b["snapshot"] for b in bursts] == [f"snapshots/{snapshot_id}" for snapshot_id in demo.written_order]
     first, second, _device2 = (set(b["tags"]) for b in bursts)
     assert {demo.tags[c] for c in ("photos", "messages", "contacts", "notes", "keychain")} <= first
     assert {demo.tags["photos"], demo.tags["messages"]} <= second
