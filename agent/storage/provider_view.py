@@ -35,7 +35,7 @@ from agent.storage.cache import CachedStorage
 
 MIN_TESTED_SIZE = 512  # below this, byte statistics say little; the goal is that no object is smaller
 SAMPLE_WINDOW = 1 << 20  # objects up to 3 windows are read whole, larger ones at their start, middle and end
-FALSE_ALARM = 1e-8  # chance that a random object trips one test: a repository of 10^4 objects, 10^-4
+FALSE_ALARM = 1e-8  # chance that a random object trips a test: about 1e-4 over 10,000 objects
 # Wilson–Hilferty z of the chi-square statistic. Nominally z = 6 is p ≈ 1e-9; with only 2 expected
 # counts per byte value (512-byte objects) the discrete statistic has a heavier tail, measured at
 # about 2.5× the nominal rate at p = 1e-4, so nominal 1e-9 keeps a random object's false alarm near 1e-8.
