@@ -9,7 +9,7 @@ byte-frequency chi-square, compressibility with zstd). It then sums this up per 
 object, per category tag and per burst of writes that ends in a snapshot.
 
 Every test is set so that an object of truly random bytes trips it with probability at most
-about 1e-6 (the bound is given at each test), so a flag is evidence, not noise. Objects
+about 1e-8 (the bound is given at each test), so a flag is evidence, not noise. Objects
 smaller than `MIN_TESTED_SIZE` are too small for the statistical tests (and counted as such);
 the structural tests still apply to them. An object that cannot be read or parsed is counted
 and reported, never fatal.
@@ -35,10 +35,10 @@ from agent.storage.cache import CachedStorage
 
 MIN_TESTED_SIZE = 512  # below this, byte statistics say little; the goal is that no object is smaller
 SAMPLE_WINDOW = 1 << 20  # objects up to 3 windows are read whole, larger ones at their start, middle and end
-FALSE_ALARM = 1e-6  # target chance that a random object trips one test
+FALSE_ALARM = 1e-8  # chance that a random object trips a test: about 1e-4 over 10,000 objects
 # Wilson–Hilferty z of the chi-square statistic. Nominally z = 6 is p ≈ 1e-9; with only 2 expected
 # counts per byte value (512-byte objects) the discrete statistic has a heavier tail, measured at
-# about 2.5× the nominal rate at p = 1e-4, so 1e-9 keeps a random object's false alarm below 1e-6.
+# about 2.5× the nominal rate at p = 1e-4, so nominal 1e-9 keeps a random object's false alarm near 1e-8.
 CHI_SQUARE_Z = 6.0
 # Compressing n random bytes to n - 32 or fewer is possible for at most 256^-31 of all inputs (there
 # are not more shorter outputs), so a saving of 32 bytes is proof of structure, whatever the size.
