@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from agent.commands.context import Context
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = rsub.add_parser("add-contact", parents=[common], help="(the owner) let contacts help recover the full key")
     p.add_argument("public_keys", nargs="+", metavar="PUBKEY", help="coffer-contact-v1:… from contact-keygen")
-    p.add_argument("--threshold", type=int, default=1, help="how many contacts must help (Shamir), default 1")
+    p.add_argument("--threshold", type=int, help="how many contacts must help (Shamir); default 2, or 1 for a single contact")
     p.add_argument("--label", help="a label for the slot (stored encrypted)")
     p.set_defaults(handler=cmd_add_contact)
 
@@ -42,7 +43,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = rsub.add_parser("assist", parents=[common], help="(the contact) answer a recovery request")
     p.add_argument("request", type=Path)
     p.add_argument("--contact-key", type=Path, required=True)
-    p.add_argument("--contact-password-file")
+    p.add_argument("--contact-password-file", help="the contact's own passphrase (else COFFER_CONTACT_PASSWORD or a prompt)")
+    p.add_argument("--code", help="the verification code the owner read to you (else asked at a prompt)")
     p.add_argument("--output", type=Path, required=True, help="response file to give back to the owner")
     p.set_defaults(handler=cmd_assist)
 
@@ -72,10 +74,11 @@ def cmd_add_contact(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     keys = [contacts.parse_public_key(text) for text in ctx.args.public_keys]
-    name = contacts.add_contact_slot(repository.storage, repository.keys, keys, ctx.args.threshold, ctx.args.label)
+    threshold = contacts.default_threshold(len(keys)) if ctx.args.threshold is None else ctx.args.threshold
+    name = contacts.add_contact_slot(repository.storage, repository.keys, keys, threshold, ctx.args.label)
     repository.record_slots(added=[name])
-    ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX), "contacts": len(keys), "threshold": ctx.args.threshold},
-             f"recovery contact slot {name.removeprefix(slots.SLOT_PREFIX)[:8]}: any {ctx.args.threshold} of "
+    ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX), "contacts": len(keys), "threshold": threshold},
+             f"recovery contact slot {name.removeprefix(slots.SLOT_PREFIX)[:8]}: any {threshold} of "
              f"{len(keys)} contacts can help you back in")
     return 0
 
@@ -93,22 +96,42 @@ def _contact_slot(ctx: Context) -> str:
 
 def cmd_request(ctx: Context) -> int:
     request = contacts.make_request(ctx.storage(), _contact_slot(ctx), ctx.args.output)
-    ctx.emit({"request": str(ctx.args.output), "secret": f"{ctx.args.output}.secret", "threshold": request.threshold},
+    ctx.emit({"request": str(ctx.args.output), "secret": f"{ctx.args.output}.secret", "threshold": request.threshold,
+              "code": request.code},
              f"give {ctx.args.output} to your recovery contacts ({request.threshold} must answer);\n"
-             f"keep {ctx.args.output}.secret: it opens their answers")
+             f"keep {ctx.args.output}.secret: it opens their answers\n\n"
+             f"    verification code: {request.code}\n\n"
+             "read this code to each contact yourself (a call, in person), never in the message that carries the "
+             "request: they type it back to answer")
     return 0
 
 
+def _typed_code() -> str:
+    """The code the contact types at a prompt (not secret, so echoed); nothing typed is a usage error."""
+    sys.stderr.write("Verification code the owner read to you (not one sent with the request): ")
+    sys.stderr.flush()
+    typed = sys.stdin.readline().strip()
+    if not typed:
+        raise UsageError("no verification code: type the one the owner read to you, or pass --code")
+    return typed
+
+
 def cmd_assist(ctx: Context) -> int:
-    contacts.assist(ctx.args.request, ctx.args.contact_key, _contact_passphrase(ctx.args.contact_password_file), ctx.args.output)
-    ctx.emit({"response": str(ctx.args.output)}, f"give {ctx.args.output} back to the owner")
+    code = ctx.args.code if ctx.args.code is not None else _typed_code()
+    shown = contacts.assist(ctx.args.request, ctx.args.contact_key, _contact_passphrase(ctx.args.contact_password_file),
+                            ctx.args.output, code)
+    ctx.emit({"response": str(ctx.args.output), "code": shown},
+             f"verification code {shown} matches; give {ctx.args.output} back to the owner")
     return 0
 
 
 def cmd_recover(ctx: Context) -> int:
     storage = ctx.storage()
     config, mac = Repository.read_config(storage)
-    keys = contacts.recover(storage, ctx.args.request_secret, ctx.args.responses)
+    recovered = contacts.recover(storage, ctx.args.request_secret, ctx.args.responses)
+    for bad in recovered.bad_answers:
+        ctx.note(f"warning: {bad}")
+    keys = recovered.keys
     if keys.repository_id != config.repository_id:
         raise RepositoryDamagedError("the contact slot belongs to another repository")
     config.verify(mac, keys.auth_key)

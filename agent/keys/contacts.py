@@ -15,15 +15,23 @@ per contact, each share sealed to that contact's X25519 public key. Recovery:
 
 A contact alone cannot decrypt anything; the storage provider alone cannot either; only a
 contact (or a threshold of them) colluding with someone who can read the storage could.
+
+Anyone who can read the storage can make a request, so a request proves nothing by itself. Like the
+verification codes of Apple's recovery contacts, `request` shows a short code derived from (slot, ephemeral
+public key); the owner reads it to each contact over a channel the contact trusts (a call, in person), and
+`assist` answers only when the contact types that same code back. A request whose ephemeral key is not the
+owner's has another code, so a stranger's request gets no answer.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
+import itertools
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from Crypto.Protocol.SecretSharing import Shamir
@@ -38,6 +46,10 @@ from agent.storage.base import Storage
 CONTACT_KEY_FORMAT = 1
 PUBLIC_PREFIX = "coffer-contact-v1:"
 SECRET_SIZE = 16  # Shamir over GF(2^128) in pycryptodome takes 16-byte secrets
+# 12 decimal digits (about 40 bits): short enough to read out on a call, and a stranger who learned the owner's
+# code would need ~10^12 key pairs to make a request of their own that shows it.
+CODE_DIGITS = 12
+CODE_GROUP = 4
 
 
 def _b64(data: bytes) -> str:
@@ -91,6 +103,11 @@ def _kek(secret: bytes, pad: bytes) -> bytes:
     return primitives.hkdf(secret + pad, salt=None, info=b"coffer contact slot v1")
 
 
+def default_threshold(contacts: int) -> int:
+    """2 where there are 2 or more contacts: one contact, fooled or hostile, never suffices by default."""
+    return min(2, contacts)
+
+
 def add_contact_slot(storage: Storage, keys: KeySet, contacts: list[bytes], threshold: int, label: str | None) -> str:
     if not 1 <= threshold <= len(contacts):
         raise UsageError(f"--threshold must be between 1 and the number of contacts ({len(contacts)})")
@@ -122,12 +139,36 @@ def add_contact_slot(storage: Storage, keys: KeySet, contacts: list[bytes], thre
 
 
 # --- recovery ---------------------------------------------------------------------------------
+def verification_code(slot_name: str, ephemeral_public: bytes) -> str:
+    """The code a request shows, e.g. `0123-4567-8901`: HKDF of the request's ephemeral key, salted with its slot."""
+    digest = primitives.hkdf(ephemeral_public, salt=slot_name.encode(), info=b"coffer recovery verification code v1",
+                             length=16)
+    digits = str(int.from_bytes(digest, "big") % 10**CODE_DIGITS).zfill(CODE_DIGITS)
+    return "-".join(digits[i : i + CODE_GROUP] for i in range(0, CODE_DIGITS, CODE_GROUP))
+
+
+def _code_digits(code: str) -> str:
+    return "".join(character for character in code if character.isdigit())
+
+
 @dataclass
 class RecoveryRequest:
     slot: str
     ephemeral_public: bytes
     contacts: list[dict[str, object]]
     threshold: int
+
+    @property
+    def code(self) -> str:
+        return verification_code(self.slot, self.ephemeral_public)
+
+
+@dataclass
+class Recovered:
+    """The key set a recovery opened, and the answers that turned out bad (each named for the user)."""
+
+    keys: KeySet
+    bad_answers: list[str] = field(default_factory=list)
 
 
 def make_request(storage: Storage, slot_name: str, output: Path) -> RecoveryRequest:
@@ -145,9 +186,25 @@ def make_request(storage: Storage, slot_name: str, output: Path) -> RecoveryRequ
     return RecoveryRequest(slot_name, public, contacts, int(document["threshold"]))  # type: ignore[arg-type]
 
 
-def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path) -> None:
-    """The contact's step: open their share and re-seal it to the owner's ephemeral key."""
+def _request_code(request: dict[str, object], request_path: Path) -> tuple[bytes, str]:
+    try:
+        ephemeral_public = _unb64(str(request["ephemeral_public"]))
+        slot = str(request["slot"])
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"{request_path} is not a Coffer recovery request") from exc
+    return ephemeral_public, verification_code(slot, ephemeral_public)
+
+
+def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path, typed_code: str) -> str:
+    """The contact's step: check the code the owner read out, open the contact's share and re-seal it to the
+    owner's ephemeral key. Returns the request's code. A code that does not match writes nothing."""
     request = key_files.read(request_path, "recovery request")
+    ephemeral_public, code = _request_code(request, request_path)
+    if not hmac.compare_digest(_code_digits(typed_code), _code_digits(code)):
+        raise WrongSecretError(
+            f"the verification code does not match the request {request_path}: answer only a request whose code "
+            "the owner read to you themselves (nothing was written)"
+        )
     private, public = open_contact_key(contact_key, passphrase)
     for contact in request.get("contacts", []):  # type: ignore[union-attr]
         if _unb64(contact["public"]) == public:
@@ -155,36 +212,85 @@ def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path)
                 share = primitives.open_sealed(private, _unb64(contact["share"]), purpose=b"contact share")
             except primitives.DecryptionError as exc:
                 raise WrongSecretError("this contact key does not open its share in the request") from exc
-            resealed = primitives.seal_to(_unb64(str(request["ephemeral_public"])), share, purpose=b"contact response")
+            resealed = primitives.seal_to(ephemeral_public, share, purpose=b"contact response")
             key_files.write_new(output, {"coffer_recovery_response": 1, "slot": request["slot"], "index": contact["index"],
                                 "share": _b64(resealed)})
-            return
+            return code
     raise WrongSecretError("this contact key is not one of the contacts of the request")
 
 
-def recover(storage: Storage, secret_path: Path, responses: list[Path]) -> KeySet:
-    """The owner's last step: combine the contacts' responses into the key set."""
-    secret_doc = key_files.read(secret_path, "recovery secret")
-    ephemeral_private = _unb64(str(secret_doc["ephemeral_private"]))
-    slot_name = str(secret_doc["slot"])
-    document = read_slot(storage, slot_name)
-    threshold = int(document["threshold"])  # type: ignore[arg-type]
-    shares: dict[int, bytes] = {}
-    for path in responses:
+@dataclass(frozen=True)
+class _Answer:
+    path: Path
+    index: int
+    share: bytes
+
+
+def _who(document: dict[str, object], answer: _Answer) -> str:
+    """The contact an answer claims to come from, by its Shamir index in the slot (when that index is unique)."""
+    matching = [c for c in document["contacts"] if c["index"] == answer.index]  # type: ignore[attr-defined]
+    if len(matching) != 1:
+        return f"the answer {answer.path}"
+    return f"the answer {answer.path} of contact {answer.index} ({PUBLIC_PREFIX}{matching[0]['public'][:12]}…)"
+
+
+def _read_answers(paths: list[Path], slot_name: str, ephemeral_private: bytes) -> tuple[list[_Answer], list[Path]]:
+    """The shares the responses carry, and the responses that were not sealed to this request."""
+    answers, unreadable = [], []
+    for path in paths:
         response = key_files.read(path, "recovery response")
         if response.get("slot") != slot_name:
             raise UsageError(f"{path} answers another recovery request")
         try:
             share = primitives.open_sealed(ephemeral_private, _unb64(str(response["share"])), purpose=b"contact response")
-        except primitives.DecryptionError as exc:
-            raise WrongSecretError(f"{path} was not made for this request") from exc
-        shares[int(response["index"])] = share  # type: ignore[arg-type]
-    if len(shares) < threshold:
-        raise UsageError(f"{len(shares)} of the {threshold} contact responses needed")
-    secret = next(iter(shares.values())) if threshold == 1 else Shamir.combine(list(shares.items())[:threshold])
+            answers.append(_Answer(path, int(response["index"]), share))  # type: ignore[call-overload]
+        except (primitives.DecryptionError, KeyError, ValueError, TypeError):
+            unreadable.append(path)
+    return answers, unreadable
+
+
+def _combine(answers: tuple[_Answer, ...]) -> bytes | None:
+    if len({answer.index for answer in answers}) != len(answers):
+        return None  # the same share twice, or two claiming one index
+    if len(answers) == 1:
+        return answers[0].share
+    try:
+        return Shamir.combine([(answer.index, answer.share) for answer in answers])
+    except ValueError:
+        return None
+
+
+def _open_slot(document: dict[str, object], secret: bytes) -> KeySet | None:
     pad = _unb64(str(document["pad"]))
     try:
         plain = primitives.open_box(_kek(secret, pad), _unb64(str(document["wrapped"])), purpose=b"slot contact")
-    except primitives.DecryptionError as exc:
-        raise WrongSecretError("the responses do not open the contact slot (a wrong or forged share?)") from exc
+    except primitives.DecryptionError:
+        return None
     return KeySet.from_bytes(plain)
+
+
+def recover(storage: Storage, secret_path: Path, responses: list[Path]) -> Recovered:
+    """The owner's last step: find a set of `threshold` answers that opens the slot, trying every combination,
+    so one bad answer neither blocks recovery nor goes unnamed."""
+    secret_doc = key_files.read(secret_path, "recovery secret")
+    ephemeral_private = _unb64(str(secret_doc["ephemeral_private"]))
+    slot_name = str(secret_doc["slot"])
+    document = read_slot(storage, slot_name)
+    threshold = int(document["threshold"])  # type: ignore[call-overload]
+    answers, unreadable = _read_answers(responses, slot_name, ephemeral_private)
+    not_for_this = [f"{path} was not made for this request" for path in unreadable]
+    if len(answers) < threshold and not unreadable:
+        raise UsageError(f"{len(answers)} of the {threshold} contact responses needed")
+    for chosen in itertools.combinations(answers, threshold):
+        secret = _combine(chosen)
+        keys = None if secret is None else _open_slot(document, secret)
+        if keys is None or secret is None:
+            continue
+        # An answer outside the winning set is good when it rebuilds the same secret with the others.
+        used = {(answer.index, answer.share) for answer in chosen}
+        bad = [a for a in answers if (a.index, a.share) not in used and _combine((*chosen[1:], a)) != secret]
+        return Recovered(keys, not_for_this + [f"{_who(document, answer)} holds a bad share" for answer in bad])
+    suspects = "; ".join(not_for_this + [_who(document, answer) for answer in answers])
+    raise WrongSecretError(
+        f"no {threshold} of the responses open the contact slot (wrong or forged shares): {suspects}"
+    )
