@@ -1,0 +1,139 @@
+"""Hostile backup folders through the real CLI (issue 15, point 5): each input below once ended in "internal
+error"; now `coffer import`, `extract` and `export` give one line `coffer: …` naming the file at fault, or record
+the row as skipped while the rest of the backup is imported and restored."""
+
+from __future__ import annotations
+
+import plistlib
+from pathlib import Path
+
+import pytest
+from conftest import CofferCli
+from ios_helpers import PASSWORD, SAMPLE_ENTRIES, BuiltBackup, Entry, build_backup, execute_on_manifest
+
+from agent.archive.view import open_view
+from agent.ios.mbfile import decode_mbfile, encode_mbfile
+from agent.ios.records import file_id_for
+
+SMS = "3d0d7e5fb2ce288813306e4d4636395e047a3d28"  # sha1("HomeDomain-Library/SMS/sms.db")
+
+
+def refused(coffer: CofferCli, backup: Path, culprit: str) -> str:
+    """`coffer import` fails with exit 1 and exactly one line naming `culprit`; returns that line."""
+    coffer.init()
+    run = coffer("import", backup, expect=1)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coffer: "), run.describe()
+    assert culprit in lines[0] and "internal error" not in lines[0], run.describe()
+    return lines[0]
+
+
+def skipped_lines(run_stderr: str) -> list[str]:
+    return [line for line in run_stderr.splitlines() if line.startswith("skipped ")]
+
+
+def test_an_info_plist_date_that_is_not_a_date(coffer: CofferCli, tmp_path: Path) -> None:
+    built = build_backup(tmp_path / "backup")
+    info = built.path / "Info.plist"
+    info.write_bytes(info.read_bytes().replace(b"<dict>", b"<dict><key>Last Backup Date</key><date>not-a-date</date>", 1))
+    line = refused(coffer, built.path, str(info))
+    assert "<date>" in line
+
+
+def test_a_status_plist_in_an_unknown_encoding(coffer: CofferCli, tmp_path: Path) -> None:
+    built = build_backup(tmp_path / "backup")
+    status = built.path / "Status.plist"
+    body = plistlib.dumps({"SnapshotState": "finished", "IsFullBackup": True})
+    status.write_bytes(body.replace(b'encoding="UTF-8"', b'encoding="UTF-1"'))
+    assert b"UTF-1" in status.read_bytes()
+    refused(coffer, built.path, str(status))
+
+
+def test_a_manifest_db_schema_with_a_byte_that_is_not_utf8(coffer: CofferCli, tmp_path: Path) -> None:
+    built = build_backup(tmp_path / "backup")
+    database = built.path / "Manifest.db"
+    data = bytearray(database.read_bytes())
+    data[data.index(b"CREATE INDEX FilesFlagsIdx") + 2] = 0xFF  # sqlite quotes it in its error message
+    database.write_bytes(bytes(data))
+    line = refused(coffer, built.path, str(database))
+    assert "UTF-8" in line
+
+
+def test_a_row_with_text_that_is_not_utf8_is_skipped_alone(coffer: CofferCli, tmp_path: Path) -> None:
+    built = build_backup(tmp_path / "backup")
+    execute_on_manifest(built, "UPDATE Files SET relativePath = CAST(X'4C6962FF' AS TEXT) WHERE fileID = ?", (SMS,))
+    coffer.init()
+    run = coffer("--json", "import", built.path)
+    assert [s["file_id"] for s in run.json()["skipped"]] == [SMS], run.describe()
+    assert skipped_lines(run.stderr) == ["skipped HomeDomain/b'Lib\\xff': the row has wrongly typed columns"]
+
+
+@pytest.mark.parametrize("path", [".", ""], ids=["dot", "empty"])
+def test_a_file_row_that_names_its_domain_is_skipped_and_the_rest_extracts(
+    coffer: CofferCli, tmp_path: Path, path: str
+) -> None:
+    built = build_backup(tmp_path / "backup")
+    file_id = file_id_for("HomeDomain", path)
+    blob = encode_mbfile(relative_path=path, mode=0o100644, size=3)
+    execute_on_manifest(built, "INSERT OR REPLACE INTO Files VALUES (?, 'HomeDomain', ?, 1, ?)", (file_id, path, blob))
+    (built.path / file_id[:2]).mkdir(exist_ok=True)
+    (built.path / file_id[:2] / file_id).write_bytes(b"abc")
+    coffer.init()
+    run = coffer("import", built.path)
+    assert skipped_lines(run.stderr) == [
+        f"skipped HomeDomain/{path}: a file or symlink row whose relativePath names no file (empty or '.')"
+    ]
+    out = tmp_path / "extract"
+    coffer("extract", "latest", out)
+    assert (out / "HomeDomain" / "Library" / "SMS" / "sms.db").read_bytes() == built.contents[SMS]
+    coffer("export", "latest", tmp_path / "export")
+
+
+def test_files_whose_names_collide_once_cleaned_are_skipped_at_extract(coffer: CofferCli, tmp_path: Path) -> None:
+    """Names a device may send that pass the row checks but cannot all be files: `a` next to `a/b`, and `a//b`
+    next to `a/b`. Extract writes one of each and reports the others; it used to stop on IsADirectoryError."""
+    entries = (
+        *SAMPLE_ENTRIES,
+        Entry("HomeDomain", "Library/Clash", b"a file"),
+        Entry("HomeDomain", "Library/Clash/inside", b"a file below it"),
+        Entry("HomeDomain", "Library//Clash/inside", b"the same name"),
+    )
+    built = build_backup(tmp_path / "backup", entries)
+    coffer.init()
+    coffer("import", built.path)
+    out = tmp_path / "extract"
+    run = coffer("--json", "extract", "latest", out)
+    reasons = {(s["path"], s["reason"]) for s in run.json()["skipped"]}
+    assert ("Library/Clash", "its name is also the folder of other files") in reasons, run.describe()
+    assert any(path.endswith("Clash/inside") and "same name" in reason for path, reason in reasons)
+    assert (out / "HomeDomain" / "Library" / "Clash" / "inside").is_file()
+    assert (out / "HomeDomain" / "Library" / "SMS" / "sms.db").read_bytes() == built.contents[SMS]
+
+
+def _wide_integer_blob(built: BuiltBackup) -> bytes:
+    """The sms.db row's MBFile with an InodeNumber of 2^70: a binary plist can hold 128-bit integers."""
+    record = next(r for r in built.records if r.file_id == SMS)
+    archive = plistlib.loads(record.blob)
+    archive["$objects"][1]["InodeNumber"] = 2**64 - 1  # written as a 16-byte integer ...
+    blob = plistlib.dumps(archive, fmt=plistlib.FMT_BINARY)
+    wide = blob.replace(b"\x14" + (2**64 - 1).to_bytes(16, "big"), b"\x14" + (2**70).to_bytes(16, "big"))
+    assert wide != blob and plistlib.loads(wide)["$objects"][1]["InodeNumber"] == 2**70  # ... then widened
+    return wide
+
+
+def test_mbfile_integers_wider_than_64_bits_are_skipped_before_they_reach_a_restore(
+    coffer: CofferCli, tmp_path: Path
+) -> None:
+    built = build_backup(tmp_path / "backup", password=PASSWORD)
+    execute_on_manifest(built, "UPDATE Files SET file = ? WHERE fileID = ?", (_wide_integer_blob(built), SMS))
+    (tmp_path / "password").write_text(PASSWORD)
+    coffer.init()
+    run = coffer("import", built.path, "--backup-password-file", tmp_path / "password")
+    assert skipped_lines(run.stderr) == [
+        "skipped HomeDomain/Library/SMS/sms.db: unreadable file record: "
+        f"an MBFile InodeNumber ({2**70}) does not fit in 64 bits"
+    ]
+    coffer("export", "latest", tmp_path / "export", "--decrypt")
+    # What a re-keyed restore does to every row of the snapshot: decode and encode again.
+    for _, _, record in open_view(coffer.open(), "latest", None).records():
+        encode_mbfile(**decode_mbfile(record.blob))
