@@ -137,3 +137,29 @@ def test_mbfile_integers_wider_than_64_bits_are_skipped_before_they_reach_a_rest
     # What a re-keyed restore does to every row of the snapshot: decode and encode again.
     for _, _, record in open_view(coffer.open(), "latest", None).records():
         encode_mbfile(**decode_mbfile(record.blob))
+
+
+def _manifest_plist_with(built: BuiltBackup, hostile: str) -> None:
+    """Manifest.plist holding what plistlib reads but cannot write back (found by tests/fuzz/fuzz_plist.py)."""
+    path = built.path / "Manifest.plist"
+    manifest = plistlib.loads(path.read_bytes())
+    if hostile == "integer-key":  # a binary plist dictionary may have any object as a key
+        manifest["Lockdown"]["Q"] = 1
+        data = plistlib.dumps(manifest, fmt=plistlib.FMT_BINARY)
+        assert data.count(b"\x51Q") == 1
+        path.write_bytes(data.replace(b"\x51Q", b"\x10Q"))  # the 1-character string "Q" becomes the integer 81
+        assert 81 in plistlib.loads(path.read_bytes())["Lockdown"]
+    else:  # an XML integer beyond 64 bits
+        manifest["Applications"] = {"big": 1}
+        path.write_bytes(plistlib.dumps(manifest).replace(b"<integer>1</integer>", b"<integer>" + b"9" * 30 + b"</integer>"))
+
+
+@pytest.mark.parametrize("hostile", ["integer-key", "wide-integer"])
+def test_a_manifest_plist_that_could_not_be_written_back_is_refused_at_import(
+    coffer: CofferCli, tmp_path: Path, hostile: str
+) -> None:
+    """It used to import, and `export --decrypt` of the snapshot then ended in an internal error."""
+    built = build_backup(tmp_path / "backup")
+    _manifest_plist_with(built, hostile)
+    line = refused(coffer, built.path, str(built.path / "Manifest.plist"))
+    assert "cannot be written back" in line

@@ -27,6 +27,9 @@ PLIST_ERRORS = (
     AttributeError,
 )
 
+# What plistlib.dumps raises for values its reader accepted (non-string keys, integers beyond 64 bits).
+PLIST_WRITE_ERRORS = (TypeError, OverflowError, ValueError)
+
 STATUS_PLIST_VERSION = "3.3"
 MANIFEST_PLIST_VERSION = "10.0"
 SYSTEM_DOMAINS_VERSION = "24.0"
