@@ -23,6 +23,7 @@ with instrumented():
     from agent.ios.encryption import decrypt_manifest_db, encrypt_manifest_db
     from agent.ios.folder import BackupFolder, BackupWriter, decrypted_manifest_plist
     from agent.ios.mbfile import encode_mbfile
+    from agent.ios.plists import PLIST_ERRORS, PLIST_WRITE_ERRORS
     from agent.ios.records import file_id_for
     from agent.ios.safety import safe_relative_path
 
@@ -136,11 +137,8 @@ def _edit(fdp: atheris.FuzzedDataProvider, folder: Path, encrypted: bool) -> Non
             value[fdp.PickValueInList(list(PLIST_KEYS))] = _value(fdp)
             xml = fdp.ConsumeBool()
             path.write_bytes(plistlib.dumps(value, fmt=plistlib.FMT_XML if xml else plistlib.FMT_BINARY))
-        except (plistlib.InvalidFileException, TypeError, ValueError, OverflowError, AttributeError, LookupError):
+        except (*PLIST_ERRORS, *PLIST_WRITE_ERRORS):
             pass  # already damaged, or a value plistlib cannot write: nothing to plant
-        except Exception as error:  # noqa: BLE001 - expat errors etc.: the plist is already damaged
-            if type(error).__module__ not in ("xml.parsers.expat", "pyexpat"):
-                raise
     elif operation == 4:
         try:
             _plant_row(fdp, folder, encrypted)
