@@ -5,8 +5,9 @@ escape, which libFuzzer reports as a crash and saves). Run time, case counts and
 terminal summary.
 
 The total budget for all harnesses is COFFER_FUZZ_SECONDS (default 120 s), shared equally. A crash prints the
-saved input; `python tests/fuzz/fuzz_<name>.py <that file>` replays it, and it becomes a regression test
-(tests/test_hostile_inputs.py and tests/test_fuzz_regressions.py).
+saved input; `python tests/fuzz/fuzz_<name>.py <that file>` replays it. Each crash found so far is kept in
+tests/fuzz/crashes/<harness>-<what> (replayed here through its harness) and has a regression test through the
+CLI in tests/test_hostile_inputs.py.
 """
 
 from __future__ import annotations
@@ -96,3 +97,11 @@ def test_fuzz_harness_finds_no_crash(harness: str, tmp_path: Path) -> None:
     assert cases > 0, done.stderr[-3000:]
     _runs.append(FuzzRun(harness, elapsed, cases, _last(r"cov: (\d+)", done.stderr),
                          len(list(seeds.iterdir())) + len(list(new_inputs.iterdir()))))
+
+
+@pytest.mark.parametrize("crash", sorted((FUZZ / "crashes").iterdir()), ids=lambda path: path.name)
+def test_every_crash_found_so_far_replays_clean(crash: Path) -> None:
+    harness = next(name for name in HARNESSES if crash.name.startswith(f"{name}-"))
+    done = subprocess.run([sys.executable, str(FUZZ / f"fuzz_{harness}.py"), str(crash)], cwd=FUZZ.parents[1],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and "Uncaught" not in done.stderr, done.stderr[-3000:]

@@ -163,3 +163,13 @@ def test_a_manifest_plist_that_could_not_be_written_back_is_refused_at_import(
     _manifest_plist_with(built, hostile)
     line = refused(coffer, built.path, str(built.path / "Manifest.plist"))
     assert "cannot be written back" in line
+
+
+def test_a_manifest_db_that_sqlite_answers_with_out_of_memory(coffer: CofferCli, tmp_path: Path) -> None:
+    """Found by tests/fuzz/fuzz_manifest_db.py: a damaged schema for which sqlite reports SQLITE_NOMEM, which Python
+    raises as MemoryError (it used to end in "internal error: MemoryError")."""
+    built = build_backup(tmp_path / "backup")
+    database = built.path / "Manifest.db"
+    database.write_bytes((Path(__file__).parent / "fuzz" / "crashes" / "manifest_db-sqlite-nomem").read_bytes())
+    line = refused(coffer, built.path, str(database))
+    assert "sqlite cannot load its schema" in line

@@ -66,6 +66,9 @@ def read_manifest_rows(data: bytes, name: str = "Manifest.db") -> list[ManifestR
     except UnicodeDecodeError as error:
         # sqlite quotes the offending schema text in its message, which Python then fails to decode
         raise BackupFormatError(f"{name} is not a valid Manifest.db (its schema is not UTF-8 text)") from error
+    except MemoryError as error:
+        # sqlite answers some damaged schemas with SQLITE_NOMEM, which Python raises as MemoryError
+        raise BackupFormatError(f"{name} is not a valid Manifest.db (sqlite cannot load its schema)") from error
     finally:
         connection.close()
 
