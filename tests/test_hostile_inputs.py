@@ -14,6 +14,7 @@ from ios_helpers import PASSWORD, SAMPLE_ENTRIES, BuiltBackup, Entry, build_back
 from agent.archive.view import open_view
 from agent.ios.mbfile import decode_mbfile, encode_mbfile
 from agent.ios.records import file_id_for
+from agent.sim.server import SimServer
 
 SMS = "3d0d7e5fb2ce288813306e4d4636395e047a3d28"  # sha1("HomeDomain-Library/SMS/sms.db")
 
@@ -173,3 +174,20 @@ def test_a_manifest_db_that_sqlite_answers_with_out_of_memory(coffer: CofferCli,
     database.write_bytes((Path(__file__).parent / "fuzz" / "crashes" / "manifest_db-sqlite-nomem").read_bytes())
     line = refused(coffer, built.path, str(database))
     assert "sqlite cannot load its schema" in line
+
+
+def test_a_selective_restore_of_such_an_import_re_keys_every_row(coffer: CofferCli, tmp_path: Path, sim: SimServer) -> None:
+    """The re-keyed restore path itself (a selective restore merges rows and re-encodes each MBFile): with the wide
+    integer row skipped at import, restoring the import's messages and photos onto a phone works; it used to end
+    in "internal error: OverflowError"."""
+    built = build_backup(tmp_path / "backup", password=PASSWORD)
+    execute_on_manifest(built, "UPDATE Files SET file = ? WHERE fileID = ?", (_wide_integer_blob(built), SMS))
+    (tmp_path / "password").write_text(PASSWORD)
+    coffer.env.update({"USBMUXD_SOCKET_ADDRESS": sim.address, "HOME": str(tmp_path / "home"),
+                       "COFFER_PAIR_RECORDS_DIR": str(tmp_path / "pair-records")})
+    coffer.init()
+    snapshot = coffer("--json", "import", built.path, "--backup-password-file", tmp_path / "password").json()["id"]
+    target = sim.add_device(profile="tiny", seed=15)
+    coffer("restore", snapshot, "--to-udid", target.udid, "--categories", "messages,photos", "--yes")
+    restored = sim.device(target.udid).filesystem.snapshot_digest()
+    assert "CameraRollDomain/Media/DCIM/100APPLE/IMG_0001.HEIC" in restored
