@@ -43,6 +43,9 @@ METADATA = (*PLISTS, "Manifest.db")
 PLIST_KEYS = ("IsEncrypted", "ManifestKey", "BackupKeyBag", "Lockdown", "Applications", "Date", "Version",
               "SnapshotState", "Unique Identifier", "Product Version", "Target Identifier")
 COLUMNS = ("fileID", "domain", "relativePath", "flags", "file")
+# An edit that cannot be made because an earlier edit already damaged what it edits (the plist it reads, the
+# database it opens) is skipped: the harness's own failures are not findings.
+PLANTING_ERRORS = (sqlite3.Error, CofferError, *PLIST_ERRORS, *PLIST_WRITE_ERRORS)
 # Each case copies a folder and edits it: in memory where the machine has a tmpfs, since disk metadata costs
 # milliseconds an operation.
 # tests/test_fuzz.py names (and removes) the folder; libFuzzer leaves by exit(), which runs no Python clean-up.
@@ -142,14 +145,14 @@ def _edit(fdp: atheris.FuzzedDataProvider, folder: Path, encrypted: bool) -> Non
     elif operation == 4:
         try:
             _plant_row(fdp, folder, encrypted)
-        except (sqlite3.Error, CofferError, OverflowError, ValueError, KeyError, TypeError):
+        except PLANTING_ERRORS:
             pass  # Manifest.db or Manifest.plist already damaged: nothing to plant into
     elif operation == 5:
         try:
             _edit_manifest_db(folder, encrypted,
                               f"UPDATE Files SET {fdp.PickValueInList(list(COLUMNS))} = ? WHERE rowid = ?",
                               (_value(fdp) if fdp.ConsumeBool() else None, fdp.ConsumeIntInRange(1, 8)))
-        except (sqlite3.Error, CofferError, OverflowError, ValueError, KeyError, TypeError):
+        except PLANTING_ERRORS:
             pass
     elif blobs := _blob_files(folder):
         blob = fdp.PickValueInList(blobs)
