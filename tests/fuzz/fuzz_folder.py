@@ -25,7 +25,7 @@ with instrumented():
     from agent.ios.mbfile import encode_mbfile
     from agent.ios.plists import PLIST_ERRORS, PLIST_WRITE_ERRORS
     from agent.ios.records import file_id_for
-    from agent.ios.safety import safe_relative_path
+    from agent.ios.safety import file_id_problem, safe_relative_path
 
 from ios_helpers import PASSWORD, Entry, build_backup, directory, symlink
 
@@ -105,13 +105,12 @@ def _plant_row(fdp: atheris.FuzzedDataProvider, folder: Path, encrypted: bool) -
         blob = encode_mbfile(relative_path=path, mode=fdp.ConsumeIntInRange(0, 0o177777), size=size,
                              mtime=fdp.ConsumeIntInRange(-(1 << 40), 1 << 40), wrapped_key=wrapped,
                              target=fdp.ConsumeUnicodeNoSurrogates(10) if fdp.ConsumeBool() else None)
-        if len(file_id) == 40 and fdp.ConsumeBool():
+        # Only a well-formed fileID gets a blob: a fuzzed one like "../../x" would have the harness write outside
+        # its folder (refusing such rows is the parser's job, tested by the rows themselves).
+        if file_id_problem(file_id) is None and fdp.ConsumeBool():
             blob_path = folder / file_id[:2] / file_id
-            try:
-                blob_path.parent.mkdir(exist_ok=True)
-                blob_path.write_bytes(bytes(size + fdp.ConsumeIntInRange(-1, 1) * 16 * encrypted))
-            except (OSError, ValueError):
-                pass  # a fuzzed fileID that is no file name is the parser's problem, not the planter's
+            blob_path.parent.mkdir(exist_ok=True)
+            blob_path.write_bytes(bytes(size + fdp.ConsumeIntInRange(-1, 1) * 16 * encrypted))
     _edit_manifest_db(folder, encrypted, "INSERT OR REPLACE INTO Files VALUES (?, ?, ?, ?, ?)",
                       (file_id, domain, path, flags, blob))
 
