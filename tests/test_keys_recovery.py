@@ -33,13 +33,13 @@ def test_recovery_by_contacts(coffer: CofferCli, tmp_path: Path, threshold: int,
     locked_out = {"COFFER_PASSWORD": None}
     request = tmp_path / "owner" / "request.json"
     request.parent.mkdir()
-    coffer("recovery", "request", "--output", request, env=locked_out)
+    code = coffer("--json", "recovery", "request", "--output", request, env=locked_out).json()["code"]
     responses = []
     for name in helpers:
         key, _ = contacts[name]
         response = tmp_path / name / "response.json"
         env = {"COFFER_CONTACT_PASSWORD": f"{name}'s own passphrase", "COFFER_REPOSITORY": None, "COFFER_PASSWORD": None}
-        coffer("recovery", "assist", request, "--contact-key", key, "--output", response, env=env)
+        coffer("recovery", "assist", request, "--contact-key", key, "--output", response, "--code", code, env=env)
         responses.append(response)
     if threshold > 1:
         too_few = coffer("recovery", "recover", responses[0], "--request-secret", f"{request}.secret",
@@ -57,12 +57,12 @@ def test_a_contact_alone_cannot_open_anything(coffer: CofferCli, tmp_path: Path)
     key, public = _contact(coffer, tmp_path, "mallory")
     coffer("recovery", "add-contact", public)
     request = tmp_path / "request.json"
-    coffer("recovery", "request", "--output", request, env={"COFFER_PASSWORD": None})
-    wrong = coffer("recovery", "assist", request, "--contact-key", key, "--output", tmp_path / "r.json",
+    code = coffer("--json", "recovery", "request", "--output", request, env={"COFFER_PASSWORD": None}).json()["code"]
+    wrong = coffer("recovery", "assist", request, "--contact-key", key, "--output", tmp_path / "r.json", "--code", code,
                    env={"COFFER_CONTACT_PASSWORD": "not the passphrase"}, expect=3)
     assert len(wrong.stderr.strip().splitlines()) == 1
     # The contact's answer is sealed to the owner's request key; without the .secret it opens nothing.
-    coffer("recovery", "assist", request, "--contact-key", key, "--output", tmp_path / "r.json",
+    coffer("recovery", "assist", request, "--contact-key", key, "--output", tmp_path / "r.json", "--code", code,
            env={"COFFER_CONTACT_PASSWORD": "mallory's own passphrase"})
     other = tmp_path / "other.json"
     coffer("recovery", "request", "--output", other, env={"COFFER_PASSWORD": None})

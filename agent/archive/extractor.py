@@ -47,6 +47,29 @@ def _inside(root: Path, path: Path) -> bool:
     return os.path.commonpath([root, path.resolve()]) == str(root)
 
 
+def _without_collisions(
+    chosen: list[tuple[str, FileRow, FileRecord, Path]], result: ExtractResult
+) -> list[tuple[str, FileRow, FileRecord, Path]]:
+    """Drop (and report) files whose cleaned name another file already takes, or that other files need as their
+    folder (`HomeDomain/.` next to `HomeDomain/Library/…`): a device's names are hostile, not a plan to follow."""
+    folders = {parent for *_, destination in chosen for parent in destination.parents}
+    taken: set[Path] = set()
+    kept = []
+    for item in chosen:
+        record, destination = item[2], item[3]
+        reason = None
+        if destination in folders:
+            reason = "its name is also the folder of other files"
+        elif destination in taken:
+            reason = "another file has the same name once empty and '.' components are dropped"
+        if reason is None:
+            taken.add(destination)
+            kept.append(item)
+        else:
+            result.skipped.append({"domain": record.domain, "path": record.relative_path, "reason": reason})
+    return kept
+
+
 def extract_snapshot(
     repository: Repository,
     reference: str | SnapshotEntry,
@@ -77,6 +100,7 @@ def extract_snapshot(
             result.skipped.append({"domain": record.domain, "path": record.relative_path, "reason": reason or ""})
             continue
         chosen.append((category, row, record, root / relative))
+    chosen = _without_collisions(chosen, result)
 
     index = repository.load_index()
     with BlobReader(repository, index) as reader, Progress("extract", sum(r.size for _, r, _, _ in chosen), enabled=progress) as bar:

@@ -5,6 +5,12 @@ device-encrypted backup, its per-file key come with the Manifest.db at the end. 
 its bytes wait here, encrypted under a key that lives only in this process's memory (a
 fresh one per run), so a staging folder left by a crash is unreadable noise and a stolen
 host holds nothing. Staged files are deleted as soon as they are stored.
+
+A staged file is a series of records `u32 header ‖ AES-GCM(piece)`, each bound to its position
+by its nonce and to its header as associated data. `finish` appends a final record whose
+header carries a flag and whose plaintext is the number of records before it, so a file cut
+short — even exactly at a record boundary — or damaged is refused when read back, never taken
+for a shorter file.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.errors import StorageError
 
 RECORD_LENGTH = struct.Struct(">I")
+FINAL_FLAG = 1 << 31  # in a record's header: the sealed record count that ends every finished file
+RECORD_COUNT = struct.Struct(">Q")
 PREFIX = "coffer-staging-"
 
 
@@ -77,13 +86,31 @@ class StagingArea:
     def writer(self, staged: StagedFile) -> StagedWriter:
         return StagedWriter(self, staged)
 
+    def _seal(self, staged: StagedFile, piece: int, data: bytes, *, final: bool = False) -> bytes:
+        """One record: its header (length, final flag) is authenticated with the piece it frames."""
+        header = RECORD_LENGTH.pack((len(data) + 16) | (FINAL_FLAG if final else 0))
+        return header + self._aead.encrypt(self._nonce(staged, piece), data, header)
+
     def read(self, staged: StagedFile) -> Iterator[bytes]:
+        """The staged pieces; a file that was cut short or altered raises StorageError naming it."""
         with open(staged.path, "rb") as handle:
             piece = 0
             while header := handle.read(RECORD_LENGTH.size):
-                (length,) = RECORD_LENGTH.unpack(header)
-                yield self._aead.decrypt(self._nonce(staged, piece), handle.read(length), None)
+                (word,) = RECORD_LENGTH.unpack(header.rjust(RECORD_LENGTH.size, b"\0"))
+                try:
+                    plain = self._aead.decrypt(self._nonce(staged, piece), handle.read(word & ~FINAL_FLAG), header)
+                except InvalidTag:
+                    break
+                if word & FINAL_FLAG:
+                    if RECORD_COUNT.unpack(plain) == (piece,) and not handle.read(1):
+                        return
+                    break
+                yield plain
                 piece += 1
+        raise StorageError(
+            f"the staged device file {staged.path} is truncated or damaged (the local disk lost data): "
+            "run the backup again"
+        )
 
     def discard(self, staged: StagedFile) -> None:
         try:
@@ -113,18 +140,23 @@ class StagedWriter:
         except OSError as exc:
             raise StorageError(f"cannot stage a device file in {area.directory}: {exc.strerror}") from exc
 
-    def write(self, data: bytes) -> None:
-        sealed = self._area._aead.encrypt(self._area._nonce(self._staged, self._piece), data, None)
+    def _append(self, record: bytes) -> None:
         self._piece += 1
         try:
-            self._handle.write(RECORD_LENGTH.pack(len(sealed)) + sealed)
+            self._handle.write(record)
         except OSError as exc:
             raise StorageError(f"staging disk {self._area.directory} failed: {exc.strerror}") from exc
+        self._area._account(len(record))
+
+    def write(self, data: bytes) -> None:
+        self._append(self._area._seal(self._staged, self._piece, data))
         self._staged.size += len(data)
-        self._area._account(RECORD_LENGTH.size + len(sealed))
 
     def finish(self) -> StagedFile:
-        self._handle.close()
+        try:
+            self._append(self._area._seal(self._staged, self._piece, RECORD_COUNT.pack(self._piece), final=True))
+        finally:
+            self._handle.close()
         return self._staged
 
     def abort(self) -> None:

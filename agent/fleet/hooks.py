@@ -2,8 +2,10 @@
 
 A hook is run without a shell, in the background (a slow hook never holds a backup up),
 with the event's facts in its environment (`COFFER_EVENT`, `COFFER_UDID`,
-`COFFER_DEVICE_NAME`, `COFFER_SNAPSHOT_ID`, …) and with the daemon's secrets
-(`COFFER_PASSWORD`, `COFFER_KEY_FILE`, …) taken out. Its exit status is logged as an event.
+`COFFER_DEVICE_NAME`, `COFFER_SNAPSHOT_ID`, …) and, of the daemon's own environment, only
+what a program needs to run (`PATH`, `HOME`, locale, time zone, …): never the storage
+credentials (`AWS_*`) or Coffer's secrets (`COFFER_PASSWORD*`, `COFFER_CONTACT_PASSWORD`,
+`COFFER_RECOVERY_KEY`, `COFFER_KEY_FILE`, …). Its exit status is logged as an event.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from dataclasses import dataclass, field
 from agent.fleet.events import EventLog
 
 HOOK_EVENTS = ("attach", "detach", "success", "failure")
-SECRET_VARIABLES = (
-    "COFFER_PASSWORD",
-    "COFFER_PASSWORD_FILE",
-    "COFFER_PASSWORD_COMMAND",
-    "COFFER_NEW_PASSWORD",
-    "COFFER_RECOVERY_KEY",
-    "COFFER_KEY_FILE",
+# What a hook gets of the daemon's environment: an allow-list, so a secret added to the daemon's environment
+# later (a new cloud credential, a new COFFER_* variable) never reaches a hook by default.
+PASSED_VARIABLES = frozenset(
+    ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "PWD")
 )
+PASSED_PREFIXES = ("LC_",)
 OUTPUT_TAIL = 400  # characters of a failing hook's output kept in the event
 
 
@@ -36,8 +36,12 @@ class HookCommands:
 
 
 def hook_environment(event: str, facts: Mapping[str, object]) -> dict[str, str]:
-    """The daemon's environment without secrets, plus `COFFER_EVENT` and `COFFER_<FACT>` per fact."""
-    env = {name: value for name, value in os.environ.items() if name not in SECRET_VARIABLES}
+    """The allowed part of the daemon's environment, plus `COFFER_EVENT` and `COFFER_<FACT>` per fact."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in PASSED_VARIABLES or name.startswith(PASSED_PREFIXES)
+    }
     env["COFFER_EVENT"] = event
     for name, value in facts.items():
         if value is not None:

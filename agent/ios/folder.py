@@ -24,7 +24,7 @@ from agent.ios.encryption import (
 )
 from agent.ios.identity import DeviceIdentity
 from agent.ios.manifest_db import ManifestRow, manifest_db_bytes, read_manifest_rows, write_atomically
-from agent.ios.plists import dump_binary, load_plist_dict
+from agent.ios.plists import PLIST_WRITE_ERRORS, dump_binary, load_plist_dict
 from agent.ios.records import FileRecord
 from agent.ios.safety import SkippedEntry, check_rows, file_id_problem
 
@@ -75,6 +75,7 @@ class BackupFolder:
             raise BackupFormatError(f"{path} is not a backup folder (not a directory)")
         manifest_plist = _read_metadata(path, MANIFEST_PLIST)
         manifest = load_plist_dict(manifest_plist, str(path / MANIFEST_PLIST))
+        decrypted_manifest_plist(manifest_plist, str(path / MANIFEST_PLIST))  # what `export --decrypt` will need
         class_keys = _unlock(path, manifest, password)
         info_plist = _read_metadata(path, INFO_PLIST)
         status_plist = _read_metadata(path, STATUS_PLIST)
@@ -334,12 +335,16 @@ class BackupWriter:
             write_atomically(self.path / name, data)
 
 
-def decrypted_manifest_plist(manifest_plist: bytes) -> bytes:
+def decrypted_manifest_plist(manifest_plist: bytes, name: str = MANIFEST_PLIST) -> bytes:
     """Manifest.plist for a decrypted copy: IsEncrypted false, no ManifestKey, everything else unchanged."""
-    manifest = load_plist_dict(manifest_plist, MANIFEST_PLIST)
+    manifest = load_plist_dict(manifest_plist, name)
     manifest["IsEncrypted"] = False
     manifest.pop("ManifestKey", None)
-    return dump_binary(manifest)
+    try:
+        return dump_binary(manifest)
+    except PLIST_WRITE_ERRORS as error:
+        # a binary plist can hold what plistlib cannot write back: non-string keys, integers beyond 64 bits
+        raise BackupFormatError(f"{name} holds a value that cannot be written back into a property list ({error})") from error
 
 
 class _Counter:

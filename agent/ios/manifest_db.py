@@ -54,6 +54,7 @@ def read_manifest_rows(data: bytes, name: str = "Manifest.db") -> list[ManifestR
     if data[18:20] == _WAL_FORMAT:
         data = data[:18] + _ROLLBACK_FORMAT + data[20:]
     connection = sqlite3.connect(":memory:")
+    connection.text_factory = _text_or_bytes
     try:
         connection.deserialize(data)
         cursor = connection.execute(
@@ -62,8 +63,22 @@ def read_manifest_rows(data: bytes, name: str = "Manifest.db") -> list[ManifestR
         return [ManifestRow(*row) for row in cursor]
     except sqlite3.Error as error:
         raise BackupFormatError(f"{name} is not a valid Manifest.db ({error})") from error
+    except UnicodeDecodeError as error:
+        # sqlite quotes the offending schema text in its message, which Python then fails to decode
+        raise BackupFormatError(f"{name} is not a valid Manifest.db (its schema is not UTF-8 text)") from error
+    except MemoryError as error:
+        # sqlite answers some damaged schemas with SQLITE_NOMEM, which Python raises as MemoryError
+        raise BackupFormatError(f"{name} is not a valid Manifest.db (sqlite cannot load its schema)") from error
     finally:
         connection.close()
+
+
+def _text_or_bytes(value: bytes) -> str | bytes:
+    """A TEXT value that is not UTF-8 stays bytes, so its row reads as wrongly typed and is skipped alone."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
 
 
 def records_from_bytes(data: bytes, name: str = "Manifest.db") -> list[FileRecord]:

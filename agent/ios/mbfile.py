@@ -126,9 +126,16 @@ def _optional(objects: list[Any], record: dict[str, Any], key: str, kind: type) 
     return _resolve(objects, record[key], kind, key) if key in record else None
 
 
+# What a binary plist integer can hold when written back (plistlib writes -2^63 .. 2^64 - 1): a record decoded here
+# is re-encoded on the re-keyed restore path, so anything wider would only fail there, after the import.
+_INTEGER_RANGE = range(-(1 << 63), 1 << 64)
+
+
 def _integer(record: dict[str, Any], key: str, default: int) -> int:
     value = record.get(key, default)
     # bool is an int subclass but never a valid field value here
     if not isinstance(value, int) or isinstance(value, bool):
         raise BackupFormatError(f"an MBFile {key} is not an integer")
+    if value not in _INTEGER_RANGE:
+        raise BackupFormatError(f"an MBFile {key} ({value}) does not fit in 64 bits")
     return value

@@ -12,8 +12,10 @@ from xml.parsers.expat import ExpatError
 from agent.errors import BackupFormatError
 from agent.ios.identity import DeviceIdentity
 
-# plistlib raises these for damaged or hostile input (InvalidFileException is a ValueError; the XML reader raises
-# ExpatError; absurd nesting or sizes surface as RecursionError / OverflowError / MemoryError).
+# plistlib raises these for damaged or hostile input (InvalidFileException and UnicodeDecodeError are ValueErrors;
+# the XML reader raises ExpatError, LookupError for an unknown `encoding=` declaration and AttributeError for a
+# <date> it cannot parse; absurd nesting or sizes surface as RecursionError / OverflowError / MemoryError; dangling
+# references in a binary plist as IndexError or KeyError, both LookupErrors).
 PLIST_ERRORS = (
     ValueError,
     ExpatError,
@@ -21,9 +23,12 @@ PLIST_ERRORS = (
     OverflowError,
     MemoryError,
     TypeError,
-    IndexError,
-    KeyError,
+    LookupError,
+    AttributeError,
 )
+
+# What plistlib.dumps raises for values its reader accepted (non-string keys, integers beyond 64 bits).
+PLIST_WRITE_ERRORS = (TypeError, OverflowError, ValueError)
 
 STATUS_PLIST_VERSION = "3.3"
 MANIFEST_PLIST_VERSION = "10.0"
@@ -35,7 +40,9 @@ def load_plist(data: bytes, name: str) -> Any:
     try:
         return plistlib.loads(data)
     except PLIST_ERRORS as error:
-        raise BackupFormatError(f"{name} is truncated or is not a valid property list ({error!r})") from error
+        # plistlib's only AttributeError is its date pattern failing to match
+        detail = "a <date> that is not a date" if isinstance(error, AttributeError) else repr(error)
+        raise BackupFormatError(f"{name} is truncated or is not a valid property list ({detail})") from error
 
 
 def load_plist_dict(data: bytes, name: str) -> dict[str, Any]:

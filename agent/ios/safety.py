@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 
 from agent.errors import BackupFormatError
 from agent.ios.manifest_db import ManifestRow
-from agent.ios.records import KNOWN_FLAGS, FileRecord, file_id_for
+from agent.ios.records import FLAG_DIRECTORY, KNOWN_FLAGS, FileRecord, file_id_for
 
 FILE_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 _CONTROL_CHARACTERS = re.compile(r"[\x01-\x1f\x7f]")
@@ -83,6 +83,9 @@ def _check_row(row: ManifestRow, seen: set[str], warnings: list[str]) -> tuple[F
         return None, reason
     if flags not in KNOWN_FLAGS:
         return None, f"unknown flags value {flags}"
+    if flags != FLAG_DIRECTORY and all(part in ("", ".") for part in path.split("/")):
+        # It would stand where the domain's own folder is (extract writes `<domain>/<relativePath>`).
+        return None, "a file or symlink row whose relativePath names no file (empty or '.')"
     if file_id in seen:
         return None, "duplicate fileID"
     try:

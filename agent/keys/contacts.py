@@ -19,14 +19,22 @@ the contacts' public keys and the threshold are only in the sealed config. Recov
 
 A contact alone cannot decrypt anything; the storage provider alone cannot either; only a
 contact (or a threshold of them) colluding with someone who can read the storage could.
+
+Anyone who can read the storage can make a request, so a request proves nothing by itself. Like the
+verification codes of Apple's recovery contacts, `request` shows a short code derived from the request
+(its slots and ephemeral public key); the owner reads it to each contact over a channel the contact
+trusts (a call, in person), and `assist` answers only when the contact types that same code back. A
+request whose ephemeral key is not the owner's has another code, so a stranger's request gets no answer.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
+import itertools
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from Crypto.Protocol.SecretSharing import Shamir
@@ -41,6 +49,10 @@ from agent.storage.base import Storage
 CONTACT_KEY_FORMAT = 1
 PUBLIC_PREFIX = "coffer-contact-v1:"
 SECRET_SIZE = 16  # Shamir over GF(2^128) in pycryptodome takes 16-byte secrets
+# 12 decimal digits (about 40 bits): short enough to read out on a call, and a stranger who learned the owner's
+# code would need ~10^12 key pairs to make a request of their own that shows it.
+CODE_DIGITS = 12
+CODE_GROUP = 4
 
 
 def _b64(data: bytes) -> str:
@@ -120,6 +132,11 @@ class ContactSlot:
         return cls(data[:PAD_SIZE], boxes, data[_BOXES_END:])
 
 
+def default_threshold(contacts: int) -> int:
+    """2 where there are 2 or more contacts: one contact, fooled or hostile, never suffices by default."""
+    return min(2, contacts)
+
+
 def add_contact_slot(storage: Storage, keys: KeySet, contacts: list[bytes], threshold: int) -> str:
     if not 1 <= len(contacts) <= MAX_CONTACTS:
         raise UsageError(f"a contact slot has 1 to {MAX_CONTACTS} contacts")
@@ -139,10 +156,37 @@ def add_contact_slot(storage: Storage, keys: KeySet, contacts: list[bytes], thre
     wrapped = primitives.seal_box(_kek(secret, pad), framed, purpose=b"slot contact v2")
     return store_slot(storage, pad + b"".join(boxes[i] for i in order) + wrapped)
 # --- recovery ---------------------------------------------------------------------------------
+def verification_code(slot_names_offered: list[str], ephemeral_public: bytes) -> str:
+    """The code a request shows, e.g. `0123-4567-8901`: HKDF of its ephemeral key, salted with its slots."""
+    salt = "\n".join(sorted(slot_names_offered)).encode()
+    digest = primitives.hkdf(ephemeral_public, salt=salt, info=b"coffer recovery verification code v2", length=16)
+    digits = str(int.from_bytes(digest, "big") % 10**CODE_DIGITS).zfill(CODE_DIGITS)
+    return "-".join(digits[i : i + CODE_GROUP] for i in range(0, CODE_DIGITS, CODE_GROUP))
+
+
+def _code_digits(code: str) -> str:
+    return "".join(character for character in code if character.isdigit())
+
+
 @dataclass
 class RecoveryRequest:
     slots: list[str]
     ephemeral_public: bytes
+
+    @property
+    def code(self) -> str:
+        return verification_code(self.slots, self.ephemeral_public)
+
+
+@dataclass
+class Recovered:
+    """The key set a recovery opened (and its slot), the answers whose share is bad, and the files that
+    answer another request."""
+
+    slot: str
+    keys: KeySet
+    bad_answers: list[Answer] = field(default_factory=list)
+    not_for_this: list[Path] = field(default_factory=list)
 
 
 def make_request(storage: Storage, slot_names_wanted: list[str] | None, output: Path) -> RecoveryRequest:
@@ -166,52 +210,112 @@ def make_request(storage: Storage, slot_names_wanted: list[str] | None, output: 
     return RecoveryRequest(sorted(candidates), public)
 
 
-def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path) -> None:
-    """The contact's step: find the share their key opens and re-seal it to the owner's ephemeral key."""
+def _parse_request(request: dict[str, object], request_path: Path) -> tuple[bytes, dict[str, list[str]]]:
+    try:
+        if request.get("coffer_recovery_request") != 2:
+            raise ValueError("version")
+        return _unb64(str(request["ephemeral_public"])), dict(request["slots"])  # type: ignore[call-overload]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UsageError(f"{request_path} is not a recovery request of this Coffer version") from exc
+
+
+def assist(request_path: Path, contact_key: Path, passphrase: str, output: Path, typed_code: str) -> str:
+    """The contact's step: check the code the owner read out, find the share their key opens and re-seal
+    it to the owner's ephemeral key. Returns the request's code. A code that does not match writes nothing."""
     request = key_files.read(request_path, "recovery request")
-    if request.get("coffer_recovery_request") != 2:
-        raise UsageError(f"{request_path} is not a recovery request of this Coffer version")
+    ephemeral_public, offered = _parse_request(request, request_path)
+    code = verification_code(list(offered), ephemeral_public)
+    if not hmac.compare_digest(_code_digits(typed_code), _code_digits(code)):
+        raise WrongSecretError(
+            f"the verification code does not match the request {request_path}: answer only a request whose code "
+            "the owner read to you themselves (nothing was written)"
+        )
     private, _public = open_contact_key(contact_key, passphrase)
-    for slot, boxes in dict(request.get("slots", {})).items():  # type: ignore[call-overload]
+    for slot, boxes in offered.items():
         for box in boxes:
             try:
                 plain = primitives.open_sealed(private, _unb64(box), purpose=b"contact share v2")
             except (primitives.DecryptionError, ValueError):
                 continue
-            resealed = primitives.seal_to(_unb64(str(request["ephemeral_public"])), plain, purpose=b"contact response v2")
+            resealed = primitives.seal_to(ephemeral_public, plain, purpose=b"contact response v2")
             key_files.write_new(output, {"coffer_recovery_response": 2, "slot": slot, "share": _b64(resealed)})
-            return
+            return code
     raise WrongSecretError("this contact key opens no share in the request: it is not one of this repository's contacts")
 
 
-def recover(storage: Storage, secret_path: Path, responses: list[Path]) -> tuple[str, KeySet]:
-    """The owner's last step: combine the contacts' responses into (slot name, key set)."""
-    secret_doc = key_files.read(secret_path, "recovery secret")
-    ephemeral_private = _unb64(str(secret_doc["ephemeral_private"]))
-    shares: dict[str, dict[int, bytes]] = {}
-    thresholds: dict[str, int] = {}
-    for path in responses:
+@dataclass(frozen=True)
+class Answer:
+    path: Path
+    slot: str
+    index: int
+    threshold: int
+    share: bytes
+
+    def who(self) -> str:
+        return f"the answer {self.path} (contact {self.index} of slot {self.slot.removeprefix('keys/')[:8]})"
+
+
+def _read_answers(paths: list[Path], ephemeral_private: bytes) -> tuple[list[Answer], list[Path]]:
+    """The shares the responses carry, and the responses that were not sealed to this request."""
+    answers, unreadable = [], []
+    for path in paths:
         response = key_files.read(path, "recovery response")
         try:
             plain = primitives.open_sealed(ephemeral_private, _unb64(str(response["share"])), purpose=b"contact response v2")
-        except (primitives.DecryptionError, ValueError, KeyError) as exc:
-            raise WrongSecretError(f"{path} was not made for this request") from exc
-        slot = str(response.get("slot", ""))
-        index, threshold, share = plain[0], plain[1], plain[2:]
-        shares.setdefault(slot, {})[index] = share
-        thresholds[slot] = threshold
-    for slot, found in shares.items():
-        threshold = thresholds[slot]
-        if len(found) < threshold:
+            if len(plain) != SHARE_PLAIN_SIZE:
+                raise ValueError("share size")
+            answers.append(Answer(path, str(response["slot"]), plain[0], plain[1], plain[2:]))
+        except (primitives.DecryptionError, KeyError, ValueError, TypeError):
+            unreadable.append(path)
+    return answers, unreadable
+
+
+def _combine(answers: tuple[Answer, ...]) -> bytes | None:
+    if len({answer.index for answer in answers}) != len(answers):
+        return None  # the same share twice, or two claiming one index
+    if len(answers) == 1:
+        return answers[0].share
+    try:
+        return Shamir.combine([(answer.index, answer.share) for answer in answers])
+    except ValueError:
+        return None
+
+
+def _open_slot(slot: ContactSlot, secret: bytes) -> KeySet | None:
+    try:
+        framed = primitives.open_box(_kek(secret, slot.pad), slot.wrapped, purpose=b"slot contact v2")
+        return KeySet.from_bytes(padding.unframe(framed))
+    except (primitives.DecryptionError, padding.PaddingError):
+        return None
+
+
+def recover(storage: Storage, secret_path: Path, responses: list[Path]) -> Recovered:
+    """The owner's last step: find a set of `threshold` answers that opens their slot, trying every
+    combination, so one bad answer neither blocks recovery nor goes unnamed."""
+    secret_doc = key_files.read(secret_path, "recovery secret")
+    ephemeral_private = _unb64(str(secret_doc["ephemeral_private"]))
+    answers, unreadable = _read_answers(responses, ephemeral_private)
+    not_for_this = [f"{path} was not made for this request" for path in unreadable]
+    by_slot: dict[str, list[Answer]] = {}
+    for answer in answers:
+        by_slot.setdefault(answer.slot, []).append(answer)
+    needed = 1
+    for slot_name, group in sorted(by_slot.items()):
+        threshold = max(answer.threshold for answer in group)  # a forged answer may claim a lower one
+        needed = max(needed, threshold)
+        parsed = ContactSlot.parse(read_slot(storage, slot_name))
+        if parsed is None or len(group) < threshold:
             continue
-        secret = next(iter(found.values())) if threshold == 1 else Shamir.combine(list(found.items())[:threshold])
-        parsed = ContactSlot.parse(read_slot(storage, slot))
-        if parsed is None:
-            continue
-        try:
-            framed = primitives.open_box(_kek(secret, parsed.pad), parsed.wrapped, purpose=b"slot contact v2")
-            return slot, KeySet.from_bytes(padding.unframe(framed))
-        except (primitives.DecryptionError, padding.PaddingError) as exc:
-            raise WrongSecretError("the responses do not open the contact slot (a wrong or forged share?)") from exc
-    needed = max(thresholds.values(), default=1)
-    raise UsageError(f"{sum(len(f) for f in shares.values())} contact responses given, {needed} needed")
+        for chosen in itertools.combinations(group, threshold):
+            secret = _combine(chosen)
+            keys = None if secret is None else _open_slot(parsed, secret)
+            if keys is None or secret is None:
+                continue
+            # An answer outside the winning set is good when it rebuilds the same secret with the others.
+            used = {(a.index, a.share) for a in chosen}
+            bad = [a for a in group if (a.index, a.share) not in used and _combine((*chosen[1:], a)) != secret]
+            return Recovered(slot_name, keys, bad, unreadable)
+    if len(answers) < needed and not unreadable:
+        raise UsageError(f"{len(answers)} of the {needed} contact responses needed")
+    suspects = "; ".join(not_for_this + [answer.who() for answer in answers])
+    raise WrongSecretError(f"no {needed} of the responses open the contact slot (wrong or forged shares): {suspects}")

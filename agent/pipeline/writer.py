@@ -11,8 +11,7 @@ interrupted backup resumes by deduplicating against what it already uploaded.
 
 from __future__ import annotations
 
-import os
-import random
+import secrets
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -90,9 +89,9 @@ class BlobWriter:
         self._in_flight = threading.BoundedSemaphore(max_packs_in_flight)
         self._futures: list[Future[None]] = []
         self._failure: BaseException | None = None
-        # Which open pack a blob joins only needs to be unpredictable to the storage provider, not
-        # cryptographically strong; one urandom seed per run saves a system call per chunk.
-        self._random = random.Random(os.urandom(32))
+        # Which open pack a blob joins, and each pack's target size, show in the pack sizes the storage provider
+        # sees: drawn from the OS generator, since Mersenne Twister's outputs let an observer predict the rest.
+        self._random = secrets.SystemRandom()
 
     # --- public ------------------------------------------------------------------
     def store_file(
