@@ -5,6 +5,10 @@ checkpoint, so an interrupted backup resumes by deduplicating against what it al
 uploaded. Each object is sealed under the index key, which every writer holds (that is how a
 put-only station deduplicates); the plaintext is a small JSON header naming the packs
 followed by fixed-size binary entries, zstd-compressed.
+
+The index is a cache of what the packs' trailers say, never the only record: a chunk keeps
+every candidate location any object lists (readers try them in turn), a damaged object is
+skipped by `Repository.load_index`, and `coffer repair index` rebuilds it all from the trailers.
 """
 
 from __future__ import annotations
