@@ -6,6 +6,10 @@ uploaded. Each object is sealed under the index key, which every writer holds (t
 put-only station deduplicates) and padded to a size class, so its size tells the provider
 little about how many chunks it lists; the plaintext is a small JSON header naming the packs
 followed by fixed-size binary entries, zstd-compressed.
+
+The index is a cache of what the packs' trailers say, never the only record: a chunk keeps
+every candidate location any object lists (readers try them in turn), a damaged object is
+skipped by `Repository.load_index`, and `coffer repair index` rebuilds it all from the trailers.
 """
 
 from __future__ import annotations

@@ -73,8 +73,8 @@ def repair(
     repository.keys.require_full()
     report = RepairReport()
     say = on_progress or (lambda _text: None)
-    repository.quiet = True  # what repair works around it reports itself
-    with locks.exclusive(repository, "repair"):
+    with locks.exclusive(repository, "repair"):  # (a takeover of a stale lease is still noted)
+        repository.quiet = True  # the damage repair works around, it reports itself
         if index or packs:
             _rebuild_index(repository, report, read_packs=packs, say=say)
         if snapshots:

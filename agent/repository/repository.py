@@ -74,14 +74,14 @@ class Repository:
         self.slot_name = slot_name
         self.ledger = SnapshotLedger(config.repository_id)
         self.config_rollback: int | None = None  # the newer config generation this host saw, if storage serves an older one
-        self.quiet = False  # True: warnings are only collected (`check` reports them itself)
-        self.warnings: list[str] = []
+        self.quiet = False  # True: no warnings on stderr (`check` and `repair` report damage themselves)
+        self._warned: set[str] = set()
         self.damaged_snapshots: dict[str, str] = {}  # snapshot ID -> why `snapshots()` skipped it
 
     def warn(self, message: str) -> None:
-        """Note damage that was worked around; on stderr unless `quiet`."""
-        self.warnings.append(message)
-        if not self.quiet:
+        """Note damage that was worked around, once, on stderr unless `quiet`."""
+        if not self.quiet and message not in self._warned:
+            self._warned.add(message)
             print(f"coffer: warning: {message}", file=sys.stderr, flush=True)
 
     # --- creating and opening -------------------------------------------------
