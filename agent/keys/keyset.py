@@ -50,6 +50,8 @@ class KeySet:
     private_keys: dict[str, bytes] = field(default_factory=dict)  # space -> X25519 private key
     tag_key: bytes | None = None  # opaque storage tags; kept across rotations so pack names stay put
     retired: list[RetiredKeys] = field(default_factory=list)  # older generations, newest first
+    # One put-only key set's own secret: what it seals for itself alone (the device backup passwords it set).
+    station_key: bytes | None = None
 
     @classmethod
     def generate(cls, repository_id: str, categories: list[str]) -> KeySet:
@@ -125,6 +127,7 @@ class KeySet:
             index_key=self.index_key,
             public_keys=dict(self.public_keys),
             tag_key=self.tag_key,
+            station_key=primitives.random_key(),  # each station key file gets its own
         )
 
     def category_share(self, category: str) -> KeySet:
@@ -154,7 +157,7 @@ class KeySet:
             "public_keys": {k: _b64(v) for k, v in sorted(self.public_keys.items())},
             "private_keys": {k: _b64(v) for k, v in sorted(self.private_keys.items())},
         }
-        for name in ("id_key", "chunker_key", "index_key", "tag_key"):
+        for name in ("id_key", "chunker_key", "index_key", "tag_key", "station_key"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = _b64(value)
@@ -181,6 +184,7 @@ class KeySet:
             public_keys={k: _unb64(v) for k, v in doc["public_keys"].items()},
             private_keys={k: _unb64(v) for k, v in doc["private_keys"].items()},
             tag_key=_unb64(doc["tag_key"]) if "tag_key" in doc else None,
+            station_key=_unb64(doc["station_key"]) if "station_key" in doc else None,
             retired=[
                 RetiredKeys(
                     _unb64(r["index_key"]) if r.get("index_key") else None,
