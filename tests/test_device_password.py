@@ -118,3 +118,17 @@ def test_an_encrypted_export_coffer_made_imports_without_a_password(
     elsewhere.init()
     run = elsewhere("import", tmp_path / "export", expect=3)
     assert "--backup-password-file" in run.stderr
+
+
+def test_after_a_key_rotation_the_sealed_password_still_serves(usb: CofferCli, sim: SimServer, tmp_path: Path) -> None:
+    """`key rotate` re-seals the device passwords for the new keys: a fresh host with the passphrase backs up
+    again; a station made after the rotation is told it lacks the password (exit 3), not that storage is damaged."""
+    udid = _device(sim)
+    usb("backup", "--udid", udid, "--enable-device-encryption")
+    usb("key", "rotate")
+    again = usb("--json", "backup", "--udid", udid, env=_fresh_host(tmp_path / "after-rotation")).json()
+    assert again["complete"] is True
+    assert usb("--json", "encryption", "password", "--udid", udid).json()["password"] == sim.device(udid).backup_password
+    station = {**_station(usb, tmp_path / "new-station.key"), **_fresh_host(tmp_path / "new-station")}
+    usb("backup", "--udid", udid, env=station, expect=3)
+    usb("check")

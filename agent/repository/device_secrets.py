@@ -55,20 +55,34 @@ def record_password(repository: Repository, udid: str, password: str | None) -> 
 
 def device_passwords(repository: Repository, udid: str) -> list[DevicePassword]:
     """Every record of `udid` this key set can open, newest first (empty for a key that opens none)."""
+    return _opened(repository, repository.device_tag(udid))
+
+
+def newest_per_device(repository: Repository) -> list[DevicePassword]:
+    """The newest record of each device this key set can open (what `key rotate` re-seals)."""
+    newest: dict[str, DevicePassword] = {}
+    for record in _opened(repository, None):
+        newest.setdefault(record.udid, record)
+    return list(newest.values())
+
+
+def _opened(repository: Repository, tag: str | None) -> list[DevicePassword]:
+    """Records of the device with `tag` (None: of every device) this key set opens, newest first."""
     keys = repository.keys
     if keys.index_key is None:
         return []
-    tag = repository.device_tag(udid)
     found = []
     for _name, document in read_sealed_records(repository, SECRET_PREFIX, _RECORD):
-        if document.get("device") != tag:
+        device = document.get("device")
+        if not isinstance(device, str) or (tag is not None and device != tag):
             continue
-        content = _open(document, tag, keys.private_keys_for(MANIFEST_SPACE), keys.station_key)
-        if content is not None and content.get("udid") == udid:
-            password = content.get("password")
-            counter = content.get("counter")
-            found.append(DevicePassword(udid, password if isinstance(password, str) else None,
-                                        counter if isinstance(counter, int) else 0))
+        content = _open(document, device, keys.private_keys_for(MANIFEST_SPACE), keys.station_key)
+        udid = content.get("udid") if content is not None else None
+        if content is None or not isinstance(udid, str) or repository.device_tag(udid) != device:
+            continue
+        password, counter = content.get("password"), content.get("counter")
+        found.append(DevicePassword(udid, password if isinstance(password, str) else None,
+                                    counter if isinstance(counter, int) else 0))
     return sorted(found, key=lambda p: p.counter, reverse=True)
 
 

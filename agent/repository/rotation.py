@@ -27,6 +27,7 @@ from agent.keys import contacts, primitives, recovery_key, slots
 from agent.keys.keyset import KeySet, RetiredKeys
 from agent.repository import locks
 from agent.repository.config import CONFIG_NAME
+from agent.repository.device_secrets import SECRET_PREFIX, newest_per_device, record_password
 from agent.repository.fossils import FOSSIL_PREFIX, load_fossils, write_fossils
 from agent.repository.index import INDEX_PREFIX
 from agent.repository.repository import DATA_PREFIX, Repository
@@ -72,7 +73,10 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
         contents = {e.snapshot_id: {s: repository.read_part(e.snapshot_id, s) for s in spaces} for e in entries}
         forgotten = forgotten_snapshots(repository)
         fossils = load_fossils(repository)
-        old_objects = [i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX) for i in storage.list(prefix)]
+        device_passwords = newest_per_device(repository)
+        old_objects = [
+            i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX, SECRET_PREFIX) for i in storage.list(prefix)
+        ]
         old_slots = slots.list_slots(storage, old_keys.auth_key)
         contact_docs = [(info, slots.read_slot(storage, info.name)) for info in old_slots if info.kind == "contact"]
 
@@ -102,6 +106,8 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
         write_tombstone(rotated, sorted(forgotten | set(renamed)))
         for fossil in fossils:
             write_fossils(rotated, fossil.packs)
+        for device in device_passwords:  # the stations' own copies go with their revoked key files
+            record_password(rotated, device.udid, device.password)
 
         for old_id in renamed:
             storage.delete(SNAPSHOT_PREFIX + old_id)
