@@ -132,3 +132,15 @@ def test_after_a_key_rotation_the_sealed_password_still_serves(usb: CofferCli, s
     station = {**_station(usb, tmp_path / "new-station.key"), **_fresh_host(tmp_path / "new-station")}
     usb("backup", "--udid", udid, env=station, expect=3)
     usb("check")
+
+
+def test_a_clear_password_an_earlier_version_left_is_sealed_and_removed(usb: CofferCli, sim: SimServer) -> None:
+    udid = _device(sim, password="legacy backup password")
+    legacy = Path(usb.env["COFFER_STATE_DIR"]) / usb.open().config.repository_id / f"{udid}.password"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text("legacy backup password", encoding="utf-8")
+    assert usb("--json", "backup", "--udid", udid).json()["complete"] is True
+    assert not legacy.exists()
+    assert _files_holding(Path(usb.env["COFFER_STATE_DIR"]), "legacy backup password") == []
+    shown = usb("--json", "encryption", "password", "--udid", udid).json()
+    assert shown["password"] == "legacy backup password"
