@@ -5,6 +5,9 @@ device's previous backup → run pymobiledevice3's mobilebackup2 backup with the
 host side, streaming file contents into the pipeline as they arrive → when the device is
 done, read the new Manifest.db (decrypting it for a device-encrypted backup), store what
 waited in staging, and commit one snapshot → remember the new metadata for next time.
+A device-encrypted backup opens with the password sealed in the repository for this key set
+(agent.repository.device_secrets), so any host with the full key, or the station that set it,
+goes on backing the device up; none keeps it on disk.
 A failure at any point leaves the repository consistent (packs already uploaded are indexed,
 so the next run reuses them) and this host's previous metadata untouched.
 """
