@@ -144,3 +144,22 @@ def test_a_clear_password_an_earlier_version_left_is_sealed_and_removed(usb: Cof
     assert _files_holding(Path(usb.env["COFFER_STATE_DIR"]), "legacy backup password") == []
     shown = usb("--json", "encryption", "password", "--udid", udid).json()
     assert shown["password"] == "legacy backup password"
+
+
+def test_a_password_given_once_to_import_serves_later_usb_backups(
+    usb: CofferCli, sim: SimServer, tmp_path: Path
+) -> None:
+    """A Finder backup imported with its password: the phone's USB backups then need no password (the full
+    key finds it in that snapshot), and from then on it is sealed as a record of its own."""
+    udid = _device(sim, password="finder password")
+    (tmp_path / "pw").write_text("finder password\n")
+    snapshot = usb("--json", "backup", "--udid", udid, "--backup-password-file", tmp_path / "pw").json()["snapshot"]
+    usb("export", snapshot, tmp_path / "finder-backup")
+    fresh = CofferCli(tmp_path / "repo2", {**usb.env, **_fresh_host(tmp_path / "host2"),
+                                            "COFFER_REPOSITORY": str(tmp_path / "repo2")})
+    fresh.init()
+    fresh("import", tmp_path / "finder-backup", "--backup-password-file", tmp_path / "pw")
+    assert device_passwords(fresh.open(), udid) == []
+    assert fresh("--json", "backup", "--udid", udid).json()["complete"] is True
+    assert [p.password for p in device_passwords(fresh.open(), udid)] == ["finder password"]
+    assert fresh("--json", "encryption", "password", "--udid", udid).json()["password"] == "finder password"

@@ -15,8 +15,8 @@ from pathlib import Path
 from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.files_cache import CachedFile, FilesCache, fingerprint
 from agent.archive.parallel import bounded_map
+from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress
-from agent.archive.view import read_manifest_part
 from agent.errors import CofferError, UsageError, WrongSecretError
 from agent.ios.categories import classify
 from agent.ios.folder import INFO_PLIST, MANIFEST_PLIST, BackupFolder
@@ -26,7 +26,6 @@ from agent.ios.records import FileRecord
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
 from agent.repository import locks
-from agent.repository.device_secrets import candidate_passwords
 from agent.repository.fossils import index_for_backup
 from agent.repository.repository import Repository
 
@@ -87,7 +86,7 @@ def _open_folder(repository: Repository, path: Path, password: str | None) -> tu
         if password is not None:
             raise
         udid = _folder_udid(path)
-        for candidate in _sealed_passwords(repository, udid) if udid else []:
+        for candidate in known_passwords(repository, udid) if udid else []:
             try:
                 return BackupFolder.open(path, candidate), candidate
             except WrongSecretError:
@@ -103,16 +102,6 @@ def _folder_udid(path: Path) -> str:
         except (OSError, CofferError):
             plists.append({})
     return DeviceIdentity.from_plists(plists[1], plists[0]).udid
-
-
-def _sealed_passwords(repository: Repository, udid: str) -> list[str]:
-    """The device's sealed passwords, then (full key) those kept in its snapshots, e.g. of an import."""
-    found = candidate_passwords(repository, udid)
-    if repository.keys.is_full:
-        for entry in reversed(repository.snapshots()):
-            if entry.header.is_encrypted and entry.header.device.get("udid") == udid:
-                found.append(read_manifest_part(repository, entry.snapshot_id).backup_password or "")
-    return [p for p in dict.fromkeys(found) if p]
 
 
 def _import(

@@ -26,6 +26,7 @@ from typing import Any
 
 from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.parallel import bounded_map
+from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress
 from agent.device.connect import lockdown_session, translate
 from agent.device.encryption import device_encrypts, turn_on_encryption
@@ -203,7 +204,6 @@ class DeviceBackup:
             self.notes.append("a full backup was needed: an earlier run left some of these categories out")
             state = None
         known = self._known_passwords()
-        self.recorded = known[0] if known else None
         self.passwords = [self.options.backup_password] if self.options.backup_password else known
         storage = self.repository.storage
         staging = StagingArea(staging_root())
@@ -243,16 +243,18 @@ class DeviceBackup:
         return result
 
     def _known_passwords(self) -> list[str]:
-        """The passwords this key set finds sealed for the device, newest first; a clear one an earlier Coffer
-        left in this host's state folder is sealed in the repository and removed from disk."""
+        """The passwords this key set finds for the device, newest first (the snapshots' copies only when no
+        record has one), and `recorded` set to the newest record's. A clear one an earlier Coffer left in
+        this host's state folder is sealed in the repository and removed from disk."""
         legacy = self.store.take_legacy_password(self.udid)
-        known = candidate_passwords(self.repository, self.udid)
+        records = candidate_passwords(self.repository, self.udid)
         if legacy is not None:
-            if legacy not in known:
+            if legacy not in records:
                 record_password(self.repository, self.udid, legacy)
-                known.insert(0, legacy)
+                records.insert(0, legacy)
             self.store.drop_legacy_password(self.udid)
-        return known
+        self.recorded = records[0] if records else None
+        return records or list(known_passwords(self.repository, self.udid))
 
     def _unlock(self, manifest: dict[str, Any]) -> tuple[ClassKeys, str]:
         """The class keys and the password that opens the backup's keybag, trying what is known newest first."""

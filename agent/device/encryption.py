@@ -18,11 +18,12 @@ from typing import TypeVar
 from pymobiledevice3.exceptions import PyMobileDevice3Exception
 from pymobiledevice3.lockdown import UsbmuxLockdownClient
 
+from agent.archive.passwords import passwords_to_try
 from agent.device.connect import lockdown_session, translate
 from agent.device.mirror import BackupMirror
 from agent.device.session import MirrorBackupService
 from agent.errors import CofferError, UsageError, WrongSecretError
-from agent.repository.device_secrets import candidate_passwords, device_passwords, record_password
+from agent.repository.device_secrets import device_passwords, record_password
 from agent.repository.repository import Repository
 
 T = TypeVar("T")
@@ -72,7 +73,7 @@ async def _change_from_known(
 ) -> str:
     """Change the device's password to `new` (None: turn encryption off) from whichever known one it has."""
     udid = lockdown.udid
-    known = candidate_passwords(repository, udid)
+    known = passwords_to_try(repository, udid)
     if not known:
         raise WrongSecretError(f"no backup password of device {udid} is sealed for this key in the repository")
     record_password(repository, udid, new)
@@ -131,11 +132,15 @@ def change_password(repository: Repository, udid: str) -> str:
 
 
 def sealed_password(repository: Repository, udid: str) -> str:
-    """The newest backup password sealed for `udid` (full key only: a station never reads one back)."""
+    """The newest backup password sealed for `udid`, else the newest a snapshot of it keeps (full key only:
+    a station never reads one back)."""
     repository.keys.require_full()
     records = device_passwords(repository, udid)
-    if not records:
+    if records:
+        if records[0].password is None:
+            raise CofferError(f"backup encryption of device {udid} was turned off: it has no password")
+        return records[0].password
+    known = passwords_to_try(repository, udid)
+    if not known:
         raise CofferError(f"no backup password of device {udid} is sealed in the repository")
-    if records[0].password is None:
-        raise CofferError(f"backup encryption of device {udid} was turned off: it has no password")
-    return records[0].password
+    return known[0]
