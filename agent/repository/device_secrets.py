@@ -73,12 +73,15 @@ def _opened(repository: Repository, tag: str | None) -> list[DevicePassword]:
         return []
     found = []
     for _name, document in read_sealed_records(repository, SECRET_PREFIX, _RECORD):
-        device = document.get("device")
+        # Any writer can add a record: one that is not what Coffer writes is skipped, never trusted.
+        device = document.get("device") if isinstance(document, dict) else None
         if not isinstance(device, str) or (tag is not None and device != tag):
             continue
         content = _open(document, device, keys.private_keys_for(MANIFEST_SPACE), keys.station_key)
-        udid = content.get("udid") if content is not None else None
-        if content is None or not isinstance(udid, str) or repository.device_tag(udid) != device:
+        if not isinstance(content, dict):
+            continue
+        udid = content.get("udid")
+        if not isinstance(udid, str) or repository.device_tag(udid) != device:
             continue
         password, counter = content.get("password"), content.get("counter")
         found.append(DevicePassword(udid, password if isinstance(password, str) else None,
@@ -92,7 +95,7 @@ def candidate_passwords(repository: Repository, udid: str) -> list[str]:
     return list(dict.fromkeys(r.password for r in device_passwords(repository, udid) if r.password is not None))
 
 
-def _open(document: dict[str, object], tag: str, manifest_privates: list[bytes], station_key: bytes | None) -> dict | None:
+def _open(document: dict[str, object], tag: str, manifest_privates: list[bytes], station_key: bytes | None) -> object:
     try:
         if manifest_privates and isinstance(document.get("full"), str):
             sealed = _unb64(str(document["full"]))
