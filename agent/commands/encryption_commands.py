@@ -33,7 +33,7 @@ def cmd_switch(ctx: Context) -> int:
     state = "on" if on else "off"
     text = f"backup encryption of {udid} turned {state}" if changed else f"backup encryption of {udid} was already {state}"
     if changed and on:
-        text += " (the password is sealed in the repository: `coffer encryption password` shows it)"
+        text += " (its password is sealed in the repository; with the full key, `coffer encryption password` shows it)"
     ctx.emit({"udid": udid, "encryption": on, "changed": changed}, text)
     return 0
 
