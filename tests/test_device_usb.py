@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CofferCli, coffer_cli
+from conftest import CofferCli, coffer_cli, unencrypted_view
 
 from agent.archive.view import open_view
 from agent.ios.categories import classify
@@ -116,16 +116,41 @@ def test_encrypted_device_backup_includes_health_and_keychain(usb: CofferCli, si
 
 
 def test_restore_onto_a_replacement_device(usb: CofferCli, sim: SimServer) -> None:
-    original = _device(sim, profile="small")
+    """A full restore makes B what A was, as Finder does: keychain and settings included, B's own items
+    gone, then B restarts; B's next backup (no password given: B took A's, sealed for B) equals A's snapshot."""
+    original = _device(sim, profile="small", name="Alice's iPhone")
     replacement = _device(sim)
+    device = sim.device(replacement)
+    own = set(device.filesystem.snapshot_digest()) - set(sim.device(original).filesystem.snapshot_digest())
+    assert own
     snapshot = usb("--json", "backup", "--udid", original, "--enable-device-encryption").json()["snapshot"]
-    usb("restore", snapshot, "--to-udid", replacement, "--system", "--yes")
-    restore = sim.device(replacement).restores[-1]
-    assert restore.source_udid == original and restore.encrypted
-    copy = usb("--json", "backup", "--udid", replacement, "--enable-device-encryption").json()["snapshot"]
-    source_rows, copy_rows = _rows(usb, snapshot), _rows(usb, copy)
-    missing = [key for key, chunks in source_rows.items() if copy_rows.get(key) != chunks]
-    assert not missing, missing[:5]
+    result = usb("--json", "restore", snapshot, "--to-udid", replacement, "--yes").json()
+    restore = device.restores[-1]
+    assert restore.source_udid == original and restore.encrypted and restore.skipped_system == 0
+    assert device.reboots == 1 and sim.is_plugged(replacement)
+    assert any("restarted" in note for note in result["notes"])
+    assert device.name == "Alice's iPhone" and device.backup_password == sim.device(original).backup_password
+    assert not own & set(device.filesystem.snapshot_digest())
+    copy = usb("--json", "backup", "--udid", replacement).json()
+    assert copy["complete"] is True
+    source_rows, copy_rows = _rows(usb, snapshot), _rows(usb, copy["snapshot"])
+    assert copy_rows == source_rows
+    assert any(classify(*key).value == "keychain" for key in copy_rows)
+
+
+def test_full_restore_with_keep_existing_and_no_reboot(usb: CofferCli, sim: SimServer) -> None:
+    original = _device(sim)
+    target = _device(sim)
+    device = sim.device(target)
+    before = device.filesystem.snapshot_digest()
+    own = {k: v for k, v in before.items() if k not in sim.device(original).filesystem.snapshot_digest()}
+    snapshot = usb("--json", "backup", "--udid", original).json()["snapshot"]
+    usb("restore", snapshot, "--to-udid", target, "--keep-existing", "--no-reboot", "--system", "--yes")
+    after = device.filesystem.snapshot_digest()
+    assert own and all(after.get(k) == v for k, v in own.items())
+    assert device.reboots == 0
+    for key, value in unencrypted_view(sim.device(original)).items():
+        assert after.get(key) == value, key
 
 
 def test_selective_restore_keeps_the_targets_other_data(usb: CofferCli, sim: SimServer) -> None:

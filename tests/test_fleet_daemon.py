@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CofferCli
+from conftest import CofferCli, host_directories
 from fleet_harness import FleetRun, fleet_cli, peak_concurrency
 
 from agent.sim.server import SimServer
@@ -318,3 +318,29 @@ def test_fleet_status_without_a_daemon(tmp_path: Path, cli: CofferCli) -> None:
     config.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n')
     result = cli("fleet", "status", "--config", config, expect=1)
     assert "no `coffer watch` is running" in result.stderr
+
+
+def test_a_reinstalled_station_keeps_backing_up_the_devices_it_encrypted(
+    tmp_path: Path, sim: SimServer, cli: CofferCli, runs: list[FleetRun]
+) -> None:
+    """`require_encryption`: the station sets a random device backup password, sealed for the owner and for
+    itself. With its state folder gone (a reinstall) and only the key file left, it backs the phone up again."""
+    station = tmp_path / "station.key"
+    cli.inline("key", "add", "--put-only", "--output", station)
+    device = sim.add_device(profile="tiny", seed=90, plugged=False)
+    config = f'[repository]\nkey_file = "{station}"\n\n[policy]\ndevices = "all"\nrequire_encryption = true\n'
+    first = FleetRun(cli, tmp_path / "fleet", config)
+    runs.append(first.start())
+    sim.plug(device.udid)
+    assert first.wait_event("backup_succeeded", device.udid, timeout=120)["complete"] is True
+    assert device.will_encrypt
+    assert first.stop() == 0
+    sim.unplug(device.udid)
+
+    cli.env.update(host_directories(tmp_path / "reinstalled"))
+    second = FleetRun(cli, tmp_path / "fleet-reinstalled", config)
+    runs.append(second.start())
+    sim.plug(device.udid)
+    assert second.wait_event("backup_succeeded", device.udid, timeout=120)["complete"] is True
+    assert second.stop() == 0
+    assert device.backups[-1].encrypted and device.backups[-1].mode == "full"  # a fresh host: a full one

@@ -17,10 +17,13 @@ from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.files_cache import CachedFile, FilesCache, fingerprint
 from agent.archive.parallel import bounded_map
 from agent.archive.partial_marker import is_marked_partial
+from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress
-from agent.errors import UsageError
+from agent.errors import CofferError, UsageError, WrongSecretError
 from agent.ios.categories import classify
-from agent.ios.folder import MANIFEST_PLIST, BackupFolder
+from agent.ios.folder import INFO_PLIST, MANIFEST_PLIST, BackupFolder
+from agent.ios.identity import DeviceIdentity
+from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
@@ -75,7 +78,7 @@ def import_folder(
     workers: int | None = None,
     use_files_cache: bool = True,
 ) -> ImportResult:
-    folder = BackupFolder.open(locate_backup_folder(path), backup_password)
+    folder, backup_password = _open_folder(repository, locate_backup_folder(path), backup_password)
     # Announce the backup before reading the index, so prune never deletes a pack this run may reuse.
     with locks.running_backup(repository):
         writer = BlobWriter(repository, index_for_backup(repository))
@@ -83,6 +86,33 @@ def import_folder(
             repository, folder, writer, backup_password, progress, workers or default_workers(), use_files_cache
         )
     return ImportResult(commit, writer.stats, len(folder.skipped), folder.warnings)
+
+
+def _open_folder(repository: Repository, path: Path, password: str | None) -> tuple[BackupFolder, str | None]:
+    """Open the folder; an encrypted one without a password given is tried with the passwords sealed in
+    the repository for its device (an export Coffer made opens without asking)."""
+    try:
+        return BackupFolder.open(path, password), password
+    except WrongSecretError:
+        if password is not None:
+            raise
+        udid = _folder_udid(path)
+        for candidate in known_passwords(repository, udid) if udid else []:
+            try:
+                return BackupFolder.open(path, candidate), candidate
+            except WrongSecretError:
+                continue
+        raise
+
+
+def _folder_udid(path: Path) -> str:
+    plists = []
+    for name in (MANIFEST_PLIST, INFO_PLIST):
+        try:
+            plists.append(load_plist_dict((path / name).read_bytes(), str(path / name)))
+        except (OSError, CofferError):
+            plists.append({})
+    return DeviceIdentity.from_plists(plists[1], plists[0]).udid
 
 
 def _import(

@@ -38,9 +38,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("snapshot", help=SNAPSHOT_HELP)
     p.add_argument("--udid", help=UDID_HELP)
     p.add_argument("--to-udid", required=True, help="the device to restore onto")
-    p.add_argument("--categories", help="restore only these categories; the device keeps its other data")
-    p.add_argument("--system", action="store_true", help="also restore system files (outside the user's data)")
-    p.add_argument("--reboot", action="store_true", help="reboot the device when done")
+    p.add_argument("--categories", help="restore only these categories, merged: the device keeps its other data")
+    p.add_argument("--no-system", dest="system", action="store_false",
+                   help="leave system files and settings (keychain, Wi-Fi, device name) as they are on the device")
+    p.add_argument("--keep-existing", action="store_true",
+                   help="a full restore keeps the device's items the snapshot does not hold (default: removed)")
+    p.add_argument("--no-reboot", dest="reboot", action="store_false", help="do not restart the device when done")
+    # Accepted for scripts written before the full restore became complete by default; they change nothing.
+    p.add_argument("--system", dest="legacy_system", action="store_true", help="accepted, no effect: the default")
+    p.add_argument("--reboot", dest="legacy_reboot", action="store_true", help="accepted, no effect: the default")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--force", action="store_true", help="restore onto an older iOS than the snapshot's")
     p.set_defaults(handler=cmd_restore)
@@ -159,6 +165,7 @@ def cmd_restore(ctx: Context) -> int:
     options = RestoreOptions(
         categories=parse_categories(args.categories),
         system=args.system,
+        keep_existing=args.keep_existing,
         reboot=args.reboot,
         yes=args.yes,
         force=args.force,

@@ -5,6 +5,9 @@ device's previous backup → run pymobiledevice3's mobilebackup2 backup with the
 host side, streaming file contents into the pipeline as they arrive → when the device is
 done, read the new Manifest.db (decrypting it for a device-encrypted backup), store what
 waited in staging, and commit one snapshot → remember the new metadata for next time.
+A device-encrypted backup opens with the password sealed in the repository for this key set
+(agent.repository.device_secrets), so any host with the full key, or the station that set it,
+goes on backing the device up; none keeps it on disk.
 A failure at any point leaves the repository consistent (packs already uploaded are indexed,
 so the next run reuses them) and this host's previous metadata untouched.
 """
@@ -14,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import plistlib
-import secrets
 import tempfile
 import threading
 import time
@@ -24,8 +26,10 @@ from typing import Any
 
 from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.parallel import bounded_map
+from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress
 from agent.device.connect import lockdown_session, translate
+from agent.device.encryption import device_encrypts, turn_on_encryption
 from agent.device.mirror import BackupMirror, BlobRef, MirrorEntry
 from agent.device.session import MirrorBackupService
 from agent.device.staging import StagingArea
@@ -42,6 +46,7 @@ from agent.ios.safety import SkippedEntry, check_rows
 from agent.paths import staging_root
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
+from agent.repository.device_secrets import candidate_passwords, record_password
 from agent.repository.fossils import index_for_backup
 from agent.repository.index import Index
 from agent.repository.locks import running_backup
@@ -127,6 +132,8 @@ class DeviceBackup:
         self._task: asyncio.Task[Any] | None = None
         self._host: DeviceHost | None = None
         self._cancelled = False
+        self.passwords: list[str] = []  # device backup passwords to try, newest first
+        self.recorded: str | None = None  # the newest one sealed in the repository for this key set
 
     # --- control from other threads (the fleet daemon) --------------------------------------
     def cancel(self) -> None:
@@ -142,38 +149,33 @@ class DeviceBackup:
         return (host.stats.bytes, host.stats.files) if host is not None else (0, 0)
 
     # --- the device part (async) ---------------------------------------------------------
-    async def _transfer(self, host: DeviceHost, password_holder: list[str | None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def _transfer(self, host: DeviceHost) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._lock:
             if self._cancelled:
                 raise asyncio.CancelledError
             self._loop, self._task, self._host = asyncio.get_running_loop(), asyncio.current_task(), host
             self.phase = "transferring"
         try:
-            return await self._talk_to_device(host, password_holder)
+            return await self._talk_to_device(host)
         finally:
             with self._lock:
                 self._loop = self._task = None
                 self.phase = "committing"
 
-    async def _talk_to_device(
-        self, host: DeviceHost, password_holder: list[str | None]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def _talk_to_device(self, host: DeviceHost) -> tuple[dict[str, Any], dict[str, Any]]:
         async with lockdown_session(self.udid) as lockdown:
             values = dict(lockdown.all_values)
-            will_encrypt = bool(await lockdown.get_value("com.apple.mobile.backup", "WillEncrypt") or False)
+            will_encrypt = await device_encrypts(lockdown)
             with tempfile.TemporaryDirectory(prefix="coffer-link-") as scratch:
                 if not will_encrypt and self.options.enable_device_encryption:
-                    password = secrets.token_urlsafe(24)
-                    # A session serves one request: ChangePassword gets its own.
-                    await MirrorBackupService(lockdown, host, Path(scratch)).change_password(scratch, new=password)
-                    self.store.save_password(self.udid, password)
-                    password_holder[0] = password
+                    self.passwords = [await turn_on_encryption(self.repository, lockdown, Path(scratch))]
+                    self.recorded = self.passwords[0]
                     will_encrypt = True
                     self.notes.append("device backup encryption turned on with a random password sealed in the repository")
-                if will_encrypt and password_holder[0] is None:
+                if will_encrypt and not self.passwords:
                     raise WrongSecretError(
-                        f"device {self.udid} encrypts its backups with a password this host does not know: "
-                        "give it with --backup-password-file"
+                        f"device {self.udid} encrypts its backups with a password this key does not know (it is "
+                        "sealed for the full key and the station that set it): give it with --backup-password-file"
                     )
                 host.encrypted = will_encrypt
                 host.bind_loop(asyncio.get_running_loop())
@@ -205,7 +207,6 @@ class DeviceBackup:
 
     def _run(self) -> DeviceBackupResult:
         state = None if self.options.full else self.store.load(self.udid)
-        previous = self.store.load(self.udid)
         wanted = set(self.options.categories) if self.options.categories else None
         if state is not None and any(
             ref.excluded and (wanted is None or ref.category in wanted) for ref in state.blobs.values()
@@ -214,11 +215,8 @@ class DeviceBackup:
             # and the device will not send unchanged files again: only a full backup brings them in.
             self.notes.append("a full backup was needed: an earlier run left some of these categories out")
             state = None
-        password = (
-            self.options.backup_password
-            or (previous.backup_password if previous else None)
-            or self.store.load_password(self.udid)
-        )
+        known = self._known_passwords()
+        self.passwords = [self.options.backup_password] if self.options.backup_password else known
         storage = self.repository.storage
         staging = StagingArea(staging_root())
         index = index_for_backup(self.repository)
@@ -238,19 +236,18 @@ class DeviceBackup:
             free_space_path=storage.root if isinstance(storage, LocalStorage) else None,
             wanted=wanted,
         )
-        password_holder: list[str | None] = [password]
         started = time.monotonic()
         self._started_at = time.time()
         try:
             try:
-                info, _values = asyncio.run(self._transfer(host, password_holder))
+                info, _values = asyncio.run(self._transfer(host))
                 host.wait()
             except CofferError:
                 raise
             except Exception as exc:
                 raise translate(exc, self.udid) from exc
             transfer_seconds = time.monotonic() - started
-            result = self._finish(host, writer, staging, info, password_holder[0])
+            result = self._finish(host, writer, staging, info)
         except BaseException:
             host.close()
             with contextlib.suppress(Exception):
@@ -262,21 +259,41 @@ class DeviceBackup:
         result.transfer_seconds = transfer_seconds
         return result
 
-    def _class_keys(self, manifest: dict[str, Any], password: str | None) -> ClassKeys:
-        if not password:
-            raise WrongSecretError("the backup is encrypted and no backup password is known")
-        return Keybag.parse(manifest["BackupKeyBag"]).unlock(password)
+    def _known_passwords(self) -> list[str]:
+        """The passwords this key set finds for the device, newest first (the snapshots' copies only when no
+        record has one), and `recorded` set to the newest record's. A clear one an earlier Coffer left in
+        this host's state folder is sealed in the repository and removed from disk."""
+        legacy = self.store.take_legacy_password(self.udid)
+        records = candidate_passwords(self.repository, self.udid)
+        if legacy is not None:
+            if legacy not in records:
+                record_password(self.repository, self.udid, legacy)
+                records.insert(0, legacy)
+            self.store.drop_legacy_password(self.udid)
+        self.recorded = records[0] if records else None
+        return records or list(known_passwords(self.repository, self.udid))
 
-    def _finish(
-        self, host: DeviceHost, writer: BlobWriter, staging: StagingArea, info: dict[str, Any], password: str | None
-    ) -> DeviceBackupResult:
+    def _unlock(self, manifest: dict[str, Any]) -> tuple[ClassKeys, str]:
+        """The class keys and the password that opens the backup's keybag, trying what is known newest first."""
+        keybag = Keybag.parse(manifest["BackupKeyBag"])
+        for password in self.passwords:
+            try:
+                return keybag.unlock(password), password
+            except WrongSecretError:
+                continue
+        raise WrongSecretError(f"no known backup password opens the backup of device {self.udid}: "
+                               "give it with --backup-password-file")
+
+    def _finish(self, host: DeviceHost, writer: BlobWriter, staging: StagingArea, info: dict[str, Any]) -> DeviceBackupResult:
         udid, mirror = self.udid, host.mirror
         status_plist = mirror.read(f"{udid}/Status.plist")
         manifest_plist = mirror.read(f"{udid}/Manifest.plist")
         manifest_db = mirror.read(f"{udid}/Manifest.db")
         manifest = load_plist_dict(manifest_plist, "Manifest.plist")
         encrypted = bool(manifest.get("IsEncrypted"))
-        class_keys = self._class_keys(manifest, password) if encrypted else None
+        class_keys, password = self._unlock(manifest) if encrypted else (None, None)
+        if password is not None and password != self.recorded:
+            record_password(self.repository, self.udid, password)  # given or a fallback: from now on, the newest
         plaintext_db = decrypt_manifest_db(class_keys, manifest["ManifestKey"], manifest_db) if class_keys else manifest_db
         checked = check_rows(read_manifest_rows(plaintext_db))
         records, skipped = checked.records, checked.skipped
@@ -347,8 +364,7 @@ class DeviceBackup:
             role=self.options.role,
         )
         self.store.save(
-            DeviceState(udid, commit.snapshot_id, status_plist, manifest_plist, manifest_db, kept,
-                        backup_password=password if encrypted else None)
+            DeviceState(udid, commit.snapshot_id, status_plist, manifest_plist, manifest_db, kept)
         )
         return DeviceBackupResult(udid, commit, writer.stats, host.stats, 0.0, staging.peak_bytes,
                                   commit.header.complete, self.notes)  # a partial snapshot is not complete

@@ -76,6 +76,15 @@ async def attached_devices() -> list[AttachedDevice]:
     return [AttachedDevice(d.serial, d.connection_type) for d in devices if d.is_usb]
 
 
+async def usbmux_device_id(udid: str) -> int | None:
+    """The usbmux DeviceID of `udid` while plugged in: a new one after each reconnection (e.g. a reboot)."""
+    try:
+        devices = await usbmux.list_devices(usbmux_address=usbmux_address())
+    except (ConnectionFailedToUsbmuxdError, ConnectionRefusedError, FileNotFoundError):
+        return None
+    return next((d.devid for d in devices if d.serial == udid and d.is_usb), None)
+
+
 def translate(exc: BaseException, udid: str) -> DeviceError:
     """The DeviceError that says what happened to `udid`, in words a user can act on."""
     if isinstance(exc, DeviceError):

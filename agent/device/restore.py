@@ -18,6 +18,7 @@ import asyncio
 import errno
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from agent.archive.exporter import class_keys_for
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
 from agent.device.backup import BackupOptions, DeviceBackup
-from agent.device.connect import lockdown_session, translate
+from agent.device.connect import lockdown_session, translate, usbmux_device_id
 from agent.device.link import UploadTarget
 from agent.device.mirror import BackupMirror
 from agent.device.session import MirrorBackupService
@@ -47,18 +48,25 @@ from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.keys.keyset import MANIFEST_SPACE
 from agent.pipeline.reader import BlobReader
+from agent.repository.device_secrets import record_password
 from agent.repository.repair import has_lost_files
 from agent.repository.repository import Repository
 from agent.repository.snapshot import FileRow
 
 RESTORE_HEADROOM = 1 << 30  # keep 1 GiB free on the device beyond the backup's size
+REBOOT_WAIT_SECONDS = 180.0  # an iPhone takes about a minute to restart
+REBOOT_POLL_SECONDS = 0.2
 
 
 @dataclass
 class RestoreOptions:
+    """A full restore makes the target what the snapshot was, as Finder does: system files and settings
+    included, the target's other items removed, then a reboot. `--categories` merges instead."""
+
     categories: list[str] | None = None
-    system: bool = False
-    reboot: bool = False
+    system: bool = True  # system files and settings (keychain, Wi-Fi, the device name, backup encryption)
+    keep_existing: bool = False  # a full restore keeps the target's items the snapshot does not hold
+    reboot: bool = True
     yes: bool = False
     force: bool = False
     progress: bool = False
@@ -280,6 +288,30 @@ async def _preflight(target: str, needed_bytes: int, snapshot_version: str, forc
         return values
 
 
+def _device_options(options: RestoreOptions) -> dict[str, Any]:
+    """mobilebackup2's restore options: a full restore is complete, a selective one (`--categories`) merges
+    into what the device keeps (its settings included)."""
+    full = not options.categories
+    return {
+        "RestoreShouldReboot": options.reboot,
+        "RestoreDontCopyBackup": True,
+        "RestorePreserveSettings": not (full and options.system),
+        "RestoreSystemFiles": options.system,
+        "RemoveItemsNotRestored": full and not options.keep_existing,
+    }
+
+
+def _after_reboot(target: str, device_id: int | None) -> str:
+    """Wait for the device to come back from its reboot (a new usbmux connection), so the next command finds it."""
+    deadline = time.monotonic() + REBOOT_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        current = asyncio.run(usbmux_device_id(target))
+        if current is not None and current != device_id:
+            return f"device {target} restarted and is back"
+        time.sleep(REBOOT_POLL_SECONDS)
+    return f"device {target} is restarting: wait until it shows its lock screen before using it again"
+
+
 def restore_snapshot(repository: Repository, reference: str, target: str, options: RestoreOptions) -> RestoreResult:
     repository.keys.require_full()
     source_view = open_view(repository, reference, None)
@@ -323,17 +355,15 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
             password=password,
             keep_original_db=not lost,
         )
-    restore_options: dict[str, Any] = {
-        "RestoreShouldReboot": options.reboot,
-        "RestoreDontCopyBackup": True,
-        "RestorePreserveSettings": True,
-        "RestoreSystemFiles": options.system,
-        "RemoveItemsNotRestored": False,
-    }
+    restore_options = _device_options(options)
     if load_plist_dict(plan.manifest_plist, "Manifest.plist").get("IsEncrypted"):
         if not plan.password:
             raise CofferError("this snapshot's device backup password is not in the repository")
         restore_options["Password"] = plan.password
+        if not restore_options["RestorePreserveSettings"]:
+            # The target takes over the snapshot's backup encryption: sealed first, so its next backup opens.
+            record_password(repository, target, plan.password)
+    device_id = asyncio.run(usbmux_device_id(target)) if options.reboot else None
     total = sum(f.row.size for f in plan.files.values())
     with BlobReader(repository, repository.load_index()) as reader, Progress("restore", total, enabled=options.progress) as bar:
         host = RestoreHost(plan, reader, bar.advance)
@@ -354,7 +384,9 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
             if isinstance(exc, CofferError):
                 raise
             raise translate(exc, target) from exc
-        report_damage(host.damaged, "restored", lambda text: print(text, file=sys.stderr))
+    if options.reboot:
+        notes.append(_after_reboot(target, device_id))
+    report_damage(host.damaged, "restored", lambda text: print(text, file=sys.stderr))
     return RestoreResult(
         snapshot_id=source_view.entry.snapshot_id,
         target=target,

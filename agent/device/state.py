@@ -7,7 +7,8 @@ and chunk IDs of the content already in the repository — so it can answer the 
 write a complete snapshot without a copy of the phone. A put-only station could not read
 this back from the repository, which is why it is kept here. Stored per repository and
 device under `$COFFER_STATE_DIR` (default `~/.local/state/coffer`), written atomically,
-mode 0600.
+mode 0600. The device backup password is never kept here: it is sealed in the repository
+(agent.repository.device_secrets).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ class DeviceState:
     manifest_plist: bytes
     manifest_db: bytes
     blobs: dict[str, BlobRef] = field(default_factory=dict)
-    backup_password: str | None = None  # the device backup password this host set or was given
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -42,7 +42,6 @@ class DeviceState:
             "status_plist": base64.b64encode(self.status_plist).decode(),
             "manifest_plist": base64.b64encode(self.manifest_plist).decode(),
             "manifest_db": base64.b64encode(self.manifest_db).decode(),
-            "backup_password": self.backup_password,
             "blobs": {
                 file_id: [ref.category, ref.stored_size, ref.plain_size, [c.hex() for c in ref.chunks], ref.excluded]
                 for file_id, ref in self.blobs.items()
@@ -59,7 +58,6 @@ class DeviceState:
             status_plist=base64.b64decode(doc["status_plist"]),
             manifest_plist=base64.b64decode(doc["manifest_plist"]),
             manifest_db=base64.b64decode(doc["manifest_db"]),
-            backup_password=doc.get("backup_password"),
             blobs={
                 file_id: BlobRef(
                     file_id, stored, category=category, chunks=[bytes.fromhex(c) for c in chunks], plain_size=plain,
@@ -88,16 +86,25 @@ class DeviceStateStore:
     def save(self, state: DeviceState) -> None:
         self._write(self._path(state.udid), state.to_bytes())
 
-    def save_password(self, udid: str, password: str) -> None:
-        """Keep a device backup password the moment this host sets it: if the backup that follows fails,
-        the device already encrypts with it, and losing it would lock every later backup out."""
-        self._write(self._path(udid, ".password"), password.encode("utf-8"))
-
-    def load_password(self, udid: str) -> str | None:
+    def take_legacy_password(self, udid: str) -> str | None:
+        """A password an earlier Coffer kept here in clear (`.password`, or inside the state file), removed
+        still on disk until `drop_legacy_password`, which the caller runs once it sealed it in the repository."""
+        password = None
         try:
-            return self._path(udid, ".password").read_text(encoding="utf-8")
+            password = json.loads(zstandard.decompress(self._path(udid).read_bytes())).get("backup_password")
+        except (OSError, ValueError, zstandard.ZstdError, AttributeError):
+            pass
+        try:
+            password = self._path(udid, ".password").read_text(encoding="utf-8")
         except FileNotFoundError:
-            return None
+            pass
+        return password if isinstance(password, str) and password else None
+
+    def drop_legacy_password(self, udid: str) -> None:
+        state = self.load(udid)
+        if state is not None:
+            self.save(state)  # rewritten without the password field
+        self._path(udid, ".password").unlink(missing_ok=True)
 
     def _write(self, path: Path, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -59,6 +59,8 @@ class KeySet:
     # A category share holds its own space's chunk-ID key instead of `id_key`, so it cannot compute
     # (and so test the existence of) a guessed file's chunk IDs in any other category.
     chunk_id_keys: dict[str, bytes] = field(default_factory=dict)
+    # One put-only key set's own secret: what it seals for itself alone (the device backup passwords it set).
+    station_key: bytes | None = None
 
     @classmethod
     def generate(cls, repository_id: str, categories: list[str]) -> KeySet:
@@ -144,6 +146,7 @@ class KeySet:
             index_key=self.index_key,
             public_keys=dict(self.public_keys),
             tag_key=self.tag_key,
+            station_key=primitives.random_key(),  # each station key file gets its own
         )
 
     def category_share(self, category: str) -> KeySet:
@@ -175,7 +178,7 @@ class KeySet:
             "public_keys": {k: _b64(v) for k, v in sorted(self.public_keys.items())},
             "private_keys": {k: _b64(v) for k, v in sorted(self.private_keys.items())},
         }
-        for name in ("sign_key", "id_key", "chunker_key", "index_key", "tag_key"):
+        for name in ("sign_key", "id_key", "chunker_key", "index_key", "tag_key", "station_key"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = _b64(value)
@@ -207,6 +210,7 @@ class KeySet:
             private_keys={k: _unb64(v) for k, v in doc["private_keys"].items()},
             tag_key=_unb64(doc["tag_key"]) if "tag_key" in doc else None,
             chunk_id_keys={k: _unb64(v) for k, v in doc.get("chunk_id_keys", {}).items()},
+            station_key=_unb64(doc["station_key"]) if "station_key" in doc else None,
             retired=[
                 RetiredKeys(
                     _unb64(r["index_key"]) if r.get("index_key") else None,

@@ -29,6 +29,7 @@ from agent.keys.keyset import KeySet, RetiredKeys
 from agent.keys.slots import SlotEntry
 from agent.repository import locks
 from agent.repository.config import CONFIG_NAME
+from agent.repository.device_secrets import SECRET_PREFIX, newest_per_device, record_password
 from agent.repository.fossils import FOSSIL_PREFIX, load_fossils, write_fossils
 from agent.repository.index import INDEX_PREFIX
 from agent.repository.repository import DATA_PREFIX, Repository
@@ -77,7 +78,10 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
         contents = {e.snapshot_id: {s: repository.read_part(e.snapshot_id, s) for s in spaces} for e in entries}
         forgotten = repository.forgotten_ids()
         fossils = load_fossils(repository)
-        old_objects = [i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX) for i in storage.list(prefix)]
+        device_passwords = newest_per_device(repository)
+        old_objects = [
+            i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX, SECRET_PREFIX) for i in storage.list(prefix)
+        ]
         old_slots = dict(old_config.key_slots)
         contact_entries = [entry for entry in old_slots.values() if entry.kind == "contact"]
 
@@ -109,6 +113,8 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
         write_tombstone(rotated, sorted(forgotten | set(renamed)))
         for fossil in fossils:
             write_fossils(rotated, fossil.packs)
+        for device in device_passwords:  # the stations' own copies go with their revoked key files
+            record_password(rotated, device.udid, device.password)
 
         for old_id in renamed:
             storage.delete(SNAPSHOT_PREFIX + old_id)

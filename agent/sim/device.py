@@ -8,6 +8,7 @@ key, its backup password) are kept there as the phone itself keeps them; none of
 
 from __future__ import annotations
 
+import asyncio
 import plistlib
 import secrets
 import shutil
@@ -15,6 +16,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,13 +87,17 @@ class SimulatedDevice:
         self.backup_keybag = backup_keybag
         self.keybag_dpic = keybag_dpic
         self.keybag_iterations = keybag_iterations
-        # Runtime only: the latest backups and restores, the AFC media area, the cable.
+        # Runtime only: the latest backups and restores, the AFC media area, the cable, reboots.
         self.backups: deque[BackupReport] = deque(maxlen=REPORTS_KEPT)
         self.restores: deque[RestoreReport] = deque(maxlen=REPORTS_KEPT)
         self.media = MediaStore()
         self.throttle = TransferThrottle()
+        self.reboot_pending = False  # a restore asked to restart once the host lets go of mobilebackup2
+        self.reboots = 0
+        self.power_cycle: Callable[[], Awaitable[None]] | None = None  # set by the simulator the device is plugged into
         self._save_lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- creation and persistence -------------------------------------------------------------
 
@@ -333,6 +339,15 @@ class SimulatedDevice:
     def set_locked(self, locked: bool) -> None:
         self.locked = locked
         self.save()
+
+    def reboot_if_pending(self) -> None:
+        """Restart (cable out, back in) in the background, if a restore asked for it; on the simulator's loop."""
+        if not self.reboot_pending or self.power_cycle is None:
+            return
+        self.reboot_pending = False
+        task = asyncio.get_running_loop().create_task(self.power_cycle())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def set_backup_password(self, password: str | None) -> None:
         """Turn backup encryption on (a password) or off (None), with a fresh keybag either way."""

@@ -29,6 +29,8 @@ from agent.sim.usbmux import RESULT_BADDEV, ConnectionHandler, PairRecordStore, 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 CALL_TIMEOUT = 600.0  # seconds a blocking call waits for the simulator (device creation may be slow)
+REBOOT_SETTLE_SECONDS = 0.05  # the host closes its lockdown session before the device goes
+REBOOT_SECONDS = 0.3  # how long a rebooting device stays unplugged
 
 
 class SimServer:
@@ -204,6 +206,7 @@ class SimServer:
             return
         attachment = Attachment(device, self._next_device_id)
         self._next_device_id += 1
+        device.power_cycle = lambda: self._areboot(udid)
         self._attachments[udid] = attachment
         self._publish(attached_message(attachment.device_id, udid))
 
@@ -214,6 +217,14 @@ class SimServer:
             return
         attachment.detach()
         self._publish({"MessageType": "Detached", "DeviceID": attachment.device_id})
+
+    async def _areboot(self, udid: str) -> None:
+        """A device restarting on its own: off usbmuxd for a moment, then back with a new DeviceID."""
+        await asyncio.sleep(REBOOT_SETTLE_SECONDS)
+        await self.aunplug(udid)
+        await asyncio.sleep(REBOOT_SECONDS)
+        self.device(udid).reboots += 1
+        await self.aplug(udid)
 
     async def aset_locked(self, udid: str, locked: bool) -> None:
         self.device(udid).set_locked(locked)

@@ -9,8 +9,10 @@ Options: `RestoreSystemFiles` false leaves the system domains (everything outsid
 `/private/var/mobile`, the keychain included) as they are; `RemoveItemsNotRestored` removes the
 device's entries the restore did not bring, within the restored scope only;
 `RestoreDontCopyBackup` false first has the host copy the device's own backup aside.
-`RestorePreserveSettings` and `RestoreShouldReboot` are accepted and have no effect here: settings
-live in system domains, and a simulated device does not reboot.
+`RestorePreserveSettings` false carries the backup's settings over: the device name (Info.plist)
+and backup encryption (on with the backup's password, or off). `RestoreShouldReboot` (default
+true) restarts the device once the host lets go of mobilebackup2: it disconnects from usbmuxd and
+comes back under a new DeviceID.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class RestoreEngine:
         self.options = options if isinstance(options, dict) else {}
         self.source = str(request.get("SourceIdentifier") or "")
         self.report = RestoreReport(source_udid=self.source)
+        self._backup_name: object = None
 
     async def run(self) -> RestoreReport:
         """Restore the device; raises MobileBackupFailure with the code the Response must carry."""
@@ -81,6 +84,9 @@ class RestoreEngine:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         await self._apply(entries, staging)
+        if self.options.get("RestorePreserveSettings", True) is False:
+            self._take_settings()
+        self.device.reboot_pending = bool(self.options.get("RestoreShouldReboot", True))
         self.report.restored_files = sum(1 for r in selected if r.is_file)
         self.report.restored_bytes = sum(r.size for r in selected if r.is_file)
         return self.report
@@ -106,6 +112,7 @@ class RestoreEngine:
                     errors.BACKUP_INCOMPLETE, "the backup is not a finished snapshot"
                 )
             info = load_plist_dict(metadata["Info.plist"], "Info.plist")
+            self._backup_name = info.get("Device Name")
             backup_version = str(info.get("Product Version", "0"))
             if version_tuple(backup_version) > version_tuple(self.device.product_version):
                 raise errors.MobileBackupFailure(
@@ -138,6 +145,15 @@ class RestoreEngine:
             return Keybag.parse(keybag).unlock(password)
         except WrongSecretError as error:
             raise errors.MobileBackupFailure(errors.INVALID_PASSWORD, "Invalid password") from error
+
+    def _take_settings(self) -> None:
+        """The backup's device name and backup encryption become the device's own."""
+        if isinstance(self._backup_name, str) and self._backup_name:
+            self.device.name = self._backup_name
+            self.device.save()
+        password = self.options.get("Password") if self.report.encrypted else None
+        if password != self.device.backup_password:
+            self.device.set_backup_password(password if isinstance(password, str) else None)
 
     async def _copy_own_backup(self) -> None:
         """Before being overwritten, the device has the host set its own backup aside."""

@@ -26,7 +26,13 @@ async def serve_mobilebackup2(
     device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """Serve one mobilebackup2 connection until the host disconnects."""
-    link = DeviceLinkChannel(reader, writer, device.throttle)
+    try:
+        await _serve(device, DeviceLinkChannel(reader, writer, device.throttle))
+    finally:
+        device.reboot_if_pending()  # after a restore: the host has let go of the service
+
+
+async def _serve(device: SimulatedDevice, link: DeviceLinkChannel) -> None:
     await link.version_exchange()
     while (request := await link.receive_request()) is not None:
         name = request.get("MessageName")
