@@ -137,7 +137,7 @@ def test_after_a_key_rotation_the_sealed_password_still_serves(usb: CofferCli, s
 def test_a_clear_password_an_earlier_version_left_is_sealed_and_removed(usb: CofferCli, sim: SimServer) -> None:
     udid = _device(sim, password="legacy backup password")
     legacy = Path(usb.env["COFFER_STATE_DIR"]) / usb.open().config.repository_id / f"{udid}.password"
-    legacy.parent.mkdir(parents=True)
+    legacy.parent.mkdir(parents=True, exist_ok=True)  # opening the repository made it
     legacy.write_text("legacy backup password", encoding="utf-8")
     assert usb("--json", "backup", "--udid", udid).json()["complete"] is True
     assert not legacy.exists()
