@@ -35,6 +35,7 @@ from agent.repository.index import INDEX_PREFIX
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import SNAPSHOT_PREFIX
 from agent.repository.tombstones import TOMBSTONE_PREFIX, write_tombstone
+from agent.repository.trailers import confirmed_index
 
 
 @dataclass
@@ -72,7 +73,9 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
     with locks.exclusive(repository, "key rotate"):
         old_keys, old_config = repository.keys, repository.config
         # Everything small is read under the old keys first.
-        index = repository.load_index()
+        # Only entries the packs' trailers confirm are carried over: an index object a station added must not
+        # gain the new key's authority (readers would still fall back, but `check` would keep flagging it).
+        index = confirmed_index(repository, repository.load_index(), lambda _note: None)
         entries = repository.snapshots()
         spaces = [s for s in old_keys.public_keys if s != "_header"]
         contents = {e.snapshot_id: {s: repository.read_part(e.snapshot_id, s) for s in spaces} for e in entries}
