@@ -20,6 +20,7 @@ from agent.commands import (
     copy_commands,
     device_commands,
     fleet_commands,
+    inspect_commands,
     key_commands,
     recovery_commands,
     repository_commands,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     modules = (
         repository_commands,
         archive_commands,
+        inspect_commands,
         device_commands,
         retention_commands,
         key_commands,

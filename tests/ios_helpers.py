@@ -99,7 +99,11 @@ def info_plist_bytes(device: DeviceIdentity = DEVICE) -> bytes:
 
 
 def build_backup(
-    path: Path, entries: tuple[Entry, ...] = SAMPLE_ENTRIES, *, password: str | None = None
+    path: Path,
+    entries: tuple[Entry, ...] = SAMPLE_ENTRIES,
+    *,
+    password: str | None = None,
+    device: DeviceIdentity = DEVICE,
 ) -> BuiltBackup:
     """Write a complete backup folder, encrypted when `password` is given, as a device plus host would."""
     class_keys = None
@@ -125,10 +129,10 @@ def build_backup(
         database = encrypt_manifest_db(class_keys, manifest_key, database)
     writer = BackupWriter(
         path,
-        info_plist=info_plist_bytes(),
+        info_plist=info_plist_bytes(device),
         status_plist=build_status_plist(date=FIXED_DATE, backup_uuid="5E1A4F2C-0000-4000-8000-000000000001"),
         manifest_plist=build_manifest_plist(
-            device=DEVICE, backup_keybag=keybag_data.data, manifest_key=manifest_key, date=FIXED_DATE
+            device=device, backup_keybag=keybag_data.data, manifest_key=manifest_key, date=FIXED_DATE
         ),
         manifest_db_bytes=database,
         class_keys=class_keys,

@@ -40,7 +40,11 @@ def parse_categories(text: str | None) -> list[str] | None:
 
 def open_view(repository: Repository, reference: str, categories: list[str] | None) -> SnapshotView:
     """Load the rows of `categories` (default: every category the key can read)."""
-    entry = repository.find_snapshot(reference)
+    return view_of(repository, repository.find_snapshot(reference), categories)
+
+
+def view_of(repository: Repository, entry: SnapshotEntry, categories: list[str] | None) -> SnapshotView:
+    """`open_view` of a snapshot already found (commands that walk many snapshots list them once)."""
     if categories is None:
         wanted = [c for c in repository.config.categories if repository.keys.can_read(c)]
     else:
