@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="End-to-end encrypted, deduplicating backups of iPhones and iPads.",
     )
     parser.add_argument("--version", action="version", version=f"coffer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser,
+                                help="the command to run (`coffer COMMAND --help` for its options)")
     modules = (
         repository_commands,
         archive_commands,

@@ -23,17 +23,25 @@ def _keep_count(text: str) -> int:
     return value
 
 
+_KEEP_HELP = {
+    "last": "keep the N newest snapshots of each device",
+    **{name: f"keep the newest snapshot of each of the last N {unit}s that have one, per device"
+       for name, unit in (("hourly", "hour"), ("daily", "day"), ("weekly", "week"), ("monthly", "month"),
+                          ("yearly", "year"))},
+}
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("forget", parents=[common], help="remove snapshots by a retention policy, per device")
     for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
-        p.add_argument(f"--keep-{name}", type=_keep_count, default=0, metavar="N")
+        p.add_argument(f"--keep-{name}", type=_keep_count, default=0, metavar="N", help=_KEEP_HELP[name])
     p.add_argument("--prune", action="store_true", help="run prune afterwards")
     p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be removed")
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_forget)
 
     p = sub.add_parser("prune", parents=[common], help="delete data no snapshot needs (two-phase, safe with running backups)")
-    p.add_argument("--dry-run", "-n", action="store_true")
+    p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be deleted or repacked")
     p.add_argument(
         "--grace",
         type=float,
