@@ -9,12 +9,14 @@ consistent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.archive.progress import status_lines
 from agent.commands import (
     archive_commands,
     copy_commands,
@@ -31,6 +33,8 @@ from agent.commands.context import Context
 from agent.errors import CofferError, UsageError
 
 EXIT_INTERRUPTED = 130
+# With --json these stream restic-style status lines on stdout before their summary (docs/cli.md).
+STATUS_COMMANDS = frozenset({"backup", "restore", "import", "check", "prune"})
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -95,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(levelname)s %(name)s: %(message)s",
         )
         ctx = Context(args)
-        return int(args.handler(ctx))
+        streams = ctx.json and args.command in STATUS_COMMANDS
+        with status_lines(sys.stdout) if streams else contextlib.nullcontext():
+            return int(args.handler(ctx))
     except CofferError as exc:
         print(f"coffer: {exc}", file=sys.stderr)
         return exc.exit_code

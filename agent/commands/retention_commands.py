@@ -101,6 +101,6 @@ def cmd_forget(ctx: Context) -> int:
 
 def cmd_prune(ctx: Context) -> int:
     repository = ctx.open_repository()
-    report = prune(repository, grace_seconds=ctx.args.grace, dry_run=ctx.args.dry_run, on_progress=ctx.note)
+    report = prune(repository, grace_seconds=ctx.args.grace, dry_run=ctx.args.dry_run, on_progress=lambda text: ctx.progress_note("prune", text))
     ctx.emit(_prune_document(report), _prune_text(report))
     return 0

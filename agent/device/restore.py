@@ -320,7 +320,9 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
             raise CofferError("this snapshot's device backup password is not in the repository")
         restore_options["Password"] = plan.password
     total = sum(f.row.size for f in plan.files.values())
-    with BlobReader(repository, repository.load_index()) as reader, Progress("restore", total, enabled=options.progress) as bar:
+    with BlobReader(repository, repository.load_index()) as reader, Progress(
+        "restore", total, enabled=options.progress, estimated=True  # the device may skip some (system files)
+    ) as bar:
         host = RestoreHost(plan, reader, bar.advance)
 
         async def run() -> None:
