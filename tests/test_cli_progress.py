@@ -21,6 +21,7 @@ def _stream(stdout: str) -> tuple[dict[str, list[dict[str, Any]]], Any]:
     lines = stdout.splitlines()
     assert lines, "no output"
     documents = [json.loads(line) for line in lines]  # raises on anything that is not one JSON value per line
+    assert all(line.startswith('{"message_type": "status", ') for line in lines[:-1])  # the type first, as restic
     *statuses, summary = documents
     assert all(isinstance(d, dict) and d.get("message_type") == "status" for d in statuses), statuses
     assert not (isinstance(summary, dict) and "message_type" in summary), summary

@@ -58,7 +58,8 @@ def write_status(document: dict[str, object]) -> None:
     with _sink_lock:
         if _sink is None:
             return
-        _sink.write(json.dumps({"message_type": "status", **document}, sort_keys=True) + "\n")
+        line = {"message_type": "status", **dict(sorted(document.items()))}  # the type first, as restic
+        _sink.write(json.dumps(line) + "\n")
         _sink.flush()
 
 
