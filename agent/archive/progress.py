@@ -31,36 +31,40 @@ STATUS_INTERVAL = 0.5  # seconds between two status lines of one bar
 # (shared/ios-protocol.md, "_uploadInBatches"): the bytes sent so far scale to that range.
 DEVICE_UPLOAD_START, DEVICE_UPLOAD_END = 10.0, 90.0
 
-_sink_lock = threading.Lock()
-_sink: TextIO | None = None
+# The stream of the command running in this thread: a bar opened here keeps writing to it from any
+# thread (uploads, ingest workers), while bars of other threads (a fleet daemon's backups) do not.
+_local = threading.local()
+_write_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def status_lines(stream: TextIO) -> Iterator[None]:
-    """Make every bar opened meanwhile also write JSON status lines to `stream`."""
-    global _sink
-    with _sink_lock:
-        _sink = stream
+    """Make every bar opened meanwhile in this thread also write JSON status lines to `stream`."""
+    _local.sink = stream
     try:
         yield
     finally:
-        with _sink_lock:
-            _sink = None
+        _local.sink = None
+
+
+def _current_sink() -> TextIO | None:
+    return getattr(_local, "sink", None)
 
 
 def streaming_status() -> bool:
-    """Whether status lines go to stdout now (then the final document must be one line too)."""
-    return _sink is not None
+    """Whether this thread's command streams status lines (then its final document must be one line too)."""
+    return _current_sink() is not None
 
 
-def write_status(document: dict[str, object]) -> None:
-    """One status line (adds `message_type`), if status lines are on."""
-    with _sink_lock:
-        if _sink is None:
-            return
-        line = {"message_type": "status", **dict(sorted(document.items()))}  # the type first, as restic
-        _sink.write(json.dumps(line) + "\n")
-        _sink.flush()
+def write_status(document: dict[str, object], sink: TextIO | None = None) -> None:
+    """One status line (`message_type` first, as restic writes it) to `sink`, else to this thread's stream."""
+    sink = sink or _current_sink()
+    if sink is None:
+        return
+    line = {"message_type": "status", **dict(sorted(document.items()))}
+    with _write_lock:
+        sink.write(json.dumps(line) + "\n")
+        sink.flush()
 
 
 def estimate_device_total(bytes_done: int, device_percent: float | None, fallback: int | None = None) -> int | None:
@@ -99,6 +103,7 @@ class Progress:
         self._last_status = 0.0
         self._last_reported: tuple[float, float | None] | None = None  # no line repeats the one before
         self._touched = False
+        self._sink = _current_sink()
 
     @property
     def done(self) -> float:
@@ -152,13 +157,13 @@ class Progress:
             self._write_status_locked()
 
     def _write_status_locked(self) -> None:
-        if not streaming_status():
+        if self._sink is None:
             return
         elapsed = time.monotonic() - self._started
         rate = self._done / elapsed if elapsed > 0 else 0.0
         total = self._total
         remaining = (total - self._done) / rate if total is not None and rate > 0 else None
-        write_status({
+        write_status(sink=self._sink, document={
             "phase": self.phase,
             "bytes_done": int(self._done),
             "total_bytes": None if total is None else int(total),
