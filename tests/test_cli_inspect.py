@@ -5,6 +5,8 @@ a simulated iPhone."""
 from __future__ import annotations
 
 import base64
+import os
+import pty
 import random
 import subprocess
 import sys
@@ -227,6 +229,18 @@ def test_dump_refuses_what_is_not_a_file_it_may_read(repo: Repo) -> None:
     denied = repo.cli("--key-file", key_file, "dump", "--udid", DEVICE.udid, "latest",
                       f"CameraRollDomain/{DCIM}/IMG_0001.HEIC", expect=None, env=env)
     assert denied.returncode == 3, denied.describe()
+
+
+def test_dump_refuses_to_write_to_a_terminal(repo: Repo) -> None:
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "agent", "dump", "latest", "HomeDomain/Library/Notes/secret.txt"],
+                              env=repo.cli.environment(), cwd=ROOT, stdout=follower, stderr=subprocess.PIPE,
+                              check=False, timeout=60)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 2 and b"stdout is a terminal" in done.stderr
 
 
 # --- info -----------------------------------------------------------------------

@@ -213,6 +213,8 @@ def cmd_stats(ctx: Context) -> int:
 
 
 def cmd_dump(ctx: Context) -> int:
+    if not ctx.json and sys.stdout.isatty():  # as restic: a photo's bytes on a terminal help nobody
+        raise UsageError("stdout is a terminal: redirect it, e.g. `coffer dump SNAPSHOT DOMAIN/PATH > FILE`")
     repository = ctx.open_repository()
     target = locate(repository, _resolve(repository, ctx.args.snapshot, ctx.args.udid), ctx.args.path)
     pieces = read_file(repository, target)
