@@ -58,12 +58,40 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+EPILOG = """\
+secrets (the first found wins, else a prompt on a terminal):
+  --key-file F, COFFER_KEY_FILE                a station or category key file
+  --recovery-key-file F, COFFER_RECOVERY_KEY  the recovery key (a file; the variable holds the key)
+  --password-file F, COFFER_PASSWORD_FILE      the passphrase, from a file
+  COFFER_PASSWORD_COMMAND                      a command that prints the passphrase
+  COFFER_PASSWORD                              the passphrase itself
+
+environment:
+  COFFER_REPOSITORY        the repository when --repo is not given
+  AWS_ENDPOINT_URL, AWS_*  endpoint and credentials of an s3:// repository
+  USBMUXD_SOCKET_ADDRESS   another usbmuxd, e.g. the one `coffer sim` prints
+  COFFER_TRUST_TIMEOUT     seconds to wait for "Trust" on the device
+  COFFER_PAIR_RECORDS_DIR  where host pair records are kept
+  COFFER_STATE_DIR, COFFER_CACHE_DIR, COFFER_STAGING_DIR   host-local state, caches, staging
+
+exit codes:
+  0  success            3  wrong key or password, or a key without the right
+  1  failure            4  repository damaged
+  2  usage              5  device problem (not connected, locked, not trusted)
+  130  interrupted: the repository is consistent and the next run resumes
+
+Every command and its --json shape: docs/cli.md.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     parser = _ArgumentParser(
         prog="coffer",
         parents=[common],
         description="End-to-end encrypted, deduplicating backups of iPhones and iPads.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"coffer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser,

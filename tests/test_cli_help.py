@@ -64,3 +64,12 @@ def test_help_texts_show_a_description_for_every_entry(coffer: CofferCli) -> Non
     forget = coffer("forget", "--help").stdout  # and so does the real command
     assert "--keep-daily N" in forget and "last N days" in forget and _bare_entries(forget) == []
     assert _bare_entries("options:\n  --dry-run, -n\n  --grace SECONDS  keep packs\n") == ["--dry-run, -n"]
+
+
+def test_top_level_help_ends_with_secrets_environment_and_exit_codes(coffer: CofferCli) -> None:
+    text = coffer("--help").stdout
+    secrets, environment, codes = (text.index(title) for title in ("secrets", "environment:", "exit codes:"))
+    assert secrets < environment < codes
+    for name in ("COFFER_KEY_FILE", "COFFER_PASSWORD_COMMAND", "COFFER_REPOSITORY", "USBMUXD_SOCKET_ADDRESS"):
+        assert name in text[secrets:codes], name
+    assert all(f"{code}  " in text[codes:] for code in (0, 1, 2, 3, 4, 5, 130))
