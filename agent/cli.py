@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -117,11 +118,22 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _fail(message: str, exit_code: int, ctx: Context | None, argv: Sequence[str]) -> int:
+    """One line on stderr; with --json also one error object on stdout, unless the command already printed
+    its own document (e.g. `backup`'s per-device results, `check`'s report)."""
+    print(f"coffer: {message}", file=sys.stderr)
+    wants_json = ctx.json if ctx is not None else "--json" in argv
+    if wants_json and not (ctx is not None and ctx.emitted):
+        print(json.dumps({"error": {"message": message, "exit_code": exit_code}}), flush=True)
+    return exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    arguments = list(sys.argv[1:] if argv is None else argv)
     ctx = None
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(arguments)
         logging.basicConfig(
             level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
             format="%(levelname)s %(name)s: %(message)s",
@@ -131,17 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with status_lines(sys.stdout) if streams else contextlib.nullcontext():
             return int(args.handler(ctx))
     except CofferError as exc:
-        print(f"coffer: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code, ctx, arguments)
     except KeyboardInterrupt:
-        print("coffer: interrupted; the repository is consistent and the next run resumes", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _fail("interrupted; the repository is consistent and the next run resumes", EXIT_INTERRUPTED, ctx,
+                     arguments)
     except BrokenPipeError:
         return 1
     except Exception as exc:  # a bug: still one line, details with --verbose
         logging.getLogger("coffer").debug("internal error", exc_info=True)
-        print(f"coffer: internal error: {type(exc).__name__}: {exc} (rerun with --verbose for details)", file=sys.stderr)
-        return 1
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose for details)", 1, ctx, arguments)
     finally:
         if ctx is not None:
             ctx.close()

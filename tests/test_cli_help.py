@@ -1,11 +1,16 @@
-"""Every option and positional argument of every command says what it is for in `--help`."""
+"""The help and the failure contract of every command: each option and positional says what it is for in
+`--help`, `coffer --help` ends with secrets, environment and exit codes, and with `--json` every failure is one
+JSON error object."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import socket
 from collections.abc import Iterator
 
+import pytest
 from conftest import CofferCli
 
 from agent.cli import build_parser
@@ -73,3 +78,25 @@ def test_top_level_help_ends_with_secrets_environment_and_exit_codes(coffer: Cof
     for name in ("COFFER_KEY_FILE", "COFFER_PASSWORD_COMMAND", "COFFER_REPOSITORY", "USBMUXD_SOCKET_ADDRESS"):
         assert name in text[secrets:codes], name
     assert all(f"{code}  " in text[codes:] for code in (0, 1, 2, 3, 4, 5, 130))
+
+
+def test_every_command_fails_with_one_json_error_object(coffer: CofferCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --json a failure prints {"error": {"message", "exit_code"}} on stdout, whatever the command."""
+    commands = [path.split()[1:] for path, parser in _parsers(build_parser())
+                if path != "coffer" and not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)]
+    assert len(commands) > 30
+    monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", f"127.0.0.1:{_closed_port()}")  # no usbmuxd: device commands fail
+    for command in commands:
+        if command[0] in ("sim", "demo"):
+            continue  # they run until stopped, and need no repository that could fail
+        run = coffer.inline("--json", *command, "--repo", "ftp://example.com/nothing", expect=None)
+        assert run.returncode in (2, 5), run.describe()
+        document = json.loads(run.stdout)  # exactly one JSON document
+        assert document == {"error": {"message": run.stderr.removeprefix("coffer: ").strip(),
+                                      "exit_code": run.returncode}}, run.describe()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

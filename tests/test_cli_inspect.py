@@ -220,6 +220,8 @@ def test_dump_refuses_what_is_not_a_file_it_may_read(repo: Repo) -> None:
     a2 = repo.ids["a2"]
     missing = repo.cli("dump", a2, f"CameraRollDomain/{DCIM}/IMG_0002.HEIC", expect=1)
     assert "has no file" in missing.stderr and missing.stdout == ""
+    as_json = repo.cli("--json", "dump", a2, f"CameraRollDomain/{DCIM}/IMG_0002.HEIC", expect=1).json()
+    assert as_json["error"]["exit_code"] == 1 and "has no file" in as_json["error"]["message"]
     assert "is a directory" in repo.cli("dump", a2, "HomeDomain/Library", expect=2).stderr
     assert "is a symlink" in repo.cli("dump", a2, "HomeDomain/Library/Links/latest", expect=2).stderr
     assert "DOMAIN/PATH" in repo.cli("dump", a2, "/", expect=2).stderr

@@ -22,6 +22,7 @@ DEFAULT_REPOSITORY_ENV = "COFFER_REPOSITORY"
 class Context:
     args: argparse.Namespace
     _storage: Storage | None = field(default=None, repr=False)
+    emitted: bool = False  # the command printed its document (then a failure adds no error object)
 
     @property
     def json(self) -> bool:
@@ -77,6 +78,7 @@ class Context:
     # --- output -----------------------------------------------------------------
     def emit(self, document: Any, human: str | None = None) -> None:
         """Print the JSON document with --json, else the human text (both on stdout)."""
+        self.emitted = True
         if self.json:  # after status lines, the summary is one line too: stdout stays JSON lines
             json.dump(document, sys.stdout, indent=None if streaming_status() else 2, sort_keys=True, default=str)
             sys.stdout.write("\n")
