@@ -32,6 +32,7 @@ from agent.commands import (
 )
 from agent.commands.context import Context
 from agent.errors import CofferError, UsageError
+from agent.units import parse_size
 
 EXIT_INTERRUPTED = 130
 # With --json these stream restic-style status lines on stdout before their summary (docs/cli.md).
@@ -41,6 +42,13 @@ STATUS_COMMANDS = frozenset({"backup", "restore", "import", "check", "prune"})
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see `coffer {self.prog.split(' ', 1)[-1]} --help`)".replace("coffer coffer", "coffer"))
+
+
+def _rate(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -53,8 +61,10 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--key-file", default=argparse.SUPPRESS, help="a station or category key file")
     group.add_argument("--recovery-key-file", default=argparse.SUPPRESS, help="a file holding the recovery key")
     group.add_argument("--password-file", default=argparse.SUPPRESS, help="a file holding the passphrase")
-    group.add_argument("--limit-upload", type=int, default=argparse.SUPPRESS, help="bytes per second to storage")
-    group.add_argument("--limit-download", type=int, default=argparse.SUPPRESS, help="bytes per second from storage")
+    group.add_argument("--limit-upload", type=_rate, metavar="RATE", default=argparse.SUPPRESS,
+                       help="bytes per second to storage, with units: 10M = 10 MiB/s")
+    group.add_argument("--limit-download", type=_rate, metavar="RATE", default=argparse.SUPPRESS,
+                       help="bytes per second from storage, with units: 500k = 500 KiB/s")
     group.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log details on stderr")
     return common
 

@@ -112,6 +112,7 @@ USAGE_ERRORS = [
     ["key", "remove", "ffffffffffff"],
     ["key", "add", "--output", "{base}/x.key"],
     ["snapshots", "--limit-upload", "fast"],
+    ["snapshots", "--limit-download", "0"],
     ["--repo", "ftp://example.com/repo", "snapshots"],
     ["--repo", "{base}/empty-folder", "snapshots"],
     ["--repo", "{base}/backup", "snapshots"],  # a folder, but no repository
