@@ -230,19 +230,19 @@ class DeviceBackup:
         password_holder: list[str | None] = [password]
         started = time.monotonic()
         self._started_at = time.time()
+        # Packs go to storage during the transfer, the ingest after it and the final flush: one bar spans them.
+        upload_bar = Progress("upload", None, enabled=self.options.progress)
+        writer.on_uploaded = upload_bar.advance
         try:
-            # Packs go to storage during the transfer and the ingest after it: one bar spans both.
-            with Progress("upload", None, enabled=self.options.progress) as upload_bar:
-                writer.on_uploaded = upload_bar.advance
-                try:
-                    info, _values = asyncio.run(self._transfer(host, password_holder))
-                    host.wait()
-                except CofferError:
-                    raise
-                except Exception as exc:
-                    raise translate(exc, self.udid) from exc
-                transfer_seconds = time.monotonic() - started
-                result = self._finish(host, writer, staging, info, password_holder[0])
+            try:
+                info, _values = asyncio.run(self._transfer(host, password_holder))
+                host.wait()
+            except CofferError:
+                raise
+            except Exception as exc:
+                raise translate(exc, self.udid) from exc
+            transfer_seconds = time.monotonic() - started
+            result = self._finish(host, writer, staging, info, password_holder[0])
         except BaseException:
             host.close()
             with contextlib.suppress(Exception):
@@ -250,6 +250,7 @@ class DeviceBackup:
             raise
         finally:
             staging.close()
+            upload_bar.close()
         host.close()
         result.transfer_seconds = transfer_seconds
         return result
