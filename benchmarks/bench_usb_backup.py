@@ -56,7 +56,7 @@ def run_coffer(work: Path, address: str, udid: str) -> tuple[float, dict[str, ob
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"coffer backup failed: {done.stderr}")
-    return elapsed, json.loads(done.stdout)
+    return elapsed, json.loads(done.stdout.splitlines()[-1])  # the summary, after the status lines
 
 
 def run_raw(work: Path, host: HostTools, udid: str) -> float:

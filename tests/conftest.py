@@ -56,6 +56,10 @@ class CofferRun:
     seconds: float
 
     def json(self) -> Any:
+        """The JSON document; after status lines (`--json backup`, `import`, …: docs/cli.md), the summary."""
+        lines = self.stdout.splitlines()
+        if len(lines) > 1 and lines[0].startswith('{"message_type": "status",'):
+            return json.loads(lines[-1])
         return json.loads(self.stdout)
 
     def describe(self) -> str:

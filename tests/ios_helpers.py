@@ -104,6 +104,7 @@ def build_backup(
     *,
     password: str | None = None,
     date: datetime = FIXED_DATE,
+    device: DeviceIdentity = DEVICE,
 ) -> BuiltBackup:
     """Write a complete backup folder, encrypted when `password` is given, as a device plus host would, dated
     `date` (the snapshot time of its import)."""
@@ -130,10 +131,10 @@ def build_backup(
         database = encrypt_manifest_db(class_keys, manifest_key, database)
     writer = BackupWriter(
         path,
-        info_plist=info_plist_bytes(),
+        info_plist=info_plist_bytes(device),
         status_plist=build_status_plist(date=date, backup_uuid="5E1A4F2C-0000-4000-8000-000000000001"),
         manifest_plist=build_manifest_plist(
-            device=DEVICE, backup_keybag=keybag_data.data, manifest_key=manifest_key, date=date
+            device=device, backup_keybag=keybag_data.data, manifest_key=manifest_key, date=date
         ),
         manifest_db_bytes=database,
         class_keys=class_keys,

@@ -112,6 +112,7 @@ USAGE_ERRORS = [
     ["key", "remove", "ffffffffffff"],
     ["key", "add", "--output", "{base}/x.key"],
     ["snapshots", "--limit-upload", "fast"],
+    ["snapshots", "--limit-download", "0"],
     ["--repo", "ftp://example.com/repo", "snapshots"],
     ["--repo", "{base}/empty-folder", "snapshots"],
     ["--repo", "{base}/backup", "snapshots"],  # a folder, but no repository
@@ -128,7 +129,8 @@ def test_usage_errors_exit_2_with_one_line(contract: Contract, arguments: list[s
 
 def test_usage_error_through_the_command(contract: Contract) -> None:
     run = contract.cli("frobnicate", "--json", expect=2)
-    assert len(run.stderr.splitlines()) == 1 and run.stderr.startswith("coffer: ") and run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1 and run.stderr.startswith("coffer: ")
+    assert run.json() == {"error": {"message": run.stderr.removeprefix("coffer: ").strip(), "exit_code": 2}}
 
 
 @pytest.mark.parametrize("command", ["export", "extract"])

@@ -134,8 +134,8 @@ def test_bandwidth_limits_hold(s3_coffer: CofferCli, tmp_path: Path) -> None:
     s3_coffer.inline("init")
     built = build_backup(tmp_path / "backup" / DEVICE.udid)
     stored = sum(len(content) for content in built.contents.values())  # media is stored raw: about this much
-    rate = stored // 2  # so that each transfer alone needs about two seconds
-    upload = s3_coffer.inline("--json", "--limit-upload", str(rate), "import", built.path)
+    rate = stored // 2 // 1024 * 1024  # so that each transfer alone needs about two seconds
+    upload = s3_coffer.inline("--json", "--limit-upload", f"{rate // 1024}k", "import", built.path)  # units work
     download = s3_coffer.inline("--limit-download", str(rate), "export", "latest", tmp_path / "export")
     uploaded = upload.json()["stored_bytes"]
     print(f"\n{uploaded} B at {rate} B/s: upload {upload.seconds:.2f} s, download {download.seconds:.2f} s")

@@ -84,7 +84,7 @@ def test_concurrent_writers_share_chunks_and_prune_stores_them_once(
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr
         assert "Traceback" not in stderr
-    ids = [json.loads(stdout)["id"] for stdout, _ in outputs]
+    ids = [json.loads(stdout.splitlines()[-1])["id"] for stdout, _ in outputs]  # the summary follows status lines
     assert sorted(s["id"] for s in s3_coffer.inline("--json", "snapshots").json()) == sorted(ids)
     assert s3_coffer.inline("--json", "check", "--read-data").json()["ok"]
 

@@ -44,6 +44,11 @@ def open_view(
     """Load the rows of `categories` (default: every category the key can read) of a snapshot, given
     as an entry already chosen (agent/repository/selection.py) or as a SNAPSHOT argument."""
     entry = reference if isinstance(reference, SnapshotEntry) else repository.find_snapshot(reference)
+    return view_of(repository, entry, categories)
+
+
+def view_of(repository: Repository, entry: SnapshotEntry, categories: list[str] | None) -> SnapshotView:
+    """`open_view` of a snapshot already found (commands that walk many snapshots list them once)."""
     if categories is None:
         wanted = [c for c in repository.config.categories if repository.keys.can_read(c)]
     else:

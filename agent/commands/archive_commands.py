@@ -17,7 +17,7 @@ from agent.keys.sources import read_secret_file
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("import", parents=[common], help="ingest an existing Finder/iTunes backup folder")
-    p.add_argument("directory", type=Path)
+    p.add_argument("directory", type=Path, help="the backup folder (the one holding Manifest.db)")
     p.add_argument("--backup-password-file", help="the device backup password of an encrypted backup")
     p.add_argument("--force", action="store_true", help="read every file, even those the files cache says are unchanged")
     p.set_defaults(handler=cmd_import)
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("export", parents=[common], help="write a Finder/iTunes-compatible backup folder")
     p.add_argument("snapshot", help=SNAPSHOT_HELP)
     p.add_argument("--udid", help=UDID_HELP)
-    p.add_argument("directory", type=Path)
+    p.add_argument("directory", type=Path, help="a new or empty folder to write the backup folder into")
     p.add_argument("--categories", help="only these categories, e.g. photos,messages (the folder is marked partial)")
     p.add_argument("--decrypt", action="store_true", help="write a plaintext backup (of an encrypted one)")
     p.set_defaults(handler=cmd_export)
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("extract", parents=[common], help="write the files themselves under DIR/<domain>/<path>")
     p.add_argument("snapshot", help=SNAPSHOT_HELP)
     p.add_argument("--udid", help=UDID_HELP)
-    p.add_argument("directory", type=Path)
+    p.add_argument("directory", type=Path, help="the folder to write DOMAIN/PATH files under (created if needed)")
     p.add_argument("--categories", help="only these categories")
     p.add_argument("--path", dest="path_glob", help="only paths matching this glob (domain/path or path)")
     p.set_defaults(handler=cmd_extract)

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.archive.progress import streaming_status, write_status
 from agent.errors import UsageError
 from agent.keys.sources import SecretOptions, resolve_secret
 from agent.repository.repository import Repository
@@ -21,7 +22,7 @@ DEFAULT_REPOSITORY_ENV = "COFFER_REPOSITORY"
 class Context:
     args: argparse.Namespace
     _storage: Storage | None = field(default=None, repr=False)
-    emitted: bool = False  # a document is on stdout: a later failure is not printed as a second one
+    emitted: bool = False  # the command printed its document (then a failure adds no error object)
 
     @property
     def json(self) -> bool:
@@ -80,8 +81,8 @@ class Context:
     def emit(self, document: Any, human: str | None = None) -> None:
         """Print the JSON document with --json, else the human text (both on stdout)."""
         self.emitted = True
-        if self.json:
-            json.dump(document, sys.stdout, indent=2, sort_keys=True, default=str)
+        if self.json:  # after status lines, the summary is one line too: stdout stays JSON lines
+            json.dump(document, sys.stdout, indent=None if streaming_status() else 2, sort_keys=True, default=str)
             sys.stdout.write("\n")
         elif human is not None:
             sys.stdout.write(human if human.endswith("\n") else human + "\n")
@@ -90,3 +91,10 @@ class Context:
     def note(self, text: str) -> None:
         """Human-only remarks: stderr, so --json stdout stays one document."""
         print(text, file=sys.stderr, flush=True)
+
+    def progress_note(self, phase: str, text: str) -> None:
+        """A step of a long command: a status line with --json (see `status_lines`), else a note."""
+        if streaming_status():
+            write_status({"phase": phase, "message": text})
+        else:
+            self.note(text)

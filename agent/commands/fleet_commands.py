@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_watch)
 
     fleet = sub.add_parser("fleet", parents=[common], help="ask a running fleet daemon")
-    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="{status}")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="{status}", help="what to ask")
     p = fleet_sub.add_parser("status", parents=[common], help="every known device and its state")
     p.add_argument(
         "--config", "-c", type=Path, required=True, help="the configuration file the daemon runs with"

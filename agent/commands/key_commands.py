@@ -18,7 +18,8 @@ from agent.repository.rotation import rotate
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     key = sub.add_parser("key", parents=[common], help="manage key slots")
-    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="{add,list,remove,passwd,rotate,export-category}")
+    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="{add,list,remove,passwd,rotate,export-category}",
+                             help="what to do with key slots")
 
     p = key_sub.add_parser("add", parents=[common], help="add a passphrase slot, or a put-only station key file")
     p.add_argument("--put-only", action="store_true", help="a key file that can add backups but read nothing")
@@ -28,9 +29,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_add)
 
     p = key_sub.add_parser("export-category", parents=[common], help="a key file that reads one category only")
-    p.add_argument("category", choices=[c.value for c in Category], metavar="CATEGORY")
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--label")
+    p.add_argument("category", choices=[c.value for c in Category], metavar="CATEGORY",
+                   help="the category the key file reads, e.g. photos")
+    p.add_argument("--output", type=Path, required=True, help="where to write the key file (keep it safe)")
+    p.add_argument("--label", help="a label for the slot (stored encrypted)")
     p.set_defaults(handler=cmd_export_category)
 
     p = key_sub.add_parser("list", parents=[common], help="list key slots")

@@ -24,7 +24,7 @@ from agent.repository.repository import Repository
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     recovery = sub.add_parser("recovery", parents=[common], help="recovery contacts")
     rsub = recovery.add_subparsers(dest="recovery_command", required=True,
-                                   metavar="{contact-keygen,add-contact,request,assist,recover}")
+                                   metavar="{contact-keygen,add-contact,request,assist,recover}", help="the step to run")
 
     p = rsub.add_parser("contact-keygen", parents=[common], help="(the contact) make a key pair; prints the public key")
     p.add_argument("--output", type=Path, required=True, help="the contact's key file (keep it safe)")
@@ -43,15 +43,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_request)
 
     p = rsub.add_parser("assist", parents=[common], help="(the contact) answer a recovery request")
-    p.add_argument("request", type=Path)
-    p.add_argument("--contact-key", type=Path, required=True)
-    p.add_argument("--contact-password-file", help="the contact's own passphrase (else COFFER_CONTACT_PASSWORD or a prompt)")
+    p.add_argument("request", type=Path, help="the request file the owner sent")
+    p.add_argument("--contact-key", type=Path, required=True, help="this contact's key file (from contact-keygen)")
+    p.add_argument("--contact-password-file",
+                   help="the contact's own passphrase (else COFFER_CONTACT_PASSWORD or a prompt)")
     p.add_argument("--code", help="the verification code the owner read to you (else asked at a prompt)")
     p.add_argument("--output", type=Path, required=True, help="response file to give back to the owner")
     p.set_defaults(handler=cmd_assist)
 
     p = rsub.add_parser("recover", parents=[common], help="(the owner) combine responses and set a new passphrase")
-    p.add_argument("responses", type=Path, nargs="+")
+    p.add_argument("responses", type=Path, nargs="+", metavar="RESPONSE", help="response files from the contacts")
     p.add_argument("--request-secret", type=Path, required=True, help="the .secret file `request` wrote")
     p.add_argument("--new-password-file", help="the new passphrase (else COFFER_NEW_PASSWORD or a prompt)")
     p.set_defaults(handler=cmd_recover)

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_forget)
 
     p = sub.add_parser("prune", parents=[common], help="delete data no snapshot needs (two-phase, safe with running backups)")
-    p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be deleted")
+    p.add_argument("--dry-run", "-n", action="store_true", help="only show what would be deleted or repacked")
     p.add_argument(
         "--grace",
         type=float,
@@ -154,6 +154,6 @@ def cmd_forget(ctx: Context) -> int:
 
 def cmd_prune(ctx: Context) -> int:
     repository = ctx.open_repository()
-    report = prune(repository, grace_seconds=ctx.args.grace, dry_run=ctx.args.dry_run, on_progress=ctx.note)
+    report = prune(repository, grace_seconds=ctx.args.grace, dry_run=ctx.args.dry_run, on_progress=lambda text: ctx.progress_note("prune", text))
     ctx.emit(_prune_document(report), _prune_text(report))
     return 0

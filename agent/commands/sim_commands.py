@@ -10,9 +10,10 @@ from agent.commands.context import Context
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sim", parents=[common], help="run simulated devices (prints USBMUXD_SOCKET_ADDRESS=…)")
-    p.add_argument("--devices", type=int, default=1)
-    p.add_argument("--profile", choices=["tiny", "small", "medium", "large"], default="small")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--devices", type=int, default=1, help="how many simulated iPhones to plug in (default 1)")
+    p.add_argument("--profile", choices=["tiny", "small", "medium", "large"], default="small",
+                   help="how much content each device holds (default small)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the generated content: same seed, same devices")
     p.add_argument("--password", help="turn device backup encryption on with this password")
     p.add_argument("--state-dir", type=Path, help="keep device state (pairing, content) here")
     p.add_argument("--port", type=int, default=0, help="usbmuxd TCP port on 127.0.0.1 (default: any free one)")
@@ -30,8 +31,9 @@ def cmd_sim(ctx: Context) -> int:
 def register_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("demo", parents=[common], help="simulated iPhone → encrypted repository → replacement, verified")
     p.add_argument("--workdir", type=Path, help="keep the demo's files here (default: a temporary folder)")
-    p.add_argument("--profile", choices=["tiny", "small", "medium", "large"], default="small")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--profile", choices=["tiny", "small", "medium", "large"], default="small",
+                   help="how much content the simulated iPhone holds (default small)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the generated content")
     p.set_defaults(handler=cmd_demo)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.parallel import bounded_map
 from agent.archive.passwords import known_passwords
-from agent.archive.progress import Progress
+from agent.archive.progress import Progress, estimate_device_total
 from agent.device.connect import lockdown_session, translate
 from agent.device.encryption import device_encrypts, turn_on_encryption
 from agent.device.mirror import BackupMirror, BlobRef, MirrorEntry
@@ -52,9 +52,9 @@ from agent.repository.index import Index
 from agent.repository.locks import running_backup
 from agent.repository.repository import Repository
 from agent.storage.local import LocalStorage
-from agent.units import size
 
 INGEST_WORKERS = 2
+RECEIVE_TICK_SECONDS = 0.25
 
 
 @dataclass
@@ -179,23 +179,29 @@ class DeviceBackup:
                     )
                 host.encrypted = will_encrypt
                 host.bind_loop(asyncio.get_running_loop())
-                with (
-                    Progress("device", 100, enabled=self.options.progress, unit="%") as device_bar,
-                    Progress("upload", None, enabled=self.options.progress) as upload_bar,
-                ):
-                    host.writer.on_uploaded = upload_bar.advance
+                with Progress("receive", None, enabled=self.options.progress) as receive_bar:
 
                     def on_device_progress(percent: object) -> None:
                         if isinstance(percent, int | float):
                             self.device_percent = float(percent)
-                            device_bar.set_to(float(percent), f"{size(host.stats.bytes)} received")
+                        receive_bar.estimate_total(estimate_device_total(host.stats.bytes, self.device_percent))
+                        receive_bar.set_to(host.stats.bytes)
 
                     def on_info(info: dict[str, Any]) -> None:
                         host.known_domains |= {f"AppDomain-{app}" for app in info.get("Installed Applications", [])}
 
-                    service = MirrorBackupService(lockdown, host, Path(scratch))
-                    info = await service.run_backup(on_info=on_info, progress=on_device_progress, full=self.options.full)
-                    device_bar.set_to(100.0, f"{size(host.stats.bytes)} received")
+                    async def tick() -> None:  # bytes move between the device's progress messages too
+                        while True:
+                            await asyncio.sleep(RECEIVE_TICK_SECONDS)
+                            receive_bar.set_to(host.stats.bytes)
+
+                    ticker = asyncio.create_task(tick())
+                    try:
+                        service = MirrorBackupService(lockdown, host, Path(scratch))
+                        info = await service.run_backup(on_info=on_info, progress=on_device_progress, full=self.options.full)
+                    finally:
+                        ticker.cancel()
+                    receive_bar.set_to(host.stats.bytes)
         return info, values
 
     # --- the repository part (sync) -------------------------------------------------------
@@ -238,6 +244,9 @@ class DeviceBackup:
         )
         started = time.monotonic()
         self._started_at = time.time()
+        # Packs go to storage during the transfer, the ingest after it and the final flush: one bar spans them.
+        upload_bar = Progress("upload", None, enabled=self.options.progress)
+        writer.on_uploaded = upload_bar.advance
         try:
             try:
                 info, _values = asyncio.run(self._transfer(host))
@@ -255,6 +264,7 @@ class DeviceBackup:
             raise
         finally:
             staging.close()
+            upload_bar.close()
         host.close()
         result.transfer_seconds = transfer_seconds
         return result
@@ -329,16 +339,18 @@ class DeviceBackup:
                 staging.discard(ref.staged)
                 ref.staged, ref.category, ref.excluded = None, category, True
                 kept[record.file_id] = ref
+                ingest_bar.advance(record.size)
                 return
-            stored = writer.store_file(category, pieces, relative_path=record.relative_path,
+            stored = writer.store_file(category, ingest_bar.counted(pieces), relative_path=record.relative_path,
                                        sqlite_hint=is_sqlite_name(record.relative_path))
             staging.discard(ref.staged)
             ref.staged, ref.category, ref.chunks, ref.plain_size = None, category, stored.chunks, stored.size
             builder.add(record, stored, category)
             kept[record.file_id] = ref
 
-        for _ in bounded_map(ingest, waiting, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2):
-            pass
+        with Progress("ingest", sum(record.size for record, _ in waiting), enabled=self.options.progress) as ingest_bar:
+            for _ in bounded_map(ingest, waiting, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2):
+                pass
         if host.wanted is not None:
             self.notes.append(f"only these categories were stored: {', '.join(sorted(host.wanted))}")
         identity = DeviceIdentity.from_plists(info, manifest)

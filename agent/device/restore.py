@@ -365,7 +365,9 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
             record_password(repository, target, plan.password)
     device_id = asyncio.run(usbmux_device_id(target)) if options.reboot else None
     total = sum(f.row.size for f in plan.files.values())
-    with BlobReader(repository, repository.load_index()) as reader, Progress("restore", total, enabled=options.progress) as bar:
+    with BlobReader(repository, repository.load_index()) as reader, Progress(
+        "restore", total, enabled=options.progress, estimated=True  # the device may skip some (system files)
+    ) as bar:
         host = RestoreHost(plan, reader, bar.advance)
 
         async def run() -> None:

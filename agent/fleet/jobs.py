@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agent.archive.progress import estimate_device_total
+
 
 class JobState(StrEnum):
     WAITING = "waiting"
@@ -37,14 +39,18 @@ class BackupProgress:
     device_percent: float | None = None  # what the device itself reports, when it does
 
     @property
+    def total_bytes(self) -> int | None:
+        """The best estimate of what the device sends in all: `percent` is always `bytes` of this."""
+        if self.phase in ("committing", "retention"):
+            return self.bytes
+        return estimate_device_total(self.bytes, self.device_percent, self.expected_bytes)
+
+    @property
     def fraction(self) -> float | None:
         if self.phase in ("committing", "retention"):
             return 1.0
-        if self.device_percent is not None:
-            return min(self.device_percent / 100, 0.99)
-        if not self.expected_bytes:
-            return None
-        return min(self.bytes / self.expected_bytes, 0.99)
+        total = self.total_bytes
+        return min(self.bytes / total, 0.99) if total else None
 
     def to_json(self) -> dict[str, Any]:
         fraction = self.fraction
@@ -52,7 +58,7 @@ class BackupProgress:
             "phase": self.phase,
             "bytes": self.bytes,
             "files": self.files,
-            "expected_bytes": self.expected_bytes,
+            "expected_bytes": self.total_bytes,
             "percent": None if fraction is None else round(fraction * 100, 1),
         }
 
