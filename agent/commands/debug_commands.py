@@ -20,7 +20,8 @@ SHOWN_PER_KIND = 4
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     debug = sub.add_parser("debug", parents=[common], help="look at a repository from outside")
-    debug_sub = debug.add_subparsers(dest="debug_command", required=True, metavar="{storage-view}")
+    debug_sub = debug.add_subparsers(dest="debug_command", required=True, metavar="{storage-view}",
+                                     help="what to inspect")
     p = debug_sub.add_parser(
         "storage-view", parents=[common],
         help="what the storage provider sees, read with no key: sizes, tags, times, anything in clear",

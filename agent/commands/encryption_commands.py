@@ -9,7 +9,8 @@ from agent.commands.context import Context
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     encryption = sub.add_parser("encryption", parents=[common], help="a device's backup encryption and its password")
-    actions = encryption.add_subparsers(dest="encryption_command", required=True, metavar="{on,off,password}")
+    actions = encryption.add_subparsers(dest="encryption_command", required=True, metavar="{on,off,password}",
+                                        help="turn device backup encryption on or off, or show its password")
     for action, text in (
         ("on", "turn backup encryption on, with a random password sealed in the repository"),
         ("off", "turn backup encryption off (backups then leave out Health, Keychain, Wi-Fi passwords)"),

@@ -20,6 +20,7 @@ from agent.commands.format import iso, size, table, timestamp
 from agent.commands.repository_commands import snapshot_document
 from agent.errors import DeviceError, UsageError
 from agent.ios.records import FLAG_DIRECTORY, FLAG_FILE, FLAG_SYMLINK
+from agent.repository import selection
 from agent.repository.repository import Repository, SnapshotEntry
 from agent.repository.stats import RepositoryStats, Usage, repository_stats
 
@@ -63,25 +64,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 # --- choosing snapshots -----------------------------------------------------------
 
 
-def _of_device(entries: list[SnapshotEntry], device: str) -> list[SnapshotEntry]:
-    chosen = [e for e in entries if device in (e.header.device.get("udid"), e.header.device.get("name"))]
-    if not chosen:
-        raise UsageError(f"the repository has no snapshot of device {device!r} (see `coffer snapshots`)")
-    return chosen
+def _of_device(entries: list[SnapshotEntry], device: str | None) -> list[SnapshotEntry]:
+    return selection.for_device(entries, device)
 
 
 def _resolve(repository: Repository, reference: str, device: str | None) -> SnapshotEntry:
-    """A snapshot by ID, prefix or `latest`, among one device's snapshots when `device` is given."""
-    if device is None:
-        return repository.find_snapshot(reference)
-    entries = _of_device(repository.snapshots(), device)
-    if reference == "latest":
-        return entries[-1]
-    found = [e for e in entries if e.snapshot_id.startswith(reference)]
-    if len(found) != 1:
-        problem = "is ambiguous: give more characters" if found else f"matches no snapshot of {device!r}"
-        raise UsageError(f"snapshot {reference!r} {problem} (see `coffer snapshots`)")
-    return found[0]
+    """A snapshot by ID, prefix or `latest` (of one device: agent/repository/selection.py)."""
+    return repository.find_snapshot(reference, device)
 
 
 def _brief(entry: SnapshotEntry) -> dict[str, Any]:

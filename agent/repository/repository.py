@@ -338,7 +338,8 @@ class Repository:
         try:
             return selection.find(entries, reference, device)
         except UsageError:
-            self._explain_absent(reference)
+            if not any(e.snapshot_id.startswith(reference) for e in entries):  # not merely another device's
+                self._explain_absent(reference)
             raise
 
     def _explain_absent(self, reference: str) -> None:
