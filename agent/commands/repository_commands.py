@@ -128,10 +128,9 @@ def _categories_summary(entry: SnapshotEntry, width: int = 44) -> str:
 
 def _device_title(group: list[SnapshotEntry]) -> str:
     device = group[-1].header.device
-    facts = [f for f in (device.get("product_type", ""), f"iOS {device['product_version']}"
-                         if device.get("product_version") else "") if f]
+    facts = [device.get("product_type", ""), f"iOS {device['product_version']}" if device.get("product_version") else ""]
     count = f"{len(group)} snapshot{'s' if len(group) != 1 else ''}"
-    return " · ".join([selection.device_label(group[-1]), *facts, count])
+    return " · ".join(part for part in (selection.device_label(group[-1]), *facts, count) if part)
 
 
 def cmd_snapshots(ctx: Context) -> int:
