@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from agent.commands.context import Context
 from agent.commands.format import iso, size, table, timestamp
-from agent.errors import UsageError
+from agent.errors import CofferError, UsageError
 from agent.ios.categories import Category
 from agent.keys import slots
-from agent.keys.slots import Passphrase
+from agent.keys.keyset import KeySet
+from agent.keys.slots import KeyFile, Passphrase
 from agent.keys.sources import replacement_passphrase, resolve_secret
 from agent.repository.repository import Repository
 from agent.repository.rotation import rotate
@@ -62,7 +64,7 @@ def cmd_add(ctx: Context) -> int:
     if ctx.args.put_only:
         if not ctx.args.output:
             raise UsageError("--put-only needs --output FILE for the station key file")
-        name = slots.add_key_file_slot(repository.storage, "put-only", repository.keys.put_only(), ctx.args.output, ctx.args.label)
+        name = _key_file_slot(repository, "put-only", repository.keys.put_only(), ctx.args.output, ctx.args.label)
         what = f"put-only station key written to {ctx.args.output}"
     else:
         if ctx.args.output:
@@ -76,11 +78,25 @@ def cmd_add(ctx: Context) -> int:
     return 0
 
 
+def _key_file_slot(repository: Repository, kind: str, keys: KeySet, output: Path, label: str | None) -> str:
+    """Write a slot and its key file, in that order; the config lists the slot after (the caller).
+
+    A key file already at `output` whose slot holds exactly these keys is what a stopped run of the same
+    command wrote (its slot not listed yet, or listed but the output lost): it is taken up, not refused.
+    """
+    if output.exists():
+        with contextlib.suppress(CofferError):  # not such a file: refused below, as any existing file is
+            opened = slots.unlock(repository.storage, repository.config.kdf, KeyFile(output))
+            if opened[0].keys.to_bytes() == keys.to_bytes():
+                return opened[0].slot_name
+    return slots.add_key_file_slot(repository.storage, kind, keys, output, label)
+
+
 def cmd_export_category(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     share = repository.keys.category_share(ctx.args.category)
-    name = slots.add_key_file_slot(repository.storage, "category", share, ctx.args.output, ctx.args.label or ctx.args.category)
+    name = _key_file_slot(repository, "category", share, ctx.args.output, ctx.args.label or ctx.args.category)
     repository.record_slots(added=[name])
     ctx.emit(
         {"id": name.removeprefix(slots.SLOT_PREFIX), "category": ctx.args.category, "output": str(ctx.args.output)},
@@ -114,11 +130,17 @@ def cmd_remove(ctx: Context) -> int:
     name = slots.find_slot(repository.storage, ctx.args.slot)
     if name == repository.slot_name:
         raise UsageError("refusing to remove the slot in use: unlock with another key to remove this one")
-    full_slots = [i for i in slots.list_slots(repository.storage, repository.keys.auth_key) if i.kind in ("passphrase", "recovery", "contact")]
+    listed = set(repository.config.key_slots)
+    full_slots = [
+        i
+        for i in slots.list_slots(repository.storage, repository.keys.auth_key)
+        if i.kind in ("passphrase", "recovery", "contact") and (i.name in listed or not listed)
+    ]
     if len(full_slots) <= 1 and any(i.name == name for i in full_slots):
         raise UsageError("refusing to remove the last slot that can read everything")
-    repository.storage.delete(name)
+    # Unlisted first, deleted after: a stop in between leaves a slot that unlocks nothing, and a rerun finishes.
     repository.record_slots(removed=[name])
+    repository.storage.delete(name)
     ctx.emit({"removed": name.removeprefix(slots.SLOT_PREFIX)}, f"removed key slot {name.removeprefix(slots.SLOT_PREFIX)[:8]}")
     return 0
 
@@ -127,12 +149,13 @@ def cmd_passwd(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     old = repository.slot_name
+    # Only a passphrase slot is replaced: unlocked with the recovery key, its slot stays and a passphrase is added.
+    replaced = [old] if slots.read_slot(repository.storage, old)["kind"] == "passphrase" else []
     name = slots.add_passphrase_slot(repository.storage, repository.config.kdf, replacement_passphrase(ctx.args.new_password_file), repository.keys, None)
-    repository.record_slots(added=[name], removed=[old] if old != name else [])
-    if old != name:
-        kinds = {i.name: i.kind for i in slots.list_slots(repository.storage, repository.keys.auth_key)}
-        if kinds.get(old) == "passphrase":
-            repository.storage.delete(old)
+    # New slot, then the config (the switch: the old passphrase stops unlocking), then the old slot goes.
+    repository.record_slots(added=[name], removed=replaced)
+    for slot_name in replaced:
+        repository.storage.delete(slot_name)
     ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX)}, "passphrase changed")
     return 0
 

@@ -170,9 +170,11 @@ def read_key_file(path: Path) -> dict[str, object]:
     return doc
 
 
-def unlock(storage: Storage, kdf: KdfParams, secret: Secret, expected_slots: Collection[str] = ()) -> Unlocked:
-    """Find the slot the secret opens; the passphrase is stretched once whatever the slot count.
+def unlock(storage: Storage, kdf: KdfParams, secret: Secret, expected_slots: Collection[str] = ()) -> list[Unlocked]:
+    """Every key set the secret opens; the passphrase is stretched once whatever the slot count.
 
+    A secret can open several slots: an interrupted rotation or key change leaves the slot it was writing, or the
+    one it was replacing, beside the current one. The caller keeps the key set that authenticates the config.
     `expected_slots` are the slots the config lists. A damaged or missing slot does not stop another slot
     from opening; when none opens and some slot is damaged or missing, that damage is the error (exit 4),
     since the slot this secret belongs to may be the one lost.
@@ -188,13 +190,14 @@ def unlock(storage: Storage, kdf: KdfParams, secret: Secret, expected_slots: Col
         keys = _try_unwrap(read_slot(storage, name), kek)
         if keys is None:
             raise WrongSecretError(f"key file {secret.path} does not unlock this repository")
-        return Unlocked(keys, name)
+        return [Unlocked(keys, name)]
     if isinstance(secret, RecoveryKey):
         kinds, kek, what = ("recovery",), _kek_from_recovery_key(secret.key), "recovery key"
     else:
         kinds, kek, what = ("passphrase",), kdf.derive(secret.text), "passphrase"
     present = slot_names(storage)
     problems = [f"key slot {name} is missing" for name in sorted(set(expected_slots) - set(present))]
+    opened = []
     for name in present:
         try:
             doc = read_slot(storage, name)
@@ -203,7 +206,9 @@ def unlock(storage: Storage, kdf: KdfParams, secret: Secret, expected_slots: Col
             continue
         keys = _try_unwrap(doc, kek) if doc["kind"] in kinds else None
         if keys is not None:
-            return Unlocked(keys, name)
+            opened.append(Unlocked(keys, name))
+    if opened:
+        return opened
     if problems:
         raise RepositoryDamagedError(f"no key slot opens with this {what}, and {'; '.join(problems)}")
     raise WrongSecretError(f"wrong {what}: it opens no key slot of this repository")

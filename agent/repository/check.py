@@ -21,6 +21,7 @@ from agent.keys.keyset import HEADER_SPACE, MANIFEST_SPACE
 from agent.pipeline import compression
 from agent.repository.fossils import load_fossils
 from agent.repository.index import Index
+from agent.repository.leftovers import Leftovers, snapshot_copies, unlisted_slots
 from agent.repository.pack import HEADER_READ_SIZE, open_blob, open_pack_key, read_trailer
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import FileRow, ManifestPart, open_header
@@ -128,8 +129,11 @@ def check_repository(
     present = set(slots.slot_names(storage))
     for name in sorted(set(repository.config.key_slots) - present):
         report.errors.append(f"key slot {name} is missing (deleted from storage)")
-    for name in sorted(present - set(repository.config.key_slots)):
-        report.errors.append(f"key slot {name} is not one this repository created (injected?)")
+    try:
+        copies = snapshot_copies(repository)
+    except RepositoryDamagedError:
+        copies = {}  # a damaged snapshot: reported below, where each snapshot is checked
+    report.warnings.extend(Leftovers(unlisted_slots(repository), copies).messages())
     index_holder: list[Index] = []
     guard("index", lambda: index_holder.append(repository.load_index()))
     index = index_holder[0] if index_holder else Index()

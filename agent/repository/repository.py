@@ -20,6 +20,7 @@ from agent.errors import (
     RepositoryDamagedError,
     StorageError,
     UsageError,
+    WrongSecretError,
 )
 from agent.keys import primitives, recovery_key, slots
 from agent.keys.kdf import calibrate
@@ -117,10 +118,7 @@ class Repository:
     @classmethod
     def open(cls, storage: Storage, secret: slots.Secret) -> Repository:
         config, mac = cls.read_config(storage)
-        unlocked = slots.unlock(storage, config.kdf, secret, config.key_slots)
-        if unlocked.keys.repository_id != config.repository_id:
-            raise RepositoryDamagedError("the key slot belongs to another repository")
-        config.verify(mac, unlocked.keys.auth_key)
+        unlocked = _authenticating(config, mac, slots.unlock(storage, config.kdf, secret, config.key_slots))
         if storage.supports_object_lock:  # a copy on a backend without Object Lock stays readable
             storage.object_lock_days = config.object_lock_days  # later data objects carry a retention
         return cls(storage, config, unlocked.keys, unlocked.slot_name)
@@ -262,6 +260,38 @@ class Repository:
         put_if_absent(self.storage, SNAPSHOT_PREFIX + snapshot_id, data)
         self.ledger.record([snapshot_id])
         return snapshot_id
+
+
+def _authenticating(config: RepositoryConfig, mac: str, opened: list[slots.Unlocked]) -> slots.Unlocked:
+    """The opened key set that authenticates the config, from a slot the config lists.
+
+    Another slot the same secret opens is what an interrupted `key rotate` or key change left: a new slot
+    whose keys the config does not use yet, or an old one the config no longer lists. Neither unlocks, and
+    neither hides the current one. A listed slot whose keys fail is damage (the config was altered); a
+    secret that opens only slots the config does not list is a revoked or not yet added one (exit 3).
+    """
+    listed = set(config.key_slots)  # empty in a config from before slots were listed: any slot counts
+    unlisted: list[str] = []
+    failures: list[str] = []
+    for candidate in opened:
+        if candidate.keys.repository_id != config.repository_id:
+            failures.append(f"key slot {candidate.slot_name} belongs to another repository")
+            continue
+        if listed and candidate.slot_name not in listed:
+            unlisted.append(candidate.slot_name)
+            continue
+        try:
+            config.verify(mac, candidate.keys.auth_key)
+        except RepositoryDamagedError as exc:
+            failures.append(str(exc))
+            continue
+        return candidate
+    if failures:
+        raise RepositoryDamagedError(failures[0])
+    raise WrongSecretError(
+        f"this secret opens only key slot {unlisted[0]}, which the repository config does not list: it was replaced "
+        "or removed (`key passwd`, `key remove`, `key rotate`), or its `key add` was interrupted (run it again)"
+    )
 
 
 def _holds_repository_objects(storage: Storage) -> bool:

@@ -14,8 +14,14 @@ read them), so whoever held an old key can still read the data that existed at r
 time — the report says how much — and can still test whether a given chunk exists.
 
 Order for crash safety, under the exclusive lease: new slots → new config (the switch) →
-re-sealed objects → deletion of the old ones. Readers try the current keys, then the
-retired ones, so every intermediate state opens with the new key.
+re-sealed index, snapshots, tombstone (naming every old snapshot ID) and fossils → deletion
+of the old ones. Before the switch the new slots are not listed, so the old keys stay the
+ones that open; after it the old slots are not listed, and readers try the current keys,
+then the retired ones, so every intermediate state opens with the passphrase. A stopped
+rotation leaves unlisted slots and, once snapshots were being re-sealed, copies of them
+(`leftovers`); a rerun rotates again from wherever it stopped — it skips the copies, carries
+over only the contacts the config lists and removes every slot but its own — and prints the
+recovery key the stopped run never showed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from agent.repository import locks
 from agent.repository.config import CONFIG_NAME
 from agent.repository.fossils import FOSSIL_PREFIX, load_fossils, write_fossils
 from agent.repository.index import INDEX_PREFIX
+from agent.repository.leftovers import find_leftovers
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import SNAPSHOT_PREFIX
 from agent.repository.tombstones import TOMBSTONE_PREFIX, forgotten_snapshots, write_tombstone
@@ -42,6 +49,7 @@ class RotationReport:
     bytes_under_old_keys: int = 0
     contact_slots: int = 0
     revoked: list[str] = field(default_factory=list)  # kinds of the slots removed
+    leftovers_removed: int = 0  # slots and snapshot copies an interrupted earlier rotation or key change left
 
 
 def _new_generation(old: KeySet, spaces: list[str]) -> KeySet:
@@ -65,21 +73,24 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
     storage = repository.storage
     with locks.exclusive(storage):
         old_keys, old_config = repository.keys, repository.config
-        # Everything small is read under the old keys first.
+        # Everything small is read under the old keys first (and any older generation a stopped rotation left).
+        leftovers = find_leftovers(repository)
         index = repository.load_index()
-        entries = repository.snapshots()
+        entries = [e for e in repository.snapshots() if e.snapshot_id not in leftovers.copies]
         spaces = [s for s in old_config.public_keys if s != "_header"]
         contents = {e.snapshot_id: {s: repository.read_part(e.snapshot_id, s) for s in spaces} for e in entries}
         forgotten = forgotten_snapshots(repository)
         fossils = load_fossils(repository)
         old_objects = [i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX) for i in storage.list(prefix)]
-        old_slots = slots.list_slots(storage, old_keys.auth_key)
-        contact_docs = [(info, slots.read_slot(storage, info.name)) for info in old_slots if info.kind == "contact"]
+        old_slots = slots.slot_names(storage)  # leftovers of a stopped rotation or key change included
+        listed = [i for i in slots.list_slots(storage, old_keys.auth_key) if i.name not in leftovers.slots]
+        contact_docs = [(info, slots.read_slot(storage, info.name)) for info in listed if info.kind == "contact"]
 
         new_keys = _new_generation(old_keys, list(old_config.public_keys))
         new_config = replace(old_config, public_keys=dict(new_keys.public_keys), key_slots=[])
         rotated = Repository(storage, new_config, new_keys, "")
         recovery = recovery_key.generate()
+        # New slots are not listed by the old config, so they unlock nothing until the switch.
         new_slots = [
             slots.add_passphrase_slot(storage, new_config.kdf, passphrase, new_keys, None),
             slots.add_recovery_slot(storage, recovery, new_keys),
@@ -94,22 +105,27 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
 
         rotated.write_index(list(index.packs()))
         renamed: dict[str, str] = {}
+
+        def new_id(old_id: str) -> str:
+            return renamed.get(leftovers.copies.get(old_id, old_id), old_id)
+
         for entry in entries:  # oldest first, so each snapshot's predecessor is already renamed
             previous = entry.chain.previous
             renamed[entry.snapshot_id] = rotated.write_snapshot(
-                entry.header, contents[entry.snapshot_id], renamed.get(previous, previous) if previous else None
+                entry.header, contents[entry.snapshot_id], new_id(previous) if previous else None
             )
-        write_tombstone(rotated, sorted(forgotten | set(renamed)))
+        old_ids = sorted({*renamed, *leftovers.copies})
+        write_tombstone(rotated, sorted(forgotten | set(old_ids)))
         for fossil in fossils:
             write_fossils(rotated, fossil.packs)
 
-        for old_id in renamed:
+        for old_id in old_ids:
             storage.delete(SNAPSHOT_PREFIX + old_id)
         for name in old_objects:
             storage.delete(name)
-        for info in old_slots:
-            if info.name not in new_slots:
-                storage.delete(info.name)
+        for name in old_slots:
+            if name not in new_slots:
+                storage.delete(name)
         packs = list(storage.list(DATA_PREFIX))
         return RotationReport(
             recovery_key=recovery_key.format_key(recovery),
@@ -117,5 +133,6 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
             packs_under_old_keys=len(packs),
             bytes_under_old_keys=sum(p.size for p in packs),
             contact_slots=len(contact_docs),
-            revoked=sorted(info.kind for info in old_slots if info.kind in ("put-only", "category")),
+            revoked=sorted(info.kind for info in listed if info.kind in ("put-only", "category")),
+            leftovers_removed=len(leftovers.slots) + len(leftovers.copies),
         )
