@@ -172,8 +172,13 @@ def cmd_rotate(ctx: Context) -> int:
         "bytes_under_old_keys": report.bytes_under_old_keys,
         "contact_slots": report.contact_slots,
         "revoked": report.revoked,
+        "leftovers_removed": report.leftovers_removed,
     }
-    text = (
+    finished = (
+        f"finished an interrupted rotation or key change: removed {report.leftovers_removed} leftover slots and "
+        "snapshot copies\n" if report.leftovers_removed else ""
+    )
+    text = finished + (
         f"rotated: {report.snapshots_resealed} snapshots re-sealed, {report.contact_slots} contact slots carried over, "
         f"{len(report.revoked)} station/category key files revoked\n"
         f"{report.packs_under_old_keys} packs ({size(report.bytes_under_old_keys)}) stay sealed to the old keys: whoever "

@@ -19,9 +19,8 @@ of the old ones. Before the switch the new slots are not listed, so the old keys
 ones that open; after it the old slots are not listed, and readers try the current keys,
 then the retired ones, so every intermediate state opens with the passphrase. A stopped
 rotation leaves unlisted slots and, once snapshots were being re-sealed, copies of them
-(`leftovers`); a rerun rotates again from wherever it stopped — it skips the copies, carries
-over only the contacts the config lists and removes every slot but its own — and prints the
-recovery key the stopped run never showed.
+(`leftovers`); a rerun removes those first, then rotates again from wherever the stopped one
+got to, and prints the recovery key the stopped run never showed.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from agent.repository import locks
 from agent.repository.config import CONFIG_NAME
 from agent.repository.fossils import FOSSIL_PREFIX, load_fossils, write_fossils
 from agent.repository.index import INDEX_PREFIX
-from agent.repository.leftovers import find_leftovers
+from agent.repository.leftovers import find_leftovers, remove_leftovers
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import SNAPSHOT_PREFIX
 from agent.repository.tombstones import TOMBSTONE_PREFIX, forgotten_snapshots, write_tombstone
@@ -73,18 +72,19 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
     storage = repository.storage
     with locks.exclusive(storage):
         old_keys, old_config = repository.keys, repository.config
-        # Everything small is read under the old keys first (and any older generation a stopped rotation left).
+        # What a stopped rotation or key change left goes first; a copy's followers are re-linked to its original.
         leftovers = find_leftovers(repository)
+        remove_leftovers(repository, leftovers)
+        # Everything small is read under the old keys first (and any older generation a stopped rotation left).
         index = repository.load_index()
-        entries = [e for e in repository.snapshots() if e.snapshot_id not in leftovers.copies]
+        entries = repository.snapshots()
         spaces = [s for s in old_config.public_keys if s != "_header"]
         contents = {e.snapshot_id: {s: repository.read_part(e.snapshot_id, s) for s in spaces} for e in entries}
         forgotten = forgotten_snapshots(repository)
         fossils = load_fossils(repository)
         old_objects = [i.name for prefix in (INDEX_PREFIX, TOMBSTONE_PREFIX, FOSSIL_PREFIX) for i in storage.list(prefix)]
-        old_slots = slots.slot_names(storage)  # leftovers of a stopped rotation or key change included
-        listed = [i for i in slots.list_slots(storage, old_keys.auth_key) if i.name not in leftovers.slots]
-        contact_docs = [(info, slots.read_slot(storage, info.name)) for info in listed if info.kind == "contact"]
+        old_slots = slots.list_slots(storage, old_keys.auth_key)
+        contact_docs = [(info, slots.read_slot(storage, info.name)) for info in old_slots if info.kind == "contact"]
 
         new_keys = _new_generation(old_keys, list(old_config.public_keys))
         new_config = replace(old_config, public_keys=dict(new_keys.public_keys), key_slots=[])
@@ -114,18 +114,17 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
             renamed[entry.snapshot_id] = rotated.write_snapshot(
                 entry.header, contents[entry.snapshot_id], new_id(previous) if previous else None
             )
-        old_ids = sorted({*renamed, *leftovers.copies})
-        write_tombstone(rotated, sorted(forgotten | set(old_ids)))
+        write_tombstone(rotated, sorted(forgotten | set(renamed)))
         for fossil in fossils:
             write_fossils(rotated, fossil.packs)
 
-        for old_id in old_ids:
+        for old_id in renamed:
             storage.delete(SNAPSHOT_PREFIX + old_id)
         for name in old_objects:
             storage.delete(name)
-        for name in old_slots:
-            if name not in new_slots:
-                storage.delete(name)
+        for info in old_slots:
+            if info.name not in new_slots:
+                storage.delete(info.name)
         packs = list(storage.list(DATA_PREFIX))
         return RotationReport(
             recovery_key=recovery_key.format_key(recovery),
@@ -133,6 +132,6 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
             packs_under_old_keys=len(packs),
             bytes_under_old_keys=sum(p.size for p in packs),
             contact_slots=len(contact_docs),
-            revoked=sorted(info.kind for info in listed if info.kind in ("put-only", "category")),
+            revoked=sorted(info.kind for info in old_slots if info.kind in ("put-only", "category")),
             leftovers_removed=len(leftovers.slots) + len(leftovers.copies),
         )
