@@ -35,7 +35,6 @@ from conftest import ROOT, TEST_PASSPHRASE, CofferCli, CofferRun, tree_digest
 
 from agent.archive.exporter import export_snapshot
 from agent.keys.slots import Passphrase, Secret
-from agent.repository.locks import PRUNE_LOCK
 from agent.repository.repository import Repository
 from agent.storage.local import LocalStorage
 
@@ -43,7 +42,8 @@ LAUNCHER = Path(__file__).with_name("crash_launcher.py")
 KILLED = 137
 MODES = ("after", "before")
 TABLE = ROOT / "test-artifacts" / "crash-table.md"
-LEASE_BLOCKED = "holds the repository lease"
+LEASE_BLOCKED = "holds the repository lease"  # this branch's prune lease: it names neither host nor process
+STALE_LEASE = "locks/prune"
 
 SnapshotKey = tuple[str, float]  # (device UDID, snapshot time): what a rotation keeps of a snapshot's identity
 
@@ -259,7 +259,7 @@ class Campaign:
                 if self.can_unlock:
                     ws.cli.inline("unlock", expect=0)
                 else:
-                    LocalStorage(ws.cli.repo).delete(PRUNE_LOCK)
+                    LocalStorage(ws.cli.repo).delete(STALE_LEASE)  # what the lease error tells a user to do
                 continue
             break
         assert run.returncode == 0, f"the rerun fails: {run.stderr.strip()}"

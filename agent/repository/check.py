@@ -6,7 +6,8 @@ its bytes hash to its name — so a flipped byte is damage (exit 4) and never mi
 a wrong key (exit 3).
 Then, with the key: index and snapshot authentication, every chunk a snapshot references
 is in the index, every indexed pack exists, snapshot chains are unbroken, and with
-`--read-data` every blob decrypts, decompresses and matches its keyed ID.
+`--read-data` every blob decrypts, decompresses and matches its keyed ID. What an interrupted key
+change left (unlisted slots, copies of a snapshot: `leftovers`) is a warning, not damage.
 """
 
 from __future__ import annotations
