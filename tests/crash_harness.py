@@ -77,9 +77,7 @@ class Operation:
     # Top-level files of a new snapshot that differ between two runs of the command (a device's dated plists):
     # left out when new snapshots are compared with the uninterrupted run's.
     volatile: tuple[str, ...] = ()
-    # For a slow command: crash at every `stride`-th write, the first of each kind and the last, in `modes` only.
-    stride: int = 1
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = MODES  # a slow command may be killed only after its writes
     secret: Secret = field(default_factory=lambda: Passphrase(TEST_PASSPHRASE))  # opens the finished repository
 
 
@@ -144,13 +142,6 @@ def snapshot_digests(ws: Workspace, secret: Secret, scratch: Path, volatile: tup
     return digests
 
 
-def crash_points(calls: list[str], stride: int) -> list[int]:
-    """1-based write numbers to crash at: every `stride`-th, the first of each kind of write, and the last."""
-    kinds = [call.split("/", 1)[0] for call in calls]  # "put data", "delete snapshots", "put config", …
-    firsts = {kinds.index(kind) + 1 for kind in kinds}
-    return sorted(set(range(1, len(calls) + 1, stride)) | firsts | {len(calls)})
-
-
 def _secret_env(secret: Secret) -> dict[str, str | None]:
     if isinstance(secret, Passphrase):
         return {"COFFER_PASSWORD": secret.text}
@@ -185,7 +176,7 @@ class Campaign:
         self.before = before
         result = Result(operation.name, len(calls), calls=[c.split(" ", 1)[1] for c in calls])
         result.modes = operation.modes
-        for k in crash_points(result.calls, operation.stride):
+        for k in range(1, len(calls) + 1):
             for mode in operation.modes:
                 result.points += 1
                 where = f"{operation.name}: killed {mode} write {k} ({result.calls[k - 1]})"

@@ -146,7 +146,7 @@ def test_usb_backup(tmp_path: Path, sim: SimServer) -> None:
     template = prepared(tmp_path, backed_up, cli=usb_cli)
     operation = Operation(
         "backup (USB)", ["backup", "--udid", udid], inline_rerun=False,
-        volatile=("Info.plist", "Status.plist", "Manifest.plist"), stride=3, modes=("after",),
+        volatile=("Info.plist", "Status.plist", "Manifest.plist"), modes=("after",),
     )
     run_campaign(operation, template, tmp_path, usb_cli)
 

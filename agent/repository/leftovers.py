@@ -23,7 +23,7 @@ from agent.errors import RepositoryDamagedError
 from agent.keys import slots
 from agent.keys.keyset import HEADER_SPACE
 from agent.repository.repository import Repository
-from agent.repository.snapshot import SNAPSHOT_PREFIX, ChainRecord, open_chain, open_header
+from agent.repository.snapshot import SNAPSHOT_PREFIX, open_chain, open_header
 from agent.repository.tombstones import write_tombstone
 
 
@@ -54,12 +54,12 @@ def unlisted_slots(repository: Repository) -> list[str]:
     return [name for name in slots.slot_names(repository.storage) if name not in listed]
 
 
-def snapshot_copies(repository: Repository, chains: dict[str, ChainRecord] | None = None) -> dict[str, str]:
+def snapshot_copies(repository: Repository) -> dict[str, str]:
     """Snapshots that duplicate another one (same device, time, header and contents); needs the full key."""
     if not repository.keys.is_full:
         return {}
     groups: dict[tuple[str, float], list[str]] = defaultdict(list)
-    for snapshot_id, chain in (repository.chains() if chains is None else chains).items():
+    for snapshot_id, chain in repository.chains().items():
         groups[(chain.device_tag, chain.time)].append(snapshot_id)
     copies: dict[str, str] = {}
     for members in groups.values():
@@ -77,8 +77,8 @@ def snapshot_copies(repository: Repository, chains: dict[str, ChainRecord] | Non
     return copies
 
 
-def find_leftovers(repository: Repository, chains: dict[str, ChainRecord] | None = None) -> Leftovers:
-    return Leftovers(unlisted_slots(repository), snapshot_copies(repository, chains))
+def find_leftovers(repository: Repository) -> Leftovers:
+    return Leftovers(unlisted_slots(repository), snapshot_copies(repository))
 
 
 def remove_leftovers(repository: Repository, leftovers: Leftovers) -> None:
