@@ -288,3 +288,12 @@ def sim(tmp_path: Path) -> Iterator[SimServer]:
 def unencrypted_view(device: SimulatedDevice) -> dict[str, str]:
     """What an unencrypted backup of `device` holds: everything but the encrypted-only files."""
     return device.filesystem.snapshot_digest(include_encrypted_only=False)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The crash harness's table (operation × crash points × passed), when its tests ran."""
+    harness = sys.modules.get("crash_harness")
+    if harness is not None and harness.RESULTS:
+        terminalreporter.section("crash points")
+        for line in harness.table_lines():
+            terminalreporter.write_line(line)

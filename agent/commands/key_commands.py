@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from dataclasses import replace
 from pathlib import Path
 
 from agent.commands.context import Context
 from agent.commands.format import iso, size, table, timestamp
-from agent.errors import UsageError
+from agent.errors import CofferError, UsageError
 from agent.ios.categories import Category
 from agent.keys import slots
-from agent.keys.slots import Passphrase, SlotEntry
+from agent.keys.keyset import KeySet
+from agent.keys.slots import KeyFile, Passphrase, SlotEntry
 from agent.keys.sources import replacement_passphrase, resolve_secret
 from agent.repository.repository import Repository
 from agent.repository.rotation import rotate
@@ -64,7 +67,7 @@ def cmd_add(ctx: Context) -> int:
     if ctx.args.put_only:
         if not ctx.args.output:
             raise UsageError("--put-only needs --output FILE for the station key file")
-        name = slots.add_key_file_slot(repository.storage, "put-only", repository.keys.put_only(), ctx.args.output)
+        name = _key_file_slot(repository, "put-only", repository.keys.put_only(), ctx.args.output)
         kind, what = "put-only", f"put-only station key written to {ctx.args.output}"
     else:
         if ctx.args.output:
@@ -78,11 +81,26 @@ def cmd_add(ctx: Context) -> int:
     return 0
 
 
+def _key_file_slot(repository: Repository, kind: str, keys: KeySet, output: Path) -> str:
+    """Write a slot and its key file, in that order; the config lists the slot after (the caller).
+
+    A key file already at `output` whose slot holds these keys is what a stopped run of the same command
+    wrote (its slot not listed yet, or listed but the output lost): it is taken up, not refused. (A
+    station's own `station_key` is new at every `put_only()`, so it is left out of the comparison.)
+    """
+    if output.exists():
+        with contextlib.suppress(CofferError):  # not such a file: refused below, as any existing file is
+            opened = slots.unlock(repository.storage, repository.config.kdf, KeyFile(output))[0]
+            if replace(opened.keys, station_key=None).to_bytes() == replace(keys, station_key=None).to_bytes():
+                return opened.slot_name
+    return slots.add_key_file_slot(repository.storage, kind, keys, output)
+
+
 def cmd_export_category(ctx: Context) -> int:
     repository = ctx.open_repository()
     repository.keys.require_full()
     share = repository.keys.category_share(ctx.args.category)
-    name = slots.add_key_file_slot(repository.storage, "category", share, ctx.args.output)
+    name = _key_file_slot(repository, "category", share, ctx.args.output)
     repository.record_slots(added={name: SlotEntry.new("category", ctx.args.label or ctx.args.category)})
     ctx.emit(
         {"id": name.removeprefix(slots.SLOT_PREFIX), "category": ctx.args.category, "output": str(ctx.args.output)},
@@ -156,8 +174,13 @@ def cmd_rotate(ctx: Context) -> int:
         "bytes_under_old_keys": report.bytes_under_old_keys,
         "contact_slots": report.contact_slots,
         "revoked": report.revoked,
+        "leftovers_removed": report.leftovers_removed,
     }
-    text = (
+    finished = (
+        f"finished an interrupted rotation or key change: removed {report.leftovers_removed} leftover slots and "
+        "snapshot copies\n" if report.leftovers_removed else ""
+    )
+    text = finished + (
         f"rotated: {report.snapshots_resealed} snapshots re-sealed, {report.contact_slots} contact slots carried over, "
         f"{len(report.revoked)} station/category key files revoked\n"
         f"{report.packs_under_old_keys} packs ({size(report.bytes_under_old_keys)}) stay sealed to the old keys: whoever "

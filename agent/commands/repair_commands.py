@@ -40,6 +40,7 @@ def _repair_document(report: RepairReport) -> dict[str, object]:
         "index_objects_replaced": report.index_objects_replaced,
         "snapshots_rewritten": report.snapshots_rewritten,
         "snapshots_removed": report.snapshots_removed,
+        "leftovers_removed": report.leftovers_removed,
         "files_lost": report.files_lost,
         "notes": report.notes,
     }
@@ -64,7 +65,8 @@ def cmd_repair(ctx: Context) -> int:
         f"{len(report.packs_damaged)} damaged ({report.blobs_salvaged} blobs salvaged), "
         f"{report.index_objects_replaced} index objects replaced",
         f"{len(report.snapshots_rewritten)} snapshots rewritten ({len(report.files_lost)} files lost), "
-        f"{len(report.snapshots_removed)} unreadable snapshots forgotten",
+        f"{len(report.snapshots_removed)} unreadable snapshots forgotten, {report.leftovers_removed} leftovers of "
+        "interrupted key changes removed",
     ]
     if report.files_lost:
         lines.append("the next backup of the same device stores the lost data again")

@@ -6,23 +6,33 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from agent.errors import UsageError
 
 
 def write_new(path: Path, document: dict[str, object]) -> None:
+    """Create `path` holding `document`, atomically: a crash leaves the whole file or none (no empty key file)."""
+    data = (json.dumps(document, indent=2) + "\n").encode("utf-8")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise UsageError(f"{path} exists; choose another file (Coffer never overwrites key material)") from exc
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except FileNotFoundError as exc:
         raise UsageError(f"the folder {path.parent} does not exist") from exc
     except OSError as exc:
         raise UsageError(f"cannot create {path}: {exc.strerror}") from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp creates it 0600
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)  # fails if the name is taken: never overwrites
+    except FileExistsError as exc:
+        raise UsageError(f"{path} exists; choose another file (Coffer never overwrites key material)") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot create {path}: {exc.strerror}") from exc
+    finally:
+        os.unlink(temporary)
 
 
 def read(path: Path, what: str) -> dict[str, object]:

@@ -12,7 +12,8 @@ named (a conflicting record: readers fall back past it, `repair index` removes i
 `--read-data` every blob decrypts, decompresses and matches its keyed ID, and every chunk a
 snapshot references verifies at one of its locations — the one a restore ends up using.
 Damaged index and snapshot objects are reported one by one: none hides the others. Stale
-leases are warnings.
+leases are warnings. What an interrupted key
+change left (unlisted slots, copies of a snapshot: `leftovers`) is a warning, not damage.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from agent.pipeline import compression
 from agent.repository import locks
 from agent.repository.fossils import load_fossils
 from agent.repository.index import Index
+from agent.repository.leftovers import Leftovers, snapshot_copies, unlisted_slots
 from agent.repository.pack import HEADER_READ_SIZE, PackedBlob, open_blob, open_pack_key, read_trailer
 from agent.repository.repository import Repository
 from agent.repository.snapshot import FileRow, ManifestPart
@@ -183,11 +185,11 @@ def check_repository(
         report.errors.append(f"key slot {name} is missing (deleted from storage)")
     for name in sorted(set(repository.config.key_slots) & present):
         guard(name, lambda name=name: slots.read_slot(storage, name))  # type: ignore[misc]
-    for name in sorted(present - set(repository.config.key_slots)):
-        report.warnings.append(
-            f"key slot {name} is not listed by the config (left by an interrupted key change, an older `config` put "
-            "back, or put there by someone else): no key can use it; `coffer repair` removes it"
-        )
+    try:
+        copies = snapshot_copies(repository)
+    except RepositoryDamagedError:
+        copies = {}  # a damaged snapshot: reported below, where each snapshot is checked
+    report.warnings.extend(Leftovers(unlisted_slots(repository), copies).messages())
     guard("leases", lambda: report.warnings.extend(
             f"{lease.describe()}: `coffer unlock` removes it" for lease in locks.stale_leases(repository)
         ))

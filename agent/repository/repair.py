@@ -20,18 +20,20 @@ Repair holds the exclusive lease, like prune.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import zstandard
 
 from agent.errors import CofferError, ObjectNotFoundError, RepositoryDamagedError
-from agent.keys import primitives
+from agent.keys import primitives, slots
 from agent.keys.keyset import HEADER_SPACE, MANIFEST_SPACE
 from agent.pipeline import compression
 from agent.pipeline.writer import BlobWriter
 from agent.repository import locks
 from agent.repository.index import INDEX_PREFIX, Index, PackRecord
+from agent.repository.leftovers import find_leftovers, remove_leftovers
 from agent.repository.pack import HEADER_READ_SIZE, PackedBlob, open_blob, open_pack_key, read_trailer
 from agent.repository.repository import Repository
 from agent.repository.snapshot import CategoryStats, FileRow, ManifestPart, SnapshotHeader, StoredFile
@@ -58,6 +60,7 @@ class RepairReport:
     index_objects_replaced: int = 0
     snapshots_rewritten: dict[str, str] = field(default_factory=dict)  # old ID -> new ID
     snapshots_removed: list[str] = field(default_factory=list)  # unreadable: tombstoned
+    leftovers_removed: int = 0  # unlisted slots and snapshot copies an interrupted key change left
     files_lost: list[dict[str, str]] = field(default_factory=list)  # snapshot, category, domain, path
     notes: list[str] = field(default_factory=list)
 
@@ -78,8 +81,27 @@ def repair(
         if index or packs:
             _rebuild_index(repository, report, read_packs=packs, say=say)
         if snapshots:
+            _remove_leftovers(repository, report)
             _repair_snapshots(repository, report, say)
     return report
+
+
+LEFTOVER_MIN_AGE_SECONDS = 600.0  # a younger unlisted slot may belong to a `key add` still running
+
+
+def _remove_leftovers(repository: Repository, report: RepairReport) -> None:
+    found = find_leftovers(repository)
+    cutoff = time.time() - LEFTOVER_MIN_AGE_SECONDS
+    ages = {info.name: info.mtime for info in repository.storage.list(slots.SLOT_PREFIX)}
+    young = [name for name in found.slots if ages.get(name, 0.0) > cutoff]
+    found.slots = [name for name in found.slots if name not in young]
+    remove_leftovers(repository, found)
+    report.leftovers_removed = len(found.slots) + len(found.copies)
+    if young:
+        report.notes.append(
+            f"{len(young)} unlisted key slots are younger than {LEFTOVER_MIN_AGE_SECONDS / 60:.0f} minutes (a key "
+            "change may be running): kept; a later `coffer repair` removes them"
+        )
 
 
 # --- index and packs --------------------------------------------------------------------------

@@ -14,8 +14,13 @@ read them), so whoever held an old key can still read the data that existed at r
 time — the report says how much — and can still test whether a given chunk exists.
 
 Order for crash safety, under the exclusive lease: new slots → new config (the switch) →
-re-sealed objects → deletion of the old ones. Readers try the current keys, then the
-retired ones, so every intermediate state opens with the new key.
+re-sealed index, snapshots, tombstone (naming every old snapshot ID) and fossils → deletion
+of the old ones. Before the switch the new slots are not listed, so the old keys stay the
+ones that open; after it the old slots are not listed, and readers try the current keys,
+then the retired ones, so every intermediate state opens with the passphrase. A stopped
+rotation leaves unlisted slots and, once snapshots were being re-sealed, copies of them
+(`leftovers`); a rerun removes those first, then rotates again from wherever the stopped one
+got to, and prints the recovery key the stopped run never showed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from agent.repository.config import CONFIG_NAME
 from agent.repository.device_secrets import SECRET_PREFIX, newest_per_device, record_password
 from agent.repository.fossils import FOSSIL_PREFIX, load_fossils, write_fossils
 from agent.repository.index import INDEX_PREFIX
+from agent.repository.leftovers import find_leftovers, remove_leftovers
 from agent.repository.repository import DATA_PREFIX, Repository
 from agent.repository.snapshot import SNAPSHOT_PREFIX
 from agent.repository.tombstones import TOMBSTONE_PREFIX, write_tombstone
@@ -46,6 +52,7 @@ class RotationReport:
     bytes_under_old_keys: int = 0
     contact_slots: int = 0
     revoked: list[str] = field(default_factory=list)  # kinds of the slots removed
+    leftovers_removed: int = 0  # slots and snapshot copies an interrupted earlier rotation or key change left
 
 
 def _new_generation(old: KeySet, spaces: list[str]) -> KeySet:
@@ -72,7 +79,10 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
     storage = repository.storage
     with locks.exclusive(repository, "key rotate"):
         old_keys, old_config = repository.keys, repository.config
-        # Everything small is read under the old keys first.
+        # What a stopped rotation or key change left goes first; a copy's followers are re-linked to its original.
+        leftovers = find_leftovers(repository)
+        remove_leftovers(repository, leftovers)
+        # Everything small is read under the old keys first (and any older generation a stopped rotation left).
         # Only entries the packs' trailers confirm are carried over: an index object a station added must not
         # gain the new key's authority (readers would still fall back, but `check` would keep flagging it).
         index = confirmed_index(repository, repository.load_index(), lambda _note: None)
@@ -94,6 +104,7 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
         )
         rotated = Repository(storage, new_config, new_keys, "")
         recovery = recovery_key.generate()
+        # New slots are not listed by the old config, so they unlock nothing until the switch.
         new_slots = {
             slots.add_passphrase_slot(storage, new_config.kdf, passphrase, new_keys): SlotEntry.new("passphrase"),
             slots.add_recovery_slot(storage, recovery, new_keys): SlotEntry.new("recovery"),
@@ -108,10 +119,14 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
 
         rotated.write_index(list(index.packs()))
         renamed: dict[str, str] = {}
+
+        def new_id(old_id: str) -> str:
+            return renamed.get(leftovers.copies.get(old_id, old_id), old_id)
+
         for entry in entries:  # oldest first, so each snapshot's predecessor is already renamed
             previous = entry.chain.previous
             renamed[entry.snapshot_id] = rotated.write_snapshot(
-                entry.header, contents[entry.snapshot_id], renamed.get(previous, previous) if previous else None
+                entry.header, contents[entry.snapshot_id], new_id(previous) if previous else None
             )
         write_tombstone(rotated, sorted(forgotten | set(renamed)))
         for fossil in fossils:
@@ -134,4 +149,5 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
             bytes_under_old_keys=sum(p.size for p in packs),
             contact_slots=len(contact_entries),
             revoked=sorted(entry.kind for entry in old_slots.values() if entry.kind in ("put-only", "category")),
+            leftovers_removed=len(leftovers.slots) + len(leftovers.copies),
         )
