@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from conftest import TEST_PASSPHRASE, CofferCli, CofferRun, coffer_cli
 from crash_harness import Campaign, Operation, Workspace, recovery_env
-from ios_helpers import Entry, build_backup, directory
+from ios_helpers import FIXED_DATE, Entry, build_backup, directory
 
 from agent.keys import recovery_key
 from agent.keys.slots import KeyFile, Passphrase, RecoveryKey
@@ -47,8 +48,8 @@ def make_cli(root: Path) -> CofferCli:
 def prepared(tmp_path: Path, *steps: Callable[[Workspace], None], cli: Callable[[Path], CofferCli] = make_cli) -> Workspace:
     """A workspace with a repository (`init`, one import of backup A) and the given further steps."""
     root = tmp_path / "template"
-    for seed in "ABC":
-        build_backup(root / "files" / seed, library(ord(seed)))
+    for day, seed in enumerate("ABC"):  # imports are dated by the backup itself: one day each
+        build_backup(root / "files" / seed, library(ord(seed)), date=FIXED_DATE + timedelta(days=day))
     ws = Workspace(root, cli(root), {})
     ws.facts["recovery_key"] = ws.cli.init()["recovery_key"]
     ws.cli.inline("import", root / "files" / "A")

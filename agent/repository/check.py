@@ -243,7 +243,7 @@ def check_repository(
         if snapshot_id in forgotten:
             report.warnings.append(
                 f"snapshot {snapshot_id[:12]} was forgotten but is still in storage (an interrupted forget, or put "
-                "back): it is never listed; prune removes it"
+                "back): it is never listed; `coffer repair` removes it"
             )
             continue
         report.snapshots += 1

@@ -31,6 +31,9 @@ from agent.repository.tombstones import write_tombstone
 class Leftovers:
     slots: list[str] = field(default_factory=list)  # key slots the config does not list
     copies: dict[str, str] = field(default_factory=dict)  # snapshot ID -> ID of the identical snapshot kept
+    # Snapshots a tombstone names that are still stored (a forget or rotate stopped between its tombstone and
+    # its deletions); `check` reports them itself.
+    forgotten: list[str] = field(default_factory=list)
 
     def messages(self) -> list[str]:
         return [
@@ -78,7 +81,9 @@ def snapshot_copies(repository: Repository) -> dict[str, str]:
 
 
 def find_leftovers(repository: Repository) -> Leftovers:
-    return Leftovers(unlisted_slots(repository), snapshot_copies(repository))
+    forgotten = repository.forgotten_ids()
+    still_stored = [sid for sid in repository.snapshot_ids() if sid in forgotten]
+    return Leftovers(unlisted_slots(repository), snapshot_copies(repository), still_stored)
 
 
 def remove_leftovers(repository: Repository, leftovers: Leftovers) -> None:
@@ -88,6 +93,8 @@ def remove_leftovers(repository: Repository, leftovers: Leftovers) -> None:
         write_tombstone(repository, sorted(leftovers.copies))
         for copy in sorted(leftovers.copies):
             repository.storage.delete(SNAPSHOT_PREFIX + copy)
+    for snapshot_id in leftovers.forgotten:
+        repository.storage.delete(SNAPSHOT_PREFIX + snapshot_id)
     for name in leftovers.slots:
         repository.storage.delete(name)
 

@@ -96,7 +96,7 @@ def _remove_leftovers(repository: Repository, report: RepairReport) -> None:
     young = [name for name in found.slots if ages.get(name, 0.0) > cutoff]
     found.slots = [name for name in found.slots if name not in young]
     remove_leftovers(repository, found)
-    report.leftovers_removed = len(found.slots) + len(found.copies)
+    report.leftovers_removed = len(found.slots) + len(found.copies) + len(found.forgotten)
     if young:
         report.notes.append(
             f"{len(young)} unlisted key slots are younger than {LEFTOVER_MIN_AGE_SECONDS / 60:.0f} minutes (a key "

@@ -159,6 +159,8 @@ class Repository:
         revoked = []
         for candidate in candidates:
             if not envelope.verifies_with(candidate.keys):
+                if candidate.slot_name not in envelope.slot_names:  # an older generation's slot (a rotate, a removal)
+                    revoked.append(candidate.slot_name)
                 continue
             config = envelope.open(candidate.keys)
             if config.repository_id != candidate.keys.repository_id:

@@ -149,5 +149,5 @@ def rotate(repository: Repository, passphrase: str) -> RotationReport:
             bytes_under_old_keys=sum(p.size for p in packs),
             contact_slots=len(contact_entries),
             revoked=sorted(entry.kind for entry in old_slots.values() if entry.kind in ("put-only", "category")),
-            leftovers_removed=len(leftovers.slots) + len(leftovers.copies),
+            leftovers_removed=len(leftovers.slots) + len(leftovers.copies) + len(leftovers.forgotten),
         )
