@@ -60,7 +60,7 @@ def _common_options() -> argparse.ArgumentParser:
     group = common.add_argument_group("global options")
     group.add_argument("--repo", "-r", default=argparse.SUPPRESS, help="repository: a path, file://… or s3://bucket/prefix")
     group.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON on stdout (long commands: status lines, then the summary)")
-    group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars or notes (warnings and errors still print)")
     group.add_argument("--key-file", default=argparse.SUPPRESS, help="a station or category key file")
     group.add_argument("--recovery-key-file", default=argparse.SUPPRESS, help="a file holding the recovery key")
     group.add_argument("--password-file", default=argparse.SUPPRESS, help="a file holding the passphrase")
