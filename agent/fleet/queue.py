@@ -60,6 +60,7 @@ class FleetQueue:
         self._running: set[str] = set()
         self._progress: dict[str, ProgressSource] = {}
         self._accepting = True
+        self._paused = False  # `coffer fleet pause` without a UDID
         self._generation = 0
 
     # --- devices coming and going ----------------------------------------------------------------
@@ -90,8 +91,10 @@ class FleetQueue:
     # --- scheduling -----------------------------------------------------------------------------
     def _eligible_at(self, record: DeviceRecord, now: float) -> float | None:
         """When `record`'s next backup may start (ignoring free slots), None when not scheduled."""
-        if record.state in (JobState.IGNORED, JobState.BACKING_UP):
+        if record.state in (JobState.IGNORED, JobState.BACKING_UP) or self._paused or record.paused:
             return None
+        if record.run_requested:
+            return now
         waits_for_retry = record.state in (
             JobState.FAILED,
             JobState.WAITING_FOR_TRUST,
@@ -117,12 +120,14 @@ class FleetQueue:
                     ready.append(record)
                 elif at is not None and self.policy.quiet_until(now) == at:
                     record.reason = f"quiet hours until {dt.datetime.fromtimestamp(at):%H:%M}"
+                elif record.state is not JobState.BACKING_UP and (self._paused or record.paused):
+                    record.reason = "paused: `coffer fleet resume` lets backups start again"
             ready.sort(key=lambda r: (not r.interrupted, r.last_success or 0.0, r.attached_at))
             claimed = []
             for record in ready[: max(free, 0)]:
                 record.begin(now)
                 self._running.add(record.udid)
-                self._changed_locked("backup_started", record, interrupted=record.interrupted or None)
+                self._changed_locked("backup_started", record, interrupted=record.interrupted)
                 claimed.append(replace(record))
             for record in ready[max(free, 0) :]:
                 if record.state is JobState.DONE:
@@ -166,6 +171,59 @@ class FleetQueue:
     def running(self) -> int:
         with self._lock:
             return len(self._running)
+
+    # --- operator requests (`coffer fleet run/pause/resume`, over the status socket) -----------------
+    def _known(self, udid: str) -> DeviceRecord:
+        key = normalise_udid(udid)
+        for record in self._records.values():
+            if normalise_udid(record.udid) == key:
+                return record
+        raise LookupError(f"the daemon has not seen a device {udid}")
+
+    def request_run(self, udid: str) -> DeviceRecord:
+        """Back `udid` up as soon as a slot is free (quiet hours still hold). LookupError for an unknown
+        device, ValueError when it cannot start (unplugged, ignored, paused, already running)."""
+        with self._lock:
+            record = self._known(udid)
+            problem = (
+                "is not plugged in" if not record.plugged
+                else f"is not selected by the policy ({record.reason})" if record.state is JobState.IGNORED
+                else "is being backed up already" if record.state is JobState.BACKING_UP
+                else "is paused: `coffer fleet resume` first" if record.paused or self._paused
+                else None
+            )  # fmt: skip
+            if problem is not None:
+                raise ValueError(f"device {record.udid} {problem}")
+            record.run_requested = True
+            record.reason = "requested by `coffer fleet run`"
+            self._changed_locked("backup_requested", record)
+            return replace(record)
+
+    def set_paused(self, paused: bool, udid: str | None = None) -> list[str]:
+        """Pause (or resume) one device or, without `udid`, the whole daemon; running backups finish.
+        Returns the UDIDs concerned (every known one when daemon-wide). LookupError for an unknown device."""
+        with self._lock:
+            if udid is None:
+                self._paused = paused
+                if not paused:  # a daemon-wide resume resumes every device
+                    for record in self._records.values():
+                        record.paused = False
+                targets = list(self._records.values())
+            else:
+                targets = [self._known(udid)]
+                targets[0].paused = paused
+            for record in targets:
+                if not paused and record.reason.startswith("paused"):
+                    record.reason = ""
+            self.events.emit("fleet_paused" if paused else "fleet_resumed", udid=udid, running=len(self._running))
+            self._generation += 1
+            self._changed.notify_all()
+            return [record.udid for record in targets]
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._paused
 
     # --- a running job ----------------------------------------------------------------------------
     def identified(self, udid: str, *, name: str, model: str, ios_version: str) -> None:
@@ -233,6 +291,9 @@ class FleetQueue:
                     "last_bytes": record.last_bytes,
                     "next_due": _time(max(due, now)) if due is not None else None,
                     "retry_at": _time(record.retry_at),
+                    "last_error": record.last_error or None,
+                    "last_failure": _time(record.last_failure),
+                    "paused": record.paused or self._paused,
                     "interrupted": record.interrupted,
                     "backups_succeeded": record.backups_succeeded,
                     "backups_failed": record.backups_failed,
