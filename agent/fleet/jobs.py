@@ -106,7 +106,8 @@ Outcome = Succeeded | NeedsUser | Failed | Interrupted | NotSelected
 
 _PERSISTED = (
     "name", "model", "ios_version", "reason", "retry_at", "failures", "interrupted", "last_attempt",
-    "last_success", "last_snapshot", "last_duration", "last_bytes", "last_failure", "last_error", "backups_succeeded",
+    "last_success", "last_snapshot", "last_duration", "last_bytes", "last_notes", "last_failure", "last_error",
+    "backups_succeeded",
     "backups_failed", "bytes_total", "seconds_total",
 )  # fmt: skip
 
@@ -128,6 +129,7 @@ class DeviceRecord:
     last_snapshot: str | None = None
     last_duration: float | None = None
     last_bytes: int | None = None
+    last_notes: str = ""  # what the last successful backup noted (e.g. device encryption turned on): history
     last_failure: float | None = None
     last_error: str = ""  # the reason of the last failed backup (kept after later successes)
     paused: bool = False  # `coffer fleet pause UDID`: no backup starts (not kept across restarts)
@@ -173,7 +175,8 @@ class DeviceRecord:
         replugged = self.plugged and self.started_at is not None and self.attached_at > self.started_at
         self.progress, self.started_at = None, None
         if isinstance(outcome, Succeeded):
-            self.state, self.reason = JobState.DONE, "; ".join(outcome.notes)
+            # Notes belong to that backup, not to the device's state: a resolved one must not linger there.
+            self.state, self.reason, self.last_notes = JobState.DONE, "", "; ".join(outcome.notes)
             self.retry_at, self.failures, self.interrupted = None, 0, False
             self.last_success, self.last_snapshot = now, outcome.snapshot_id
             self.last_duration, self.last_bytes = outcome.seconds, outcome.bytes

@@ -46,6 +46,16 @@ def _time(seconds: float | None) -> str | None:
     return iso(seconds) if seconds else None
 
 
+def _progress_json(progress: BackupProgress | None, record: DeviceRecord, now: float) -> dict[str, Any] | None:
+    """The progress document, with the mean rate since the backup started (bytes per second)."""
+    if progress is None:
+        return None
+    document = progress.to_json()
+    elapsed = now - record.started_at if record.started_at is not None else 0.0
+    document["bytes_per_second"] = round(progress.bytes / elapsed) if elapsed > 0 else None
+    return document
+
+
 class FleetQueue:
     def __init__(
         self, policy: Policy, store: StateFile, events: EventLog, clock: Callable[[], float] = time.time
@@ -282,13 +292,14 @@ class FleetQueue:
                     "state": record.state.value,
                     "reason": record.reason,
                     "plugged": record.plugged,
-                    "progress": progress.to_json() if progress and record.state is JobState.BACKING_UP else None,
+                    "progress": _progress_json(progress, record, now) if record.state is JobState.BACKING_UP else None,
                     "started": _time(record.started_at),
                     "last_snapshot": record.last_snapshot,
                     "last_success": _time(record.last_success),
                     "last_success_ts": record.last_success,
                     "last_duration": record.last_duration,
                     "last_bytes": record.last_bytes,
+                    "last_notes": record.last_notes or None,
                     "next_due": _time(max(due, now)) if due is not None else None,
                     "retry_at": _time(record.retry_at),
                     "last_error": record.last_error or None,
