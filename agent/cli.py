@@ -20,6 +20,7 @@ from agent import __version__
 from agent.archive.progress import status_lines
 from agent.commands import (
     archive_commands,
+    completion_commands,
     copy_commands,
     debug_commands,
     device_commands,
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         fleet_commands,
         sim_commands,
         debug_commands,
+        completion_commands,
     )
     for module in modules:
         module.register(sub, common)
