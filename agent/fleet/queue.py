@@ -103,16 +103,17 @@ class FleetQueue:
         """When `record`'s next backup may start (ignoring free slots), None when not scheduled."""
         if record.state in (JobState.IGNORED, JobState.BACKING_UP) or self._paused or record.paused:
             return None
-        if record.run_requested:
-            return now
         waits_for_retry = record.state in (
             JobState.FAILED,
             JobState.WAITING_FOR_TRUST,
             JobState.WAITING_FOR_UNLOCK,
         )
-        if waits_for_retry and record.retry_at is None:
+        if record.run_requested:  # `coffer fleet run`: due now, whatever min_interval or a backoff say
+            at = now
+        elif waits_for_retry and record.retry_at is None:
             return None
-        at = max(self.policy.next_due(record.last_success), record.retry_at or 0.0)
+        else:
+            at = max(self.policy.next_due(record.last_success), record.retry_at or 0.0)
         quiet_end = self.policy.quiet_until(max(at, now))
         return quiet_end if quiet_end is not None else at
 
@@ -130,7 +131,9 @@ class FleetQueue:
                     ready.append(record)
                 elif at is not None and self.policy.quiet_until(now) == at:
                     record.reason = f"quiet hours until {dt.datetime.fromtimestamp(at):%H:%M}"
-                elif record.state is not JobState.BACKING_UP and (self._paused or record.paused):
+                elif (self._paused or record.paused) and record.plugged and record.state not in (
+                    JobState.IGNORED, JobState.BACKING_UP
+                ):
                     record.reason = "paused: `coffer fleet resume` lets backups start again"
             ready.sort(key=lambda r: (not r.interrupted, r.last_success or 0.0, r.attached_at))
             claimed = []
