@@ -20,6 +20,7 @@ from agent import __version__
 from agent.archive.progress import status_lines
 from agent.commands import (
     archive_commands,
+    completion_commands,
     copy_commands,
     debug_commands,
     device_commands,
@@ -60,7 +61,7 @@ def _common_options() -> argparse.ArgumentParser:
     group = common.add_argument_group("global options")
     group.add_argument("--repo", "-r", default=argparse.SUPPRESS, help="repository: a path, file://… or s3://bucket/prefix")
     group.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON on stdout (long commands: status lines, then the summary)")
-    group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    group.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars or notes (warnings and errors still print)")
     group.add_argument("--key-file", default=argparse.SUPPRESS, help="a station or category key file")
     group.add_argument("--recovery-key-file", default=argparse.SUPPRESS, help="a file holding the recovery key")
     group.add_argument("--password-file", default=argparse.SUPPRESS, help="a file holding the passphrase")
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         fleet_commands,
         sim_commands,
         debug_commands,
+        completion_commands,
     )
     for module in modules:
         module.register(sub, common)

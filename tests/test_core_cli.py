@@ -90,6 +90,14 @@ def test_import_shape(contract: Contract) -> None:
     assert second["reused_bytes"] == second["bytes"] == first["bytes"] > 0
 
 
+@pytest.mark.parametrize("share", ["1/1", "100%", "1/5", "20%"])
+def test_read_data_subset_as_a_fraction_or_a_percentage(contract: Contract, share: str) -> None:
+    report = contract.cli.inline("--json", "check", "--read-data-subset", share).json()
+    whole = share in ("1/1", "100%")
+    expected = report["packs"] if whole else max(1, round(report["packs"] / 5))
+    assert report["ok"] and report["packs_read"] == expected > 0
+
+
 USAGE_ERRORS = [
     [],
     ["frobnicate"],
@@ -102,6 +110,8 @@ USAGE_ERRORS = [
     ["ls", "latest", "--category", "nonsense"],
     ["check", "--read-data-subset", "abc"],
     ["check", "--read-data-subset", "150%"],
+    ["check", "--read-data-subset", "1/0"],
+    ["check", "--read-data-subset", "6/5"],
     ["check", "--read-data", "--read-data-subset", "10%"],
     ["forget"],
     ["forget", "--keep-last", "-1"],  # would keep nothing

@@ -202,3 +202,41 @@ def test_status_documents(tmp_path: Path, clock: Clock) -> None:
     # The state file keeps what the next start needs, and nothing of the live progress.
     saved = json.loads((tmp_path / "state.json").read_text())["devices"][0]
     assert saved["last_snapshot"] == DONE.snapshot_id and "progress" not in saved and "plugged" not in saved
+
+
+def test_run_now_pause_and_resume(tmp_path: Path, clock: Clock) -> None:
+    queue = _queue(tmp_path, clock, quiet_hours=(QuietHours(dt.time(12), dt.time(13)),))
+    queue.attached("A")
+    assert _claimed(queue) == ["A"]
+    with pytest.raises(ValueError, match="being backed up already"):
+        queue.request_run("A")
+    queue.finish("A", DONE)
+    assert _claimed(queue) == []  # min_interval
+    queue.request_run("a")  # UDIDs compare as the daemon normalises them
+    assert _claimed(queue) == ["A"]  # due now, min_interval notwithstanding
+    queue.finish("A", Failed("the storage is down", 1, transient=True))
+    assert queue.statuses()[0]["last_error"] == "the storage is down"
+
+    queue.set_paused(True)
+    clock.now += 3600
+    assert _claimed(queue) == [] and queue.statuses()[0]["paused"] is True
+    assert queue.statuses()[0]["reason"].startswith("paused")
+    with pytest.raises(ValueError, match="paused"):
+        queue.request_run("A")
+    queue.set_paused(False)
+    queue.set_paused(True, "A")  # per device: only A is held
+    queue.attached("B")
+    assert _claimed(queue) == ["B"]
+    queue.set_paused(False, "A")
+    clock.now = dt.datetime(2026, 3, 2, 12, 30).timestamp()
+    queue.request_run("A")
+    assert _claimed(queue) == []  # quiet hours still hold a request
+    clock.now = dt.datetime(2026, 3, 2, 13, 0).timestamp()
+    assert _claimed(queue) == ["A"]
+    assert queue.statuses()[0]["last_error"] == "the storage is down"  # kept until a later failure replaces it
+    with pytest.raises(LookupError):
+        queue.request_run("Z")
+    queue.detached("B")
+    queue.finish("B", DONE)
+    with pytest.raises(ValueError, match="not plugged in"):
+        queue.request_run("B")

@@ -125,7 +125,8 @@ ROWS = """return Array.from(document.querySelectorAll('#devices tr[data-udid]'))
   nameHtml: tr.querySelector('.name').innerHTML, label: tr.querySelector('.state').textContent,
   bar: tr.querySelector('[role=progressbar]') ? Number(tr.querySelector('[role=progressbar]')
        .getAttribute('aria-valuenow')) : null,
-  text: tr.innerText }));"""
+  note: tr.querySelector('.note').textContent, last: tr.querySelector('.last').innerText,
+  error: tr.querySelector('.error').innerText, text: tr.innerText }));"""
 
 
 def test_status_page_in_headless_chromium(tmp_path: Path, browser: Browser) -> None:
@@ -138,14 +139,14 @@ def test_status_page_in_headless_chromium(tmp_path: Path, browser: Browser) -> N
         run = FleetRun(
             cli,
             tmp_path / "fleet",
-            '[policy]\nmax_concurrent = 2\nrecheck_interval = "30s"\n',
+            '[policy]\nmax_concurrent = 2\nrecheck_interval = "30s"\nrequire_encryption = true\n',
             "--http",
             "127.0.0.1:0",
         )
         try:
             run.start()
             sim.plug(done.udid)
-            run.wait_event("backup_succeeded", done.udid)
+            first = run.wait_event("backup_succeeded", done.udid)
             browser.open(f"http://{run.started_event['http']}/")
             sim.plug(untrusted.udid)
             sim.plug(busy.udid)
@@ -160,7 +161,13 @@ def test_status_page_in_headless_chromium(tmp_path: Path, browser: Browser) -> N
             row = next(r for r in rows if r.get("udid") == busy.udid)
             assert row["state"] == "backing_up" and row["label"] == "backing up"
             assert "transferring" in row["text"] and "files" in row["text"]
+            assert "/s" in row["text"], row  # the rate, e.g. "585.9 KiB/s"
 
+            # Unplugged mid-backup: failed, and the error stays on the page after the retry succeeds.
+            sim.unplug(busy.udid)
+            failed = run.wait_event("backup_failed", busy.udid)
+            sim.set_transfer_rate(busy.udid, None)
+            sim.plug(busy.udid)
             run.wait_event("backup_succeeded", busy.udid, timeout=90)
             run.wait_event("backup_waiting", untrusted.udid, timeout=60)
             final = browser.wait_for(
@@ -173,6 +180,12 @@ def test_status_page_in_headless_chromium(tmp_path: Path, browser: Browser) -> N
             assert by_udid[done.udid]["name"] == "<b>Shop</b> 1"  # a name is text, never markup
             assert "<b>" not in by_udid[done.udid]["nameHtml"]
             assert by_udid[done.udid]["label"] == "done" and "ago" in by_udid[done.udid]["text"]
+            # Its last snapshot, and the encryption turned on by that backup: with the backup, not the state.
+            assert f"snapshot {first['snapshot'][:8]}" in by_udid[done.udid]["last"]
+            assert "encryption turned on" in by_udid[done.udid]["last"], by_udid[done.udid]
+            assert "encryption" not in by_udid[done.udid]["note"]
+            assert by_udid[busy.udid]["label"] == "done" and by_udid[busy.udid]["error"].startswith(failed["reason"])
+            assert "ago" in by_udid[busy.udid]["error"]
             assert (
                 by_udid[untrusted.udid]["label"] == "tap Trust" and "Trust" in by_udid[untrusted.udid]["text"]
             )

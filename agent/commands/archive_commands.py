@@ -11,7 +11,7 @@ from agent.archive.extractor import extract_snapshot
 from agent.archive.importer import import_folder
 from agent.archive.view import parse_categories
 from agent.commands.context import Context
-from agent.commands.format import size, table
+from agent.commands.format import plural, size, table
 from agent.keys.sources import read_secret_file
 
 
@@ -83,7 +83,7 @@ def cmd_import(ctx: Context) -> int:
     for skipped in header.skipped:
         ctx.note(f"skipped {skipped['domain']}/{skipped['path']}: {skipped['reason']}")
     for warning in result.warnings:
-        ctx.note(f"warning: {warning}")
+        ctx.warn(f"warning: {warning}")
     ctx.emit(document, human)
     return 0
 
@@ -107,8 +107,8 @@ def cmd_export(ctx: Context) -> int:
         "encrypted": result.encrypted,
         "damaged": result.damaged,
     }
-    ctx.emit(document, f"exported snapshot {result.snapshot_id[:8]}: {result.files} files, {size(result.bytes)} to {ctx.args.directory}")
-    report_damage(result.damaged, "exported", ctx.note)
+    ctx.emit(document, f"exported snapshot {result.snapshot_id[:8]}: {plural(result.files, 'file')}, {size(result.bytes)} to {ctx.args.directory}")
+    report_damage(result.damaged, "exported", ctx.warn)
     return 0
 
 
@@ -131,6 +131,6 @@ def cmd_extract(ctx: Context) -> int:
         "skipped": result.skipped,
         "damaged": result.damaged,
     }
-    ctx.emit(document, f"extracted {result.files} files, {size(result.bytes)} to {ctx.args.directory}")
-    report_damage(result.damaged, "extracted", ctx.note)
+    ctx.emit(document, f"extracted {plural(result.files, 'file')}, {size(result.bytes)} to {ctx.args.directory}")
+    report_damage(result.damaged, "extracted", ctx.warn)
     return 0

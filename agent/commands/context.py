@@ -88,8 +88,18 @@ class Context:
             sys.stdout.write(human if human.endswith("\n") else human + "\n")
         sys.stdout.flush()
 
+    @property
+    def quiet(self) -> bool:
+        return bool(getattr(self.args, "quiet", False))
+
     def note(self, text: str) -> None:
-        """Human-only remarks: stderr, so --json stdout stays one document."""
+        """Human-only remarks (a skipped symlink, a step done): stderr, so --json stdout stays one document;
+        `-q` silences them."""
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def warn(self, text: str) -> None:
+        """What the user must see even with `-q` (damage, a lost file, a failed device): stderr."""
         print(text, file=sys.stderr, flush=True)
 
     def progress_note(self, phase: str, text: str) -> None:

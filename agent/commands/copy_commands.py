@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.archive.copy import copy_snapshots
 from agent.commands.context import Context
-from agent.commands.format import iso, size, table, timestamp
+from agent.commands.format import iso, plural, size, table, timestamp
 from agent.errors import UsageError
 from agent.keys import recovery_key
 from agent.keys.slots import KeyFile, Passphrase, RecoveryKey, Secret
@@ -108,8 +108,8 @@ def cmd_copy(ctx: Context) -> int:
     ]
     human = (
         (table(["Source", "Target", "Time", "Device"], rows) + "\n\n" if rows else "")
-        + f"copied {len(copied)} of {len(result.snapshots)} snapshots: {size(result.bytes_read)} read, "
-        f"{size(result.new_bytes)} new to the target, {size(result.uploaded_bytes)} uploaded in {result.packs} packs"
+        + f"copied {len(copied)} of {plural(len(result.snapshots), 'snapshot')}: {size(result.bytes_read)} read, "
+        f"{size(result.new_bytes)} new to the target, {size(result.uploaded_bytes)} uploaded in {plural(result.packs, 'pack')}"
     )
     ctx.emit(document, human)
     return 0

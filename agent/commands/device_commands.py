@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from agent.archive.view import parse_categories
 from agent.commands.archive_commands import SNAPSHOT_HELP, UDID_HELP, backup_password
 from agent.commands.context import Context
-from agent.commands.format import size, table, timestamp
+from agent.commands.format import plural, size, table, timestamp
 from agent.errors import CofferError, DeviceError, UsageError
 from agent.repository import selection
 from agent.repository.repository import SnapshotEntry
@@ -71,7 +71,7 @@ def _summary(result: DeviceBackupResult) -> str:
         table(["Category", "Files", "Size", "New (stored)"], rows),
         "",
         f"snapshot {result.commit.snapshot_id[:8]} of {header.device.get('name')} ({result.udid}): "
-        f"{result.uploads.files} files sent by the device, {result.commit.elapsed:.1f} s in all "
+        f"{plural(result.uploads.files, 'file')} sent by the device, {result.commit.elapsed:.1f} s in all "
         f"({result.transfer_seconds:.1f} s of transfer)",
         f"peak staging disk use: {size(result.peak_staging_bytes)}",
     ]
@@ -134,7 +134,7 @@ def cmd_backup(ctx: Context) -> int:
             failures.append(exc)
             documents.append({"udid": udid, "ok": False, "error": str(exc), "exit_code": exc.exit_code})
             if len(udids) > 1:
-                ctx.note(f"coffer: {udid}: {exc}")
+                ctx.warn(f"coffer: {udid}: {exc}")
             continue
         documents.append(_document(result))
         if not ctx.json:
@@ -144,7 +144,7 @@ def cmd_backup(ctx: Context) -> int:
     if len(udids) == 1 and failures:
         raise failures[0]
     if failures:
-        summary = CofferError(f"{len(failures)} of {len(udids)} backups failed")
+        summary = CofferError(f"{len(failures)} of {plural(len(udids), 'backup')} failed")
         codes = {f.exit_code for f in failures}
         summary.exit_code = codes.pop() if len(codes) == 1 else 1
         raise summary
@@ -187,7 +187,7 @@ def cmd_restore(ctx: Context) -> int:
     text = "\n".join([
         *result.notes,
         f"restored snapshot {entry.short_id} of {selection.device_label(entry)} ({timestamp(entry.header.time)}) "
-        f"→ {_target_label(everything, result.target)}: {result.files} files, {size(result.bytes)}",
+        f"→ {_target_label(everything, result.target)}: {plural(result.files, 'file')}, {size(result.bytes)}",
     ])
     ctx.emit(document, text)
     return 0

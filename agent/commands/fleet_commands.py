@@ -1,4 +1,5 @@
-"""`coffer watch` (the fleet daemon) and `coffer fleet status` (asking it how things stand)."""
+"""`coffer watch` (the fleet daemon) and `coffer fleet status/run/pause/resume` (asking it how things stand,
+or to back a device up now, or to hold backups)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.commands.context import Context
-from agent.commands.format import size, table
+from agent.commands.format import plural, size, table
 from agent.errors import UsageError
 from agent.fleet.config import FleetConfig, load_config, parse_http_address
-from agent.fleet.status_client import fetch_status
+from agent.fleet.status_client import fetch_status, send_control
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -34,12 +35,27 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(handler=cmd_watch)
 
     fleet = sub.add_parser("fleet", parents=[common], help="ask a running fleet daemon")
-    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="{status}", help="what to ask")
-    p = fleet_sub.add_parser("status", parents=[common], help="every known device and its state")
-    p.add_argument(
+    fleet_sub = fleet.add_subparsers(
+        dest="fleet_command", required=True, metavar="{status,run,pause,resume}", help="what to ask"
+    )
+    p = fleet_sub.add_parser("status", parents=[common], help="every known device, its state and last error")
+    _config_option(p)
+    p.set_defaults(handler=cmd_fleet_status)
+    p = fleet_sub.add_parser("run", parents=[common], help="back a plugged-in device up now")
+    _config_option(p)
+    p.add_argument("udid", metavar="UDID", help="the device (as `coffer fleet status` lists it)")
+    p.set_defaults(handler=cmd_fleet_control, action="run")
+    for action, text in (("pause", "start no new backup (running ones finish)"), ("resume", "let backups start again")):
+        p = fleet_sub.add_parser(action, parents=[common], help=f"{text}: one device or all")
+        _config_option(p)
+        p.add_argument("udid", metavar="UDID", nargs="?", help="only this device (default: the whole daemon)")
+        p.set_defaults(handler=cmd_fleet_control, action=action)
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--config", "-c", type=Path, required=True, help="the configuration file the daemon runs with"
     )
-    p.set_defaults(handler=cmd_fleet_status)
 
 
 def _adopt_repository_settings(ctx: Context, config: FleetConfig) -> None:
@@ -89,17 +105,37 @@ def cmd_fleet_status(ctx: Context) -> int:
             d["last_success"] or "never",
             d["next_due"] or "",
             d["reason"],
+            _last_error(d),
         ]
         for d in devices
     ]
     text = (
-        f"daemon pid {daemon['pid']}: {daemon['running']} of {daemon['max_concurrent']} backups running, "
-        f"repository {daemon['repository']}\n"
+        f"daemon pid {daemon['pid']}: {daemon['running']} of {plural(daemon['max_concurrent'], 'backup')} running"
+        + (" (paused)" if daemon.get("paused") else "")
+        + f", repository {daemon['repository']}\n"
         + (
-            table(["Name", "UDID", "State", "Progress", "Last backup", "Next due", "Note"], rows)
+            table(["Name", "UDID", "State", "Progress", "Last backup", "Next due", "Note", "Last error"], rows)
             if rows
             else "no device seen yet"
         )
     )
     ctx.emit(devices, text)
+    return 0
+
+
+def _last_error(device: dict[str, Any]) -> str:
+    error = device.get("last_error")
+    return f"{device['last_failure']}: {error}" if error else ""
+
+
+def cmd_fleet_control(ctx: Context) -> int:
+    config = load_config(ctx.args.config)
+    action, udid = ctx.args.action, ctx.args.udid
+    answer = send_control(config.daemon.status_socket, config.path, action, udid)
+    if action == "run":
+        human = f"{udid}: backing up as soon as a slot is free (`coffer fleet status` shows it)"
+    else:
+        what = f"device {udid}" if udid else "the daemon"
+        human = f"{what}: {'paused: no new backup starts' if action == 'pause' else 'resumed'}"
+    ctx.emit(answer, human)
     return 0

@@ -5,17 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from agent.units import size
+from agent.units import iso, size
 
-__all__ = ["iso", "size", "table", "timestamp"]
+__all__ = ["iso", "plural", "size", "table", "timestamp"]
 
 
 def timestamp(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`; `many` for an irregular plural (`1 index object`, `2 index objects` need none)."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

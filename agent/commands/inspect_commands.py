@@ -16,7 +16,7 @@ from agent.archive.dump import locate, read_file
 from agent.archive.find import find_files
 from agent.archive.view import parse_categories
 from agent.commands.context import Context
-from agent.commands.format import iso, size, table, timestamp
+from agent.commands.format import iso, plural, size, table, timestamp
 from agent.commands.repository_commands import snapshot_document
 from agent.errors import DeviceError, UsageError
 from agent.ios.records import FLAG_DIRECTORY, FLAG_FILE, FLAG_SYMLINK
@@ -193,7 +193,7 @@ def cmd_stats(ctx: Context) -> int:
         f"packs in storage: {size(repository_bytes)} (all snapshots, and data `prune` has yet to reclaim)",
     ])
     if stats.total.missing_chunks:
-        ctx.note(f"warning: {stats.total.missing_chunks} chunks are in no pack the index knows: run `coffer check`")
+        ctx.warn(f"warning: {plural(stats.total.missing_chunks, 'chunk')} {'is' if stats.total.missing_chunks == 1 else 'are'} in no pack the index knows: run `coffer check`")
     ctx.emit(_stats_document(stats, repository_bytes), text)
     return 0
 
@@ -234,7 +234,7 @@ def _choose_device(udid: str | None) -> str:
     if not udids:
         raise DeviceError("no device is connected")
     if len(udids) > 1:
-        raise UsageError(f"{len(udids)} devices are connected: choose one with --udid ({', '.join(udids)})")
+        raise UsageError(f"{plural(len(udids), 'device')} are connected: choose one with --udid ({', '.join(udids)})")
     return udids[0]
 
 
@@ -275,7 +275,7 @@ def _info_text(document: dict[str, Any]) -> str:
             "",
             "Last backup",
             f"  Snapshot:          {last['short_id']} from {last['time']} ({last['source']} on {last['host']})",
-            f"  Contents:          {files} files, {size(restore)}"
+            f"  Contents:          {plural(files, 'file')}, {size(restore)}"
             + ("" if last["complete"] else " (incomplete: no device encryption, so no health or keychain)"),
             f"  Encrypted backup:  {'yes' if last['encrypted_backup'] else 'no'}",
             f"  iOS then:          {info.get('Product Version', '')} ({info.get('Build Version', '')})",

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agent.commands.context import Context
-from agent.commands.format import iso, size, table, timestamp
+from agent.commands.format import iso, plural, size, table, timestamp
 from agent.errors import CofferError, UsageError
 from agent.ios.categories import Category
 from agent.keys import slots
@@ -177,13 +177,13 @@ def cmd_rotate(ctx: Context) -> int:
         "leftovers_removed": report.leftovers_removed,
     }
     finished = (
-        f"finished an interrupted rotation or key change: removed {report.leftovers_removed} leftover slots and "
-        "snapshot copies\n" if report.leftovers_removed else ""
+        f"finished an interrupted rotation or key change: removed {plural(report.leftovers_removed, 'leftover')} "
+        "(unlisted slots, snapshot copies)\n" if report.leftovers_removed else ""
     )
     text = finished + (
-        f"rotated: {report.snapshots_resealed} snapshots re-sealed, {report.contact_slots} contact slots carried over, "
-        f"{len(report.revoked)} station/category key files revoked\n"
-        f"{report.packs_under_old_keys} packs ({size(report.bytes_under_old_keys)}) stay sealed to the old keys: whoever "
+        f"rotated: {plural(report.snapshots_resealed, 'snapshot')} re-sealed, {plural(report.contact_slots, 'contact slot')} carried over, "
+        f"{plural(len(report.revoked), 'station/category key file')} revoked\n"
+        f"{plural(report.packs_under_old_keys, 'pack')} ({size(report.bytes_under_old_keys)}) stay sealed to the old keys: whoever "
         "held an old key can still read that data; new data uses the new keys\n\n"
         f"NEW RECOVERY KEY (the old one no longer works) — write it down:\n\n    {report.recovery_key}\n"
     )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from agent.commands.context import Context
+from agent.commands.format import plural
 from agent.errors import UsageError
 from agent.keys import contacts, slots
 from agent.keys.slots import SlotEntry
@@ -84,7 +85,7 @@ def cmd_add_contact(ctx: Context) -> int:
     repository.record_slots(added={name: entry})
     ctx.emit({"id": name.removeprefix(slots.SLOT_PREFIX), "contacts": len(keys), "threshold": threshold},
              f"recovery contact slot {name.removeprefix(slots.SLOT_PREFIX)[:8]}: any {threshold} of "
-             f"{len(keys)} contacts can help you back in")
+             f"{plural(len(keys), 'contact')} can help you back in")
     return 0
 
 
@@ -128,12 +129,12 @@ def cmd_recover(ctx: Context) -> int:
     recovered = contacts.recover(storage, ctx.args.request_secret, ctx.args.responses)
     repository = Repository.from_unlocked(storage, envelope, [slots.Unlocked(recovered.keys, recovered.slot)])
     for path in recovered.not_for_this:
-        ctx.note(f"warning: {path} was not made for this request")
+        ctx.warn(f"warning: {path} was not made for this request")
     entry = repository.config.key_slots.get(recovered.slot)
     for answer in recovered.bad_answers:  # the config, readable now, names the contact behind the share index
         publics = entry.contacts if entry and entry.contacts and entry.threshold and entry.threshold > 1 else []
         who = f" ({contacts.PUBLIC_PREFIX}{publics[answer.index - 1][:12]}…)" if 0 < answer.index <= len(publics) else ""
-        ctx.note(f"warning: the answer {answer.path} of contact {answer.index}{who} holds a bad share")
+        ctx.warn(f"warning: the answer {answer.path} of contact {answer.index}{who} holds a bad share")
     passphrase = replacement_passphrase(ctx.args.new_password_file)
     name = slots.add_passphrase_slot(storage, repository.config.kdf, passphrase, recovered.keys)
     repository.record_slots(added={name: SlotEntry.new("passphrase")})

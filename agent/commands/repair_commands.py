@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agent.commands.context import Context
+from agent.commands.format import plural
 from agent.repository import locks
 from agent.repository.repair import RepairReport, repair
 
@@ -59,14 +60,14 @@ def cmd_repair(ctx: Context) -> int:
     for note in report.notes:
         ctx.note(f"note: {note}")
     for lost in report.files_lost:
-        ctx.note(f"lost in snapshot {lost['snapshot'][:8]}: {lost['category']} {lost['domain']}/{lost['path']}")
+        ctx.warn(f"lost in snapshot {lost['snapshot'][:8]}: {lost['category']} {lost['domain']}/{lost['path']}")
     lines = [
-        f"repair: {report.packs_scanned} packs scanned, {report.packs_indexed} indexed, "
-        f"{len(report.packs_damaged)} damaged ({report.blobs_salvaged} blobs salvaged), "
-        f"{report.index_objects_replaced} index objects replaced",
-        f"{len(report.snapshots_rewritten)} snapshots rewritten ({len(report.files_lost)} files lost), "
-        f"{len(report.snapshots_removed)} unreadable snapshots forgotten, {report.leftovers_removed} leftovers of "
-        "interrupted key changes removed",
+        f"repair: {plural(report.packs_scanned, 'pack')} scanned, {report.packs_indexed} indexed, "
+        f"{len(report.packs_damaged)} damaged ({plural(report.blobs_salvaged, 'blob')} salvaged), "
+        f"{plural(report.index_objects_replaced, 'index object')} replaced",
+        f"{plural(len(report.snapshots_rewritten), 'snapshot')} rewritten ({plural(len(report.files_lost), 'file')} lost), "
+        f"{plural(len(report.snapshots_removed), 'unreadable snapshot')} forgotten, "
+        f"{plural(report.leftovers_removed, 'leftover')} of interrupted key changes removed",
     ]
     if report.files_lost:
         lines.append("the next backup of the same device stores the lost data again")

@@ -8,7 +8,7 @@ from typing import Any
 from agent.archive.view import open_view, parse_categories
 from agent.commands.archive_commands import SNAPSHOT_HELP, UDID_HELP
 from agent.commands.context import Context
-from agent.commands.format import iso, size, table, timestamp
+from agent.commands.format import iso, plural, size, table, timestamp
 from agent.errors import RepositoryDamagedError, StorageError, UsageError
 from agent.ios.categories import Category
 from agent.keys.sources import new_passphrase
@@ -17,6 +17,7 @@ from agent.repository.check import check_repository
 from agent.repository.config import CONFIG_NAME
 from agent.repository.repository import Repository, SnapshotEntry
 from agent.storage.base import Storage
+from agent.units import parse_fraction
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
@@ -39,7 +40,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("check", parents=[common], help="verify the repository")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--read-data", action="store_true", help="read and verify every blob")
-    group.add_argument("--read-data-subset", metavar="N%", help="read and verify a random N%% of the packs")
+    group.add_argument(
+        "--read-data-subset", metavar="N%|A/B", help="read and verify a random share of the packs: 20%% or 1/5"
+    )
     p.set_defaults(handler=cmd_check)
 
     p = sub.add_parser("tags", parents=[common], help="print the category → storage tag mapping")
@@ -191,12 +194,9 @@ def cmd_ls(ctx: Context) -> int:
 
 def _fraction(text: str) -> float:
     try:
-        value = float(text.rstrip("%"))
+        return parse_fraction(text)
     except ValueError as exc:
-        raise UsageError(f"--read-data-subset takes a percentage such as 10%, not {text!r}") from exc
-    if not 0 < value <= 100:
-        raise UsageError("--read-data-subset must be between 0% and 100%")
-    return value / 100
+        raise UsageError(f"--read-data-subset: {exc}") from None
 
 
 def cmd_check(ctx: Context) -> int:
@@ -221,9 +221,9 @@ def cmd_check(ctx: Context) -> int:
     }
     lines = [f"warning: {w}" for w in report.warnings] + [f"error: {e}" for e in report.errors]
     lines.append(
-        f"{report.snapshots} snapshots, {report.packs} packs"
-        + (f", {report.packs_read} packs / {report.blobs_read} blobs read" if fraction else "")
-        + (": no errors" if report.ok else f": {len(report.errors)} errors")
+        f"{plural(report.snapshots, 'snapshot')}, {plural(report.packs, 'pack')}"
+        + (f", {plural(report.packs_read, 'pack')} / {plural(report.blobs_read, 'blob')} read" if fraction else "")
+        + (": no errors" if report.ok else f": {plural(len(report.errors), 'error')}")
     )
     ctx.emit(document, "\n".join(lines))
     if not report.ok:

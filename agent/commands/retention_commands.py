@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agent.commands.context import Context
-from agent.commands.format import size, table, timestamp
+from agent.commands.format import plural, size, table, timestamp
 from agent.errors import UsageError
 from agent.repository import selection
 from agent.repository.prune import DEFAULT_GRACE_SECONDS, PruneReport, prune
@@ -81,7 +81,7 @@ def _prune_document(report: PruneReport) -> dict[str, object]:
 
 def _prune_text(report: PruneReport) -> str:
     return (
-        f"prune: deleted {report.packs_deleted} packs ({size(report.bytes_deleted)}), "
+        f"prune: deleted {plural(report.packs_deleted, 'pack')} ({size(report.bytes_deleted)}), "
         f"marked {report.packs_marked} for deletion after the grace period, repacked {report.packs_repacked}"
     )
 
@@ -117,8 +117,8 @@ def _plan_text(result: RetentionPlan, dry_run: bool) -> str:
         sections.append(f"{selection.device_label(group[-1])}\n"
                         + table(["ID", "Time", "Role", "Holds", "Action", "Reason"], rows))
     total = len(result.keep) + len(result.forget)
-    summary = (f"would remove {len(result.forget)} of {total} snapshots (dry run: nothing removed)" if dry_run
-               else f"removed {len(result.forget)} of {total} snapshots")
+    summary = (f"would remove {len(result.forget)} of {plural(total, 'snapshot')} (dry run: nothing removed)" if dry_run
+               else f"removed {len(result.forget)} of {plural(total, 'snapshot')}")
     return "\n\n".join([*sections, summary])
 
 

@@ -109,7 +109,7 @@ class FleetDaemon:
 
     def _serve(self) -> None:
         settings = self.config.daemon
-        self.status = StatusServer(self.status_document)
+        self.status = StatusServer(self.status_document, self.control)
         try:
             self.status.serve_unix(settings.status_socket)
             http = self.options.http or settings.http
@@ -137,8 +137,22 @@ class FleetDaemon:
             socket=str(settings.status_socket),
             **self.addresses,
         )
+        self._warn_about_retention()
         self.watcher = UsbmuxWatcher(self._attached, self._detached, self.events)
         self.watcher.start()
+
+    def _warn_about_retention(self) -> None:
+        """A policy asking for retention that this station's key cannot do (a put-only key cannot forget):
+        said once at start-up, not only as a `retention_skipped` after every backup."""
+        if self.policy.retention.empty or self.repository.keys.is_full:
+            return
+        reason = (
+            f"[retention] asks to forget old snapshots, but the {self.repository.keys.kind} key of this station "
+            "cannot: run `coffer forget` from an admin host (docs/fleet.md)"
+        )
+        self.events.emit("retention_unavailable", reason=reason)
+        if self.options.json_events:  # else the event's own line is on stderr already
+            print(f"coffer: warning: {reason}", file=sys.stderr, flush=True)
 
     def _main_loop(self) -> None:
         while not self._stop.is_set():
@@ -224,6 +238,23 @@ class FleetDaemon:
         elif isinstance(outcome, Failed):  # a device waiting for Trust or unlock has not failed
             self.hooks.fire("failure", _facts(record, error=record.reason, exit_code=outcome.exit_code))
 
+    # --- operator requests (status socket threads) ------------------------------------------------
+    def control(self, action: str, udid: str | None) -> tuple[int, dict[str, Any]]:
+        """`run` (needs a UDID), `pause`, `resume`: the answer is the devices concerned, or an error."""
+        try:
+            if action == "run":
+                if not udid:
+                    return 400, {"error": "`run` needs a UDID"}
+                devices = [self.queue.request_run(udid).udid]
+            else:
+                devices = self.queue.set_paused(action == "pause", udid)
+        except LookupError as exc:
+            return 404, {"error": str(exc.args[0])}
+        except ValueError as exc:
+            return 409, {"error": str(exc)}
+        self.queue.wake()
+        return 200, {"action": action, "udid": udid, "devices": devices, "paused": self.queue.paused}
+
     # --- status ----------------------------------------------------------------------------------
     def status_document(self) -> dict[str, Any]:
         return {
@@ -238,6 +269,7 @@ class FleetDaemon:
                 "running": self.queue.running,
                 "max_concurrent": self.policy.max_concurrent,
                 "stopping": self._stop.is_set(),
+                "paused": self.queue.paused,
                 **self.addresses,
             },
             "devices": self.queue.statuses(),

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.units import iso
+
 _HUMAN_FIELDS = ("udid", "name", "snapshot", "state", "reason", "hook", "address")
 
 
@@ -42,9 +44,7 @@ class EventLog:
             self._seq += 1
             now = time.time()
             record: dict[str, Any] = {
-                "time": dt.datetime.fromtimestamp(now, dt.UTC)
-                .isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z"),
+                "time": iso(now),  # to the second, as in every command's JSON; `ts` keeps the precision
                 "ts": round(now, 6),
                 "seq": self._seq,
                 "event": event,

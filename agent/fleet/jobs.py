@@ -106,7 +106,8 @@ Outcome = Succeeded | NeedsUser | Failed | Interrupted | NotSelected
 
 _PERSISTED = (
     "name", "model", "ios_version", "reason", "retry_at", "failures", "interrupted", "last_attempt",
-    "last_success", "last_snapshot", "last_duration", "last_bytes", "last_failure", "backups_succeeded",
+    "last_success", "last_snapshot", "last_duration", "last_bytes", "last_notes", "last_failure", "last_error",
+    "backups_succeeded",
     "backups_failed", "bytes_total", "seconds_total",
 )  # fmt: skip
 
@@ -128,7 +129,11 @@ class DeviceRecord:
     last_snapshot: str | None = None
     last_duration: float | None = None
     last_bytes: int | None = None
+    last_notes: str = ""  # what the last successful backup noted (e.g. device encryption turned on): history
     last_failure: float | None = None
+    last_error: str = ""  # the reason of the last failed backup (kept after later successes)
+    paused: bool = False  # `coffer fleet pause UDID`: no backup starts (not kept across restarts)
+    run_requested: bool = False  # `coffer fleet run UDID`: due now, whatever min_interval or a backoff say
     backups_succeeded: int = 0
     backups_failed: int = 0
     bytes_total: int = 0
@@ -160,7 +165,7 @@ class DeviceRecord:
     def begin(self, now: float) -> None:
         if self.state is JobState.BACKING_UP:
             raise RuntimeError(f"device {self.udid} is already being backed up")
-        self.state, self.reason = JobState.BACKING_UP, ""
+        self.state, self.reason, self.run_requested = JobState.BACKING_UP, "", False
         self.started_at = self.last_attempt = now
         self.progress = BackupProgress("connecting")
 
@@ -170,7 +175,8 @@ class DeviceRecord:
         replugged = self.plugged and self.started_at is not None and self.attached_at > self.started_at
         self.progress, self.started_at = None, None
         if isinstance(outcome, Succeeded):
-            self.state, self.reason = JobState.DONE, "; ".join(outcome.notes)
+            # Notes belong to that backup, not to the device's state: a resolved one must not linger there.
+            self.state, self.reason, self.last_notes = JobState.DONE, "", "; ".join(outcome.notes)
             self.retry_at, self.failures, self.interrupted = None, 0, False
             self.last_success, self.last_snapshot = now, outcome.snapshot_id
             self.last_duration, self.last_bytes = outcome.seconds, outcome.bytes
@@ -186,7 +192,7 @@ class DeviceRecord:
                     "unplugged during the backup: it starts again when the device is plugged back in"
                 )
             self.backups_failed += 1
-            self.last_failure = now
+            self.last_failure, self.last_error = now, self.reason
             if outcome.disconnected and replugged:
                 self.retry_at = now  # unplugged and back already: that was the user, not a fault
             elif outcome.transient and self.plugged:

@@ -46,6 +46,16 @@ def _time(seconds: float | None) -> str | None:
     return iso(seconds) if seconds else None
 
 
+def _progress_json(progress: BackupProgress | None, record: DeviceRecord, now: float) -> dict[str, Any] | None:
+    """The progress document, with the mean rate since the backup started (bytes per second)."""
+    if progress is None:
+        return None
+    document = progress.to_json()
+    elapsed = now - record.started_at if record.started_at is not None else 0.0
+    document["bytes_per_second"] = round(progress.bytes / elapsed) if elapsed > 0 else None
+    return document
+
+
 class FleetQueue:
     def __init__(
         self, policy: Policy, store: StateFile, events: EventLog, clock: Callable[[], float] = time.time
@@ -60,6 +70,7 @@ class FleetQueue:
         self._running: set[str] = set()
         self._progress: dict[str, ProgressSource] = {}
         self._accepting = True
+        self._paused = False  # `coffer fleet pause` without a UDID
         self._generation = 0
 
     # --- devices coming and going ----------------------------------------------------------------
@@ -90,16 +101,19 @@ class FleetQueue:
     # --- scheduling -----------------------------------------------------------------------------
     def _eligible_at(self, record: DeviceRecord, now: float) -> float | None:
         """When `record`'s next backup may start (ignoring free slots), None when not scheduled."""
-        if record.state in (JobState.IGNORED, JobState.BACKING_UP):
+        if record.state in (JobState.IGNORED, JobState.BACKING_UP) or self._paused or record.paused:
             return None
         waits_for_retry = record.state in (
             JobState.FAILED,
             JobState.WAITING_FOR_TRUST,
             JobState.WAITING_FOR_UNLOCK,
         )
-        if waits_for_retry and record.retry_at is None:
+        if record.run_requested:  # `coffer fleet run`: due now, whatever min_interval or a backoff say
+            at = now
+        elif waits_for_retry and record.retry_at is None:
             return None
-        at = max(self.policy.next_due(record.last_success), record.retry_at or 0.0)
+        else:
+            at = max(self.policy.next_due(record.last_success), record.retry_at or 0.0)
         quiet_end = self.policy.quiet_until(max(at, now))
         return quiet_end if quiet_end is not None else at
 
@@ -117,12 +131,16 @@ class FleetQueue:
                     ready.append(record)
                 elif at is not None and self.policy.quiet_until(now) == at:
                     record.reason = f"quiet hours until {dt.datetime.fromtimestamp(at):%H:%M}"
+                elif (self._paused or record.paused) and record.plugged and record.state not in (
+                    JobState.IGNORED, JobState.BACKING_UP
+                ):
+                    record.reason = "paused: `coffer fleet resume` lets backups start again"
             ready.sort(key=lambda r: (not r.interrupted, r.last_success or 0.0, r.attached_at))
             claimed = []
             for record in ready[: max(free, 0)]:
                 record.begin(now)
                 self._running.add(record.udid)
-                self._changed_locked("backup_started", record, interrupted=record.interrupted or None)
+                self._changed_locked("backup_started", record, interrupted=record.interrupted)
                 claimed.append(replace(record))
             for record in ready[max(free, 0) :]:
                 if record.state is JobState.DONE:
@@ -166,6 +184,59 @@ class FleetQueue:
     def running(self) -> int:
         with self._lock:
             return len(self._running)
+
+    # --- operator requests (`coffer fleet run/pause/resume`, over the status socket) -----------------
+    def _known(self, udid: str) -> DeviceRecord:
+        key = normalise_udid(udid)
+        for record in self._records.values():
+            if normalise_udid(record.udid) == key:
+                return record
+        raise LookupError(f"the daemon has not seen a device {udid}")
+
+    def request_run(self, udid: str) -> DeviceRecord:
+        """Back `udid` up as soon as a slot is free (quiet hours still hold). LookupError for an unknown
+        device, ValueError when it cannot start (unplugged, ignored, paused, already running)."""
+        with self._lock:
+            record = self._known(udid)
+            problem = (
+                "is not plugged in" if not record.plugged
+                else f"is not selected by the policy ({record.reason})" if record.state is JobState.IGNORED
+                else "is being backed up already" if record.state is JobState.BACKING_UP
+                else "is paused: `coffer fleet resume` first" if record.paused or self._paused
+                else None
+            )  # fmt: skip
+            if problem is not None:
+                raise ValueError(f"device {record.udid} {problem}")
+            record.run_requested = True
+            record.reason = "requested by `coffer fleet run`"
+            self._changed_locked("backup_requested", record)
+            return replace(record)
+
+    def set_paused(self, paused: bool, udid: str | None = None) -> list[str]:
+        """Pause (or resume) one device or, without `udid`, the whole daemon; running backups finish.
+        Returns the UDIDs concerned (every known one when daemon-wide). LookupError for an unknown device."""
+        with self._lock:
+            if udid is None:
+                self._paused = paused
+                if not paused:  # a daemon-wide resume resumes every device
+                    for record in self._records.values():
+                        record.paused = False
+                targets = list(self._records.values())
+            else:
+                targets = [self._known(udid)]
+                targets[0].paused = paused
+            for record in targets:
+                if not paused and record.reason.startswith("paused"):
+                    record.reason = ""
+            self.events.emit("fleet_paused" if paused else "fleet_resumed", udid=udid, running=len(self._running))
+            self._generation += 1
+            self._changed.notify_all()
+            return [record.udid for record in targets]
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._paused
 
     # --- a running job ----------------------------------------------------------------------------
     def identified(self, udid: str, *, name: str, model: str, ios_version: str) -> None:
@@ -224,15 +295,19 @@ class FleetQueue:
                     "state": record.state.value,
                     "reason": record.reason,
                     "plugged": record.plugged,
-                    "progress": progress.to_json() if progress and record.state is JobState.BACKING_UP else None,
+                    "progress": _progress_json(progress, record, now) if record.state is JobState.BACKING_UP else None,
                     "started": _time(record.started_at),
                     "last_snapshot": record.last_snapshot,
                     "last_success": _time(record.last_success),
                     "last_success_ts": record.last_success,
                     "last_duration": record.last_duration,
                     "last_bytes": record.last_bytes,
+                    "last_notes": record.last_notes or None,
                     "next_due": _time(max(due, now)) if due is not None else None,
                     "retry_at": _time(record.retry_at),
+                    "last_error": record.last_error or None,
+                    "last_failure": _time(record.last_failure),
+                    "paused": record.paused or self._paused,
                     "interrupted": record.interrupted,
                     "backups_succeeded": record.backups_succeeded,
                     "backups_failed": record.backups_failed,

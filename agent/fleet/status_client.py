@@ -1,14 +1,16 @@
-"""Asking a running daemon for its status, over its local Unix socket (`coffer fleet status`)."""
+"""Talking to a running daemon over its local Unix socket: its status (`coffer fleet status`) and the
+operator's requests (`coffer fleet run/pause/resume`)."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from agent.errors import CofferError
+from agent.errors import CofferError, UsageError
 
 TIMEOUT_SECONDS = 10.0
 
@@ -29,13 +31,12 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def fetch_status(socket_path: Path, config_path: Path) -> dict[str, Any]:
-    """`{"daemon": {...}, "devices": [...]}` from the daemon listening on `socket_path`."""
+def _request(socket_path: Path, config_path: Path, method: str, path: str) -> tuple[int, str, bytes]:
     connection = _UnixConnection(socket_path)
     try:
-        connection.request("GET", "/status.json")
+        connection.request(method, path)
         response = connection.getresponse()
-        body = response.read()
+        return response.status, response.reason, response.read()
     except (FileNotFoundError, ConnectionRefusedError):
         raise CofferError(
             f"no `coffer watch` is running with {config_path} (nothing listens on {socket_path})"
@@ -44,6 +45,26 @@ def fetch_status(socket_path: Path, config_path: Path) -> dict[str, Any]:
         raise CofferError(f"the daemon's status socket {socket_path} did not answer: {exc}") from exc
     finally:
         connection.close()
-    if response.status != 200:
-        raise CofferError(f"the daemon answered {response.status} {response.reason}")
+
+
+def fetch_status(socket_path: Path, config_path: Path) -> dict[str, Any]:
+    """`{"daemon": {...}, "devices": [...]}` from the daemon listening on `socket_path`."""
+    status, reason, body = _request(socket_path, config_path, "GET", "/status.json")
+    if status != 200:
+        raise CofferError(f"the daemon answered {status} {reason}")
     return json.loads(body)
+
+
+def send_control(socket_path: Path, config_path: Path, action: str, udid: str | None) -> dict[str, Any]:
+    """Ask the daemon to `run` a device's backup now, or to `pause`/`resume` (one device or all).
+    A request the daemon refuses (unknown device, unplugged, …) is a usage error naming why."""
+    query = f"?{urllib.parse.urlencode({'udid': udid})}" if udid else ""
+    status, reason, body = _request(socket_path, config_path, "POST", f"/{action}{query}")
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        raise CofferError(f"the daemon answered {status} {reason}") from None
+    if status != 200:
+        message = answer.get("error") if isinstance(answer, dict) else None
+        raise UsageError(str(message or f"the daemon answered {status} {reason}"))
+    return answer

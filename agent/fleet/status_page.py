@@ -1,7 +1,9 @@
 """The status page `coffer watch --http` serves: one self-contained HTML document.
 
 It polls `status.json` every second and redraws a table of devices: name, state, a progress
-bar, last backup and next due. Device data only ever reaches the page as text nodes
+bar with the rate, last backup (when, its snapshot and what it noted), next due, the last error, and a
+note on the current state only (a note of a finished backup, such as device encryption turned on,
+goes with that backup, so it leaves the state's column once resolved). Device data only ever reaches the page as text nodes
 (`textContent`), never as markup, so a device named `<script>` is just a name.
 """
 
@@ -38,6 +40,7 @@ PAGE = """<!DOCTYPE html>
   .bar.unknown > div { width: 35%; animation: slide 1.2s linear infinite; }
   @keyframes slide { from { margin-left: -35%; } to { margin-left: 100%; } }
   .note { color: #374151; max-width: 360px; }
+  .error { color: var(--bad); max-width: 300px; }
   .unplugged { opacity: .6; }
   #offline { display: none; color: var(--bad); font-weight: 600; padding: 8px 24px; }
   .empty { color: var(--mute); padding: 24px; text-align: center; }
@@ -48,8 +51,8 @@ PAGE = """<!DOCTYPE html>
 <div id="offline">The daemon does not answer: showing the last known status.</div>
 <main>
 <table>
-  <thead><tr><th>Device</th><th>State</th><th>Progress</th><th>Last backup</th><th>Next due</th><th>Note</th></tr></thead>
-  <tbody id="devices"><tr><td colspan="6" class="empty">No device seen yet: plug one in.</td></tr></tbody>
+  <thead><tr><th>Device</th><th>State</th><th>Progress</th><th>Last backup</th><th>Next due</th><th>Last error</th><th>Note</th></tr></thead>
+  <tbody id="devices"><tr><td colspan="7" class="empty">No device seen yet: plug one in.</td></tr></tbody>
 </table>
 </main>
 <script>
@@ -89,7 +92,8 @@ function progressCell(device) {
   if (p.percent !== null) { fill.style.width = p.percent + "%"; bar.setAttribute("aria-valuenow", p.percent); }
   bar.appendChild(fill);
   cell.appendChild(bar);
-  const detail = p.phase + " · " + size(p.bytes) + " · " + p.files + " files" +
+  const rate = p.bytes_per_second ? " · " + size(p.bytes_per_second) + "/s" : "";
+  const detail = p.phase + " · " + size(p.bytes) + rate + " · " + p.files + (p.files === 1 ? " file" : " files") +
                  (p.percent !== null ? " · " + Math.round(p.percent) + "%" : "");
   cell.appendChild(el("div", "sub", detail));
   return cell;
@@ -108,8 +112,14 @@ function row(device) {
   state.appendChild(el("span", "state " + device.state, LABELS[device.state] || device.state));
   tr.appendChild(state);
   tr.appendChild(progressCell(device));
-  tr.appendChild(el("td", "", device.last_success ? when(device.last_success) : "never"));
+  const last = el("td", "last", device.last_success ? when(device.last_success) : "never");
+  if (device.last_snapshot) last.appendChild(el("div", "sub snapshot", "snapshot " + device.last_snapshot.slice(0, 8)));
+  if (device.last_notes) last.appendChild(el("div", "sub", device.last_notes));
+  tr.appendChild(last);
   tr.appendChild(el("td", "", device.state === "backing_up" ? "—" : when(device.next_due)));
+  const error = el("td", "error", device.last_error || "");
+  if (device.last_error) error.appendChild(el("div", "sub", when(device.last_failure)));
+  tr.appendChild(error);
   tr.appendChild(el("td", "note", device.reason || ""));
   return tr;
 }
@@ -122,7 +132,7 @@ async function refresh() {
     const body = document.getElementById("devices");
     body.replaceChildren(...(status.devices.length ? status.devices.map(row)
       : [(() => { const tr = el("tr"); const td = el("td", "empty", "No device seen yet: plug one in.");
-                  td.colSpan = 6; tr.appendChild(td); return tr; })()]));
+                  td.colSpan = 7; tr.appendChild(td); return tr; })()]));
     const busy = status.devices.filter(d => d.state === "backing_up").length;
     const plugged = status.devices.filter(d => d.plugged).length;
     document.getElementById("summary").textContent =

@@ -3,7 +3,9 @@
 Three routes: `/status.json` (the daemon and one document per device), `/metrics`
 (Prometheus text) and `/` (the status page). Served on the daemon's local Unix socket
 (mode 0600: `coffer fleet status` reads it), and optionally on TCP for the metrics port
-(127.0.0.1 only) and the status page (`--http`). Read-only: nothing here changes the daemon.
+(127.0.0.1 only) and the status page (`--http`). Over TCP it is read-only. The Unix socket
+alone, whose mode keeps it to the daemon's user, also takes `POST /run?udid=U`, `POST /pause`
+and `POST /resume` (optionally `?udid=U`): `coffer fleet run/pause/resume`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import socketserver
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,15 +26,29 @@ from agent.fleet import metrics
 from agent.fleet.status_page import PAGE
 
 StatusSource = Callable[[], dict[str, Any]]  # {"daemon": {...}, "devices": [...]}
+# (action, udid or None) -> (HTTP status, JSON answer); the daemon's `control`
+Control = Callable[[str, str | None], tuple[int, dict[str, Any]]]
+CONTROL_ACTIONS = ("run", "pause", "resume")
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "coffer-fleet"
     status_source: StatusSource  # set on the subclass each server gets
+    control: Control | None = None  # only on the Unix socket
 
     def do_GET(self) -> None:
         self._answer(include_body=True)
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        action = url.path.strip("/")
+        if self.control is None or action not in CONTROL_ACTIONS:
+            self.send_error(405 if self.control is None else 404, "control requests go to the status socket")
+            return
+        udid = urllib.parse.parse_qs(url.query).get("udid", [None])[0]
+        code, answer = self.control(action, udid)
+        self._send(code, json.dumps(answer).encode(), "application/json", include_body=True)
 
     def do_HEAD(self) -> None:
         self._answer(include_body=False)
@@ -48,7 +65,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(404, "not found: try /, /status.json or /metrics")
             return
-        self.send_response(200)
+        self._send(200, body, kind, include_body=include_body)
+
+    def _send(self, code: int, body: bytes, kind: str, *, include_body: bool) -> None:
+        self.send_response(code)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -74,8 +94,9 @@ class _UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
 class StatusServer:
     """Every listener of one daemon, each served by a thread of its own."""
 
-    def __init__(self, source: StatusSource) -> None:
+    def __init__(self, source: StatusSource, control: Control | None = None) -> None:
         self._handler = type("StatusHandler", (_Handler,), {"status_source": staticmethod(source)})
+        self._control_handler = type("ControlHandler", (self._handler,), {"control": staticmethod(control)})
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
         self._unix_path: Path | None = None
@@ -90,7 +111,7 @@ class StatusServer:
         path.unlink(missing_ok=True)
         old_mask = os.umask(0o177)
         try:
-            server = _UnixHTTPServer(str(path), self._handler)
+            server = _UnixHTTPServer(str(path), self._control_handler)
         finally:
             os.umask(old_mask)
         self._unix_path = path
