@@ -197,6 +197,15 @@ def isolated_host_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
 
 
 @pytest.fixture
+def runs() -> Iterator[list[Any]]:
+    """Fleet daemons a test started (tests/fleet_harness.py `FleetRun`); killed at the end if one is left running."""
+    started: list[Any] = []
+    yield started
+    for run in started:
+        run.kill()
+
+
+@pytest.fixture
 def coffer(tmp_path: Path) -> CofferCli:
     """The `coffer` command on a fresh, not yet initialised repository at `tmp_path / "repo"`."""
     return coffer_cli(tmp_path / "repo")

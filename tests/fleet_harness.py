@@ -168,3 +168,4 @@ class FleetRun:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+

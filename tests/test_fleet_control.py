@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from conftest import CofferCli, CofferRun
 from fleet_harness import FleetRun, fleet_cli
 
 from agent.sim.server import SimServer
-
-
-@pytest.fixture
-def runs() -> Iterator[list[FleetRun]]:
-    started: list[FleetRun] = []
-    yield started
-    for run in started:
-        run.kill()
 
 
 def test_status_run_pause_resume(tmp_path: Path, sim: SimServer, runs: list[FleetRun]) -> None:

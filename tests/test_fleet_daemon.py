@@ -11,7 +11,6 @@ import re
 import signal
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ from agent.sim.server import SimServer
 def cli(tmp_path: Path, sim: SimServer) -> CofferCli:
     return fleet_cli(tmp_path, sim)
 
-
-@pytest.fixture
-def runs() -> Iterator[list[FleetRun]]:
-    """Daemons a test started; killed at the end if the test left one running."""
-    started: list[FleetRun] = []
-    yield started
-    for run in started:
-        run.kill()
 
 
 def _snapshots_by_device(cli: CofferCli) -> dict[str, list[str]]:

@@ -68,6 +68,17 @@ def _of_device(entries: list[SnapshotEntry], device: str | None) -> list[Snapsho
     return selection.for_device(entries, device)
 
 
+def _chosen(repository: Repository, device: str | None, references: list[str] | None) -> list[SnapshotEntry]:
+    """The snapshots a command walks: those of `device` (all without one), only `references` if given."""
+    entries = repository.snapshots()
+    if device:
+        entries = _of_device(entries, device)
+    if references:
+        wanted = {_resolve(repository, ref, device).snapshot_id for ref in references}
+        entries = [e for e in entries if e.snapshot_id in wanted]
+    return entries
+
+
 def _resolve(repository: Repository, reference: str, device: str | None) -> SnapshotEntry:
     """A snapshot by ID, prefix or `latest` (of one device: agent/repository/selection.py)."""
     return repository.find_snapshot(reference, device)
@@ -122,12 +133,7 @@ def cmd_diff(ctx: Context) -> int:
 def cmd_find(ctx: Context) -> int:
     repository = ctx.open_repository()
     categories = parse_categories(ctx.args.categories)
-    entries = repository.snapshots()
-    if ctx.args.udid:
-        entries = _of_device(entries, ctx.args.udid)
-    if ctx.args.snapshot:
-        wanted = {_resolve(repository, ref, ctx.args.udid).snapshot_id for ref in ctx.args.snapshot}
-        entries = [e for e in entries if e.snapshot_id in wanted]
+    entries = _chosen(repository, ctx.args.udid, ctx.args.snapshot)
     found = find_files(repository, entries, ctx.args.pattern, categories=categories, ignore_case=ctx.args.ignore_case)
     document = [
         {
@@ -176,12 +182,7 @@ def _stats_document(stats: RepositoryStats, repository_bytes: int) -> dict[str, 
 def cmd_stats(ctx: Context) -> int:
     repository = ctx.open_repository()
     categories = parse_categories(ctx.args.categories)
-    entries = repository.snapshots()
-    if ctx.args.udid:
-        entries = _of_device(entries, ctx.args.udid)
-    if ctx.args.snapshots:
-        wanted = {_resolve(repository, ref, ctx.args.udid).snapshot_id for ref in ctx.args.snapshots}
-        entries = [e for e in entries if e.snapshot_id in wanted]
+    entries = _chosen(repository, ctx.args.udid, ctx.args.snapshots)
     stats = repository_stats(repository, entries, categories)
     repository_bytes = sum(info.size for info in repository.storage.list("data/"))
     headers = ["", "Snapshots", "Files", "Restore size", "Unique", "Stored", "Dedup"]

@@ -6,8 +6,8 @@
 * `seal_to` / `open_sealed`: public-key sealing in the style of HPKE base mode
   (X25519 ephemeral-static, HKDF-SHA256, AES-256-GCM), so a writer that holds only a
   public key can encrypt something it can never decrypt again.
-* `seal_object` / `open_object` and `seal_object_to` / `open_object_sealed`: the same, with the
-  plaintext framed and padded to a size class first (`padding`), for whole stored objects.
+* `seal_object` / `open_object`: `seal_box` with the plaintext framed and padded to a size class
+  first (`padding`), for whole stored objects.
 * `sign` / `verify`: Ed25519, for the config, which only a full key set may write.
 * `mac`: HMAC-SHA256 (opaque tags, config authentication, device tags); `chunk_id`: keyed BLAKE3.
 
@@ -146,19 +146,6 @@ def seal_object(key: bytes, plaintext: bytes, *, purpose: bytes, associated: byt
 def open_object(keys: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
     """Open a `seal_object` result with the first of `keys` that opens it."""
     framed = open_box_any(keys, sealed, purpose=purpose, associated=associated)
-    try:
-        return padding.unframe(framed)
-    except padding.PaddingError as exc:
-        raise DecryptionError(str(exc)) from exc
-
-
-def seal_object_to(recipient_public: bytes, plaintext: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
-    framed = padding.frame(plaintext, PUBLIC_KEY_SIZE + TAG_SIZE)
-    return seal_to(recipient_public, framed, purpose=purpose, associated=associated)
-
-
-def open_object_sealed(privates: Sequence[bytes], sealed: bytes, *, purpose: bytes, associated: bytes = b"") -> bytes:
-    framed = open_sealed_any(privates, sealed, purpose=purpose, associated=associated)
     try:
         return padding.unframe(framed)
     except padding.PaddingError as exc:
