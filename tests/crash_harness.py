@@ -282,7 +282,8 @@ def write_table() -> None:
         "Each mutating storage call of each operation, killed (`os._exit(137)`) just after it and just before it. "
         "Passed: opens, `check` passes, the rerun finishes, `check --read-data` passes and every snapshot exports "
         "as in an uninterrupted run. Repaired: `check` passed only after `coffer repair`. Lease: the rerun was "
-        "blocked by the killed process's prune lease until it was released.",
+        "blocked by the killed process's lease until `coffer unlock` released it (leases know their owner, so "
+        "this stays 0 on one host).",
         "",
         *table_lines(),
         "",

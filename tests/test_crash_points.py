@@ -95,9 +95,9 @@ def recovery_request(ws: Workspace) -> None:
     """A locked-out owner's request and one contact's answer, ready for `recovery recover`."""
     contact_slot(ws)
     locked_out = {"COFFER_PASSWORD": None}
-    ws.cli.inline("recovery", "request", "--output", ws.root / "request", env=locked_out)
+    code = ws.cli.inline("--json", "recovery", "request", "--output", ws.root / "request", env=locked_out).json()["code"]
     ws.cli.inline(
-        "recovery", "assist", ws.root / "request", "--contact-key", ws.root / "contact.key",
+        "recovery", "assist", ws.root / "request", "--contact-key", ws.root / "contact.key", "--code", code,
         "--output", ws.root / "response", env=CONTACT,
     )
 

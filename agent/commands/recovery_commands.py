@@ -108,7 +108,10 @@ def _typed_code() -> str:
     """The code the contact types at a prompt (not secret, so echoed); nothing typed is a usage error."""
     sys.stderr.write("Verification code the owner read to you (not one sent with the request): ")
     sys.stderr.flush()
-    typed = sys.stdin.readline().strip()
+    try:
+        typed = sys.stdin.readline().strip()
+    except OSError as exc:  # no usable standard input (a service, a closed descriptor)
+        raise UsageError("no verification code: standard input cannot be read, pass --code") from exc
     if not typed:
         raise UsageError("no verification code: type the one the owner read to you, or pass --code")
     return typed
