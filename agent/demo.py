@@ -30,7 +30,7 @@ from agent.ios.categories import classify
 from agent.keys.slots import Passphrase
 from agent.repository.check import check_repository
 from agent.repository.repository import Repository
-from agent.repository.retention import RetentionPolicy, select
+from agent.repository.retention import RetentionPolicy, plan
 from agent.repository.tombstones import forget_snapshots
 from agent.sim.device import SimulatedDevice
 from agent.sim.server import SimServer
@@ -194,15 +194,17 @@ def _selective_restore(repository: Repository, phone: SimulatedDevice, target: S
 
 
 def _retention(repository: Repository, udid: str, newest_complete: str, partial: str) -> None:
-    """`forget --keep-last 2` with a partial snapshot the newest: the newest complete snapshot must stay."""
+    """`forget --keep-last 1` with a partial snapshot the newest: the newest complete snapshot must stay (keep
+    rules count complete snapshots), the partial one too (it is newer), and the older complete ones go."""
     entries = [e for e in repository.snapshots() if e.header.device.get("udid") == udid]
-    keep, remove = select(entries, RetentionPolicy(last=2))
-    kept = {e.snapshot_id for e in keep}
-    if newest_complete not in kept or partial not in kept or not remove:
+    decided = plan(entries, RetentionPolicy(last=1))
+    kept = {e.snapshot_id for e in decided.keep}
+    if newest_complete not in kept or partial not in kept or not decided.forget:
         raise DemoFailure("retention with a partial snapshot present did not keep the newest complete one")
-    forget_snapshots(repository, [e.snapshot_id for e in remove])
-    _say(f"retention (keep-last 2) with the partial snapshot present: kept {len(keep)} "
-         f"(the newest complete one, {newest_complete[:8]}, among them), forgot {len(remove)}")
+    forget_snapshots(repository, [e.snapshot_id for e in decided.forget])
+    reasons = "; ".join(f"{sid[:8]}: {', '.join(why)}" for sid, why in decided.reasons.items())
+    _say(f"retention (keep-last 1) with the partial snapshot present: kept {len(decided.keep)} ({reasons}), "
+         f"forgot {len(decided.forget)}")
 
 
 def _verify_same_files(repository: Repository, original: str, copy: str, *, exact: bool = False) -> None:
