@@ -45,6 +45,7 @@ from agent.storage.base import Storage
 
 DATA_PREFIX = "data/"
 TOMBSTONE_PREFIX = "tombstones/"
+OPENED_SNAPSHOTS_KEPT = 4
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Repository:
         self.config_rollback: int | None = None  # the newer config generation this host saw, if storage serves an older one
         self.quiet = False  # True: no warnings on stderr (`check` and `repair` report damage themselves)
         self._warned: set[str] = set()
+        self._opened: dict[str, SealedSnapshot] = {}  # the last snapshots read (`read_sealed`)
         self.damaged_snapshots: dict[str, str] = {}  # snapshot ID -> why `snapshots()` skipped it
 
     def warn(self, message: str) -> None:
@@ -272,12 +274,21 @@ class Repository:
         return [info.name.removeprefix(SNAPSHOT_PREFIX) for info in self.storage.list(SNAPSHOT_PREFIX)]
 
     def read_sealed(self, snapshot_id: str) -> SealedSnapshot:
+        """The snapshot, opened and checked. The last few are kept: reading a snapshot's parts one category
+        at a time must not fetch and decrypt the whole object for each (it is named by its hash, so a kept
+        copy cannot go stale)."""
         self.keys.require_index()
+        if snapshot_id in self._opened:
+            return self._opened[snapshot_id]
         try:
             data = self.storage.get(SNAPSHOT_PREFIX + snapshot_id)
         except ObjectNotFoundError as exc:
             raise RepositoryDamagedError(f"snapshot {snapshot_id[:12]} is missing") from exc
-        return SealedSnapshot.parse(snapshot_id, data, self.keys.index_keys())
+        sealed = SealedSnapshot.parse(snapshot_id, data, self.keys.index_keys())
+        if len(self._opened) >= OPENED_SNAPSHOTS_KEPT:
+            self._opened.pop(next(iter(self._opened)))
+        self._opened[snapshot_id] = sealed
+        return sealed
 
     def forgotten_ids(self) -> set[str]:
         """Snapshot IDs the key holder forgot on purpose (tombstones): never listed, even if storage still has them."""
