@@ -191,3 +191,38 @@ def test_a_selective_restore_of_such_an_import_re_keys_every_row(coffer: CofferC
     coffer("restore", snapshot, "--to-udid", target.udid, "--categories", "messages,photos", "--yes")
     restored = sim.device(target.udid).filesystem.snapshot_digest()
     assert "CameraRollDomain/Media/DCIM/100APPLE/IMG_0001.HEIC" in restored
+
+
+def _reference_bomb(levels: int) -> list[object]:
+    """A list whose binary plist is a few hundred bytes: each level refers to the one below eight times, so it is
+    8**levels nodes once written out (plistlib's writer stores each shared list once)."""
+    value: list[object] = ["x"]
+    for _ in range(levels):
+        value = [value] * 8
+    return value
+
+
+@pytest.mark.parametrize("culprit", ["Info.plist", "Manifest.plist"])
+@pytest.mark.parametrize("shape", ["bomb", "cycle"])
+def test_a_plist_whose_references_expand_without_bound_is_refused_at_once(
+    coffer: CofferCli, tmp_path: Path, culprit: str, shape: str
+) -> None:
+    """Found by tests/fuzz/fuzz_plist.py: a 535-byte Info.plist whose "Device Name" expands to 8**40 nodes made
+    import run until memory ran out (reading the device name walked the tree). A cycle is refused the same way."""
+    built = build_backup(tmp_path / "backup")
+    path = built.path / culprit
+    plist = plistlib.loads(path.read_bytes())
+    if shape == "bomb":
+        hostile: list[object] = _reference_bomb(40)
+    else:
+        hostile = []
+        hostile.append(hostile)
+    if culprit == "Info.plist":
+        plist["Device Name"] = hostile
+    else:
+        plist["Lockdown"]["DeviceName"] = hostile
+    data = plistlib.dumps(plist, fmt=plistlib.FMT_BINARY)
+    assert len(data) < 64 * 1024
+    path.write_bytes(data)
+    line = refused(coffer, built.path, str(path))
+    assert ("expand beyond" if shape == "bomb" else "contains itself") in line

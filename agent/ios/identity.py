@@ -25,8 +25,13 @@ class DeviceIdentity:
         lockdown = lockdown if isinstance(lockdown, dict) else {}
 
         def pick(lockdown_key: str, info_key: str) -> str:
-            value = lockdown.get(lockdown_key) or info.get(info_key) or ""
-            return value if isinstance(value, str) else str(value)
+            for value in (lockdown.get(lockdown_key), info.get(info_key)):
+                # a number is written as text; a container or data is not an identity, so it counts as missing
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    return str(value)
+                if isinstance(value, str) and value:
+                    return value
+            return ""
 
         return cls(
             udid=pick("UniqueDeviceID", "Unique Identifier"),

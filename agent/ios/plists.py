@@ -35,14 +35,68 @@ MANIFEST_PLIST_VERSION = "10.0"
 SYSTEM_DOMAINS_VERSION = "24.0"
 
 
+# A binary plist names its objects by reference, so a few hundred bytes can describe a tree of 8**40 nodes (each
+# array referring to the next one eight times) or a cycle. Loading it is cheap, but anything that walks the values
+# (str(), JSON, the XML writer) would run out of memory. A plist a device or iTunes writes expands to about its own
+# size (the writer shares equal strings, so keys repeated across dictionaries expand a few times); this bound leaves
+# wide headroom and keeps any walk linear in the input.
+EXPANSION_FACTOR = 64
+EXPANSION_SLACK = 1 << 20
+
+
 def load_plist(data: bytes, name: str) -> Any:
-    """Parse a binary or XML plist; a truncated or malformed one raises BackupFormatError naming `name`."""
+    """Parse a binary or XML plist; a truncated or malformed one, or one whose references expand into a cycle or
+    a far larger tree than its bytes, raises BackupFormatError naming `name`."""
     try:
-        return plistlib.loads(data)
+        value = plistlib.loads(data)
     except PLIST_ERRORS as error:
         # plistlib's only AttributeError is its date pattern failing to match
         detail = "a <date> that is not a date" if isinstance(error, AttributeError) else repr(error)
         raise BackupFormatError(f"{name} is truncated or is not a valid property list ({detail})") from error
+    _check_expansion(value, EXPANSION_FACTOR * len(data) + EXPANSION_SLACK, name)
+    return value
+
+
+def _check_expansion(root: Any, limit: int, name: str) -> None:
+    """Raise BackupFormatError when `root`, written out as a tree, would exceed `limit` (strings and data count
+    their length, everything else one) or refers to itself. Iterative, and each shared container is sized once."""
+    sizes: dict[int, int] = {}  # id of a finished container -> its expanded size
+    open_ids: set[int] = set()  # containers entered but not finished: the path from the root
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = _children(node)
+        if children is None:
+            continue
+        key = id(node)
+        if finished:
+            open_ids.discard(key)
+            total = 1 + sum(_leaf_size(child) if _children(child) is None else sizes[id(child)] for child in children)
+            if total > limit:
+                raise BackupFormatError(f"{name} refers to its own objects so often that it would expand beyond "
+                                        f"{limit:,} bytes; it is not a property list a device writes")
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in open_ids:
+            raise BackupFormatError(f"{name} holds a container that contains itself; it is not a property list a "
+                                    "device writes")
+        open_ids.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: Any) -> list[Any] | None:
+    if isinstance(node, dict):
+        return list(node.values())
+    if isinstance(node, list):
+        return node
+    return None
+
+
+def _leaf_size(node: Any) -> int:
+    return max(1, len(node)) if isinstance(node, (str, bytes)) else 1
 
 
 def load_plist_dict(data: bytes, name: str) -> dict[str, Any]:
