@@ -57,9 +57,9 @@ def cmd_devices(ctx: Context) -> int:
 
     devices = list_devices()
     rows = [[d.udid, d.name, d.model, d.ios_version, d.state,
-             {True: "on", False: "off", None: "?"}[d.backup_encryption]] for d in devices]
-    ctx.emit([d.to_json() for d in devices],
-             table(["UDID", "Name", "Model", "iOS", "State", "Backup encryption"], rows) if rows else "no devices")
+             {True: "on", False: "off", None: "?"}[d.backup_encryption], d.usb] for d in devices]
+    ctx.emit([{**d.to_json(), "usb": d.usb} for d in devices],
+             table(["UDID", "Name", "Model", "iOS", "State", "Backup encryption", "USB"], rows) if rows else "no devices")
     return 0
 
 
@@ -98,7 +98,17 @@ def _document(result: DeviceBackupResult) -> dict[str, object]:
         "seconds": round(result.commit.elapsed, 3),
         "notes": result.notes,
         "skipped": header.skipped,
+        "not_sent": [{"domain": e.domain, "path": e.relative_path, "reason": e.reason} for e in result.not_sent],
     }
+
+
+def _not_sent_warnings(result: DeviceBackupResult) -> list[str]:
+    """One line per file the device failed to send (iOS 17+ does so for FileProvider's backup_manifest.db)."""
+    return [
+        f"coffer: warning: device {result.udid} did not send {e.domain}/{e.relative_path} ({e.reason}); snapshot "
+        f"{result.commit.snapshot_id[:8]} records it as not sent and the next backup asks for it again"
+        for e in result.not_sent
+    ]
 
 
 def cmd_backup(ctx: Context) -> int:
@@ -137,6 +147,8 @@ def cmd_backup(ctx: Context) -> int:
                 ctx.warn(f"coffer: {udid}: {exc}")
             continue
         documents.append(_document(result))
+        for line in _not_sent_warnings(result):
+            ctx.warn(line)
         if not ctx.json:
             ctx.emit(None, _summary(result))
     if ctx.json:

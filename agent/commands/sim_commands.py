@@ -17,15 +17,23 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--password", help="turn device backup encryption on with this password")
     p.add_argument("--state-dir", type=Path, help="keep device state (pairing, content) here")
     p.add_argument("--port", type=int, default=0, help="usbmuxd TCP port on 127.0.0.1 (default: any free one)")
+    p.add_argument("--fault", action="append", default=[], metavar="MODE[=VALUE]",
+                   help="give every device a field failure, e.g. upload-error=backup_manifest.db, stale-snapshot, "
+                        "backup-error=208, passcode-prompt=5, pause=30, usb-speed=5000000000 (repeatable; "
+                        "docs/troubleshooting.md)")
     p.set_defaults(handler=cmd_sim)
     register_demo(sub, common)
 
 
 def cmd_sim(ctx: Context) -> int:
+    from agent.sim.faults import parse_cli_fault
     from agent.sim.run import run_sim
 
     args = ctx.args
-    return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port)
+    faults: dict[str, object] = {}
+    for text in args.fault:
+        faults.update(parse_cli_fault(text))
+    return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port, faults)
 
 
 def register_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

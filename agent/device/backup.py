@@ -37,9 +37,16 @@ from agent.device.state import DeviceState, DeviceStateStore
 from agent.device.uploads import DeviceHost, UploadStats
 from agent.errors import CofferError, WrongSecretError
 from agent.ios.categories import Category, classify
-from agent.ios.encryption import ClassKeys, Keybag, decrypt_manifest_db, decrypt_stream, unwrap_file_key
+from agent.ios.encryption import (
+    ClassKeys,
+    Keybag,
+    decrypt_manifest_db,
+    decrypt_stream,
+    encrypt_manifest_db,
+    unwrap_file_key,
+)
 from agent.ios.identity import DeviceIdentity
-from agent.ios.manifest_db import read_manifest_rows
+from agent.ios.manifest_db import manifest_db_bytes, read_manifest_rows, records_from_bytes
 from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.ios.safety import SkippedEntry, check_rows
@@ -67,6 +74,7 @@ class DeviceBackupResult:
     peak_staging_bytes: int
     complete: bool
     notes: list[str] = field(default_factory=list)
+    not_sent: list[SkippedEntry] = field(default_factory=list)  # files the device failed to send, and why
 
 
 @dataclass
@@ -115,6 +123,13 @@ def _known_domains(state: DeviceState | None) -> set[str]:
         return {row.domain for row in read_manifest_rows(state.manifest_db)}
     except CofferError:
         return set()
+
+
+def _without_rows(manifest_db: bytes, file_ids: set[str], class_keys: ClassKeys | None, manifest_key: Any) -> bytes:
+    """`manifest_db` (encrypted with the backup's keys when `class_keys` is given) without the rows of `file_ids`."""
+    plain = decrypt_manifest_db(class_keys, manifest_key, manifest_db) if class_keys is not None else manifest_db
+    image = manifest_db_bytes(r for r in records_from_bytes(plain) if r.file_id not in file_ids)
+    return encrypt_manifest_db(class_keys, manifest_key, image) if class_keys is not None else image
 
 
 class DeviceBackup:
@@ -311,6 +326,7 @@ class DeviceBackup:
         builder = SnapshotBuilder(self.repository, writer, started=self._started_at)
         waiting: list[tuple[FileRecord, BlobRef]] = []
         kept: dict[str, BlobRef] = {}
+        not_sent: list[SkippedEntry] = []
         for record in records:
             if not record.is_file:
                 if host.is_wanted(classify(record.domain, record.relative_path).value):
@@ -318,7 +334,8 @@ class DeviceBackup:
                 continue
             ref = blobs.get(record.file_id)
             if ref is None:
-                skipped.append(SkippedEntry(record.file_id, record.domain, record.relative_path, "the device listed it but did not send it"))
+                reason = host.unsent.get(record.file_id, "the device listed it but did not send it")
+                not_sent.append(SkippedEntry(record.file_id, record.domain, record.relative_path, reason))
             elif ref.staged is not None:
                 waiting.append((record, ref))
             else:
@@ -368,15 +385,21 @@ class DeviceBackup:
             manifest_plist=manifest_plist,
             manifest_db=manifest_db,
             is_encrypted=encrypted,
-            skipped=skipped,
+            skipped=skipped + not_sent,
             backup_password=password if encrypted else None,
             other_files={},
             complete=complete,
             partial=host.wanted is not None and not {c.value for c in Category} <= host.wanted,
             role=self.options.role,
         )
+        # The device compares the next backup against this Manifest.db: rows of files it did not send are
+        # dropped from this host's copy, so it sends them again instead of thinking them unchanged.
+        remembered = (
+            _without_rows(manifest_db, {e.file_id for e in not_sent}, class_keys, manifest.get("ManifestKey"))
+            if not_sent else manifest_db
+        )
         self.store.save(
-            DeviceState(udid, commit.snapshot_id, status_plist, manifest_plist, manifest_db, kept)
+            DeviceState(udid, commit.snapshot_id, status_plist, manifest_plist, remembered, kept)
         )
         return DeviceBackupResult(udid, commit, writer.stats, host.stats, 0.0, staging.peak_bytes,
-                                  commit.header.complete, self.notes)  # a partial snapshot is not complete
+                                  commit.header.complete, self.notes, not_sent)  # a partial snapshot is not complete

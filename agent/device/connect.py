@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pymobiledevice3 import usbmux
 from pymobiledevice3.exceptions import (
@@ -20,6 +21,7 @@ from pymobiledevice3.exceptions import (
     ConnectionFailedToUsbmuxdError,
     ConnectionTerminatedError,
     DeviceNotFoundError,
+    InvalidHostIDError,
     MuxException,
     NoDeviceConnectedError,
     NotPairedError,
@@ -28,6 +30,7 @@ from pymobiledevice3.exceptions import (
     PairingError,
     PasscodeRequiredError,
     PasswordRequiredError,
+    StartServiceError,
     UserDeniedPairingError,
 )
 from pymobiledevice3.lockdown import UsbmuxLockdownClient, create_using_usbmux
@@ -53,6 +56,58 @@ def usbmux_address() -> str | None:
     return os.environ.get("USBMUXD_SOCKET_ADDRESS") or None
 
 
+@dataclass(frozen=True)
+class UsbmuxdEndpoint:
+    """Where usbmuxd listens: a unix socket path, or a TCP (host, port)."""
+
+    unix_path: str | None = None
+    tcp: tuple[str, int] | None = None
+
+    def __str__(self) -> str:
+        return self.unix_path if self.unix_path is not None else f"{self.tcp[0]}:{self.tcp[1]}"  # type: ignore[index]
+
+
+UNIX_SOCKET = "/var/run/usbmuxd"  # usbmuxd on Linux, Apple's on macOS
+WINDOWS_TCP = ("127.0.0.1", 27015)  # Apple Mobile Device Service (iTunes / Apple Devices app) on Windows
+
+
+def usbmuxd_endpoint(configured: str | None, platform: str = sys.platform, wsl: bool = False) -> UsbmuxdEndpoint:
+    """The endpoint pymobiledevice3 connects to, chosen as it does: USBMUXD_SOCKET_ADDRESS `HOST:PORT` is TCP
+    and anything else a unix socket path; without it, TCP 127.0.0.1:27015 on Windows, Cygwin and WSL (whose
+    usbmuxd is the Windows one), else the unix socket /var/run/usbmuxd (macOS and Linux)."""
+    if configured:
+        if ":" in configured:
+            host, _, port = configured.rpartition(":")
+            return UsbmuxdEndpoint(tcp=(host, int(port)))
+        return UsbmuxdEndpoint(unix_path=configured)
+    if platform in ("win32", "cygwin") or wsl:
+        return UsbmuxdEndpoint(tcp=WINDOWS_TCP)
+    return UsbmuxdEndpoint(unix_path=UNIX_SOCKET)
+
+
+def _is_wsl() -> bool:
+    return sys.platform == "linux" and "microsoft" in os.uname().release.lower()
+
+
+def usbmuxd_problem(exc: BaseException) -> DeviceError | None:
+    """The one-line message for a usbmuxd that cannot be reached, or None if `exc` is something else."""
+    endpoint = usbmuxd_endpoint(usbmux_address(), wsl=_is_wsl())
+    if isinstance(exc, PermissionError):
+        return DeviceError(
+            f"no permission to open the usbmuxd socket {endpoint}: run Coffer as a user in the socket's group "
+            "(`ls -l` shows it; usually plugdev or usbmux: `sudo usermod -aG plugdev $USER`, then log in again)"
+        )
+    if isinstance(exc, ConnectionFailedToUsbmuxdError | ConnectionRefusedError | FileNotFoundError):
+        if endpoint.tcp is not None and not usbmux_address():
+            fix = "start the Apple Mobile Device Service (install iTunes or the Apple Devices app)"
+        elif sys.platform == "darwin" and not usbmux_address():
+            fix = "macOS runs it itself: restart the Mac, or check USBMUXD_SOCKET_ADDRESS"
+        else:
+            fix = "start usbmuxd (Linux: `sudo apt install usbmuxd`, then plug the device in) or fix USBMUXD_SOCKET_ADDRESS"
+        return DeviceError(f"cannot reach usbmuxd at {endpoint}: {fix}")
+    return None
+
+
 def pair_records_folder() -> Path | None:
     """Where pymobiledevice3 keeps host-side pair records: COFFER_PAIR_RECORDS_DIR, else its default."""
     configured = os.environ.get("COFFER_PAIR_RECORDS_DIR")
@@ -63,17 +118,41 @@ def pair_records_folder() -> Path | None:
 class AttachedDevice:
     udid: str
     connection_type: str
+    usb_speed: int | None = None  # negotiated speed in bits per second, when usbmuxd reports it
+
+
+async def _list_with_properties() -> list[dict[str, Any]]:
+    """usbmuxd's ListDevices entries with their Properties (pymobiledevice3's MuxDevice drops ConnectionSpeed)."""
+    mux = await usbmux.create_mux(usbmux_address=usbmux_address())
+    try:
+        if not isinstance(mux, usbmux.PlistMuxConnection):
+            await mux.get_device_list(0.1)  # a binary-protocol usbmuxd reports no speed
+            return [{"DeviceID": d.devid, "Properties": {"SerialNumber": d.serial, "ConnectionType": d.connection_type}}
+                    for d in mux.devices]
+        await mux._send({"MessageType": "ListDevices"})
+        reply = await mux._receive(mux._tag - 1)
+    finally:
+        await mux.close()
+    entries = reply.get("DeviceList")
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("Properties"), dict)] if isinstance(entries, list) else []
 
 
 async def attached_devices() -> list[AttachedDevice]:
     try:
-        devices = await usbmux.list_devices(usbmux_address=usbmux_address())
-    except (ConnectionFailedToUsbmuxdError, ConnectionRefusedError, FileNotFoundError) as exc:
-        raise DeviceError(
-            "cannot reach usbmuxd: is the usbmuxd service running (Linux: apt install usbmuxd) "
-            "or USBMUXD_SOCKET_ADDRESS right?"
-        ) from exc
-    return [AttachedDevice(d.serial, d.connection_type) for d in devices if d.is_usb]
+        entries = await _list_with_properties()
+    except (ConnectionFailedToUsbmuxdError, ConnectionRefusedError, FileNotFoundError, PermissionError) as exc:
+        problem = usbmuxd_problem(exc)
+        assert problem is not None
+        raise problem from exc
+    devices = []
+    for entry in entries:
+        properties = entry["Properties"]
+        if properties.get("ConnectionType") != "USB":
+            continue
+        speed = properties.get("ConnectionSpeed")
+        devices.append(AttachedDevice(str(properties.get("SerialNumber", "")), "USB",
+                                      speed if isinstance(speed, int) and speed > 0 else None))
+    return devices
 
 
 async def usbmux_device_id(udid: str) -> int | None:
@@ -90,9 +169,26 @@ def translate(exc: BaseException, udid: str) -> DeviceError:
     if isinstance(exc, DeviceError):
         return exc
     if isinstance(exc, PasswordRequiredError | PasscodeRequiredError):
-        return DeviceLockedError(f"device {udid} is locked: unlock it with its passcode and try again")
+        return DeviceLockedError(
+            f"device {udid} is locked: unlock it with its passcode and try again (after a restart it needs the "
+            "passcode once, even with Face ID or Touch ID)"
+        )
+    if problem := usbmuxd_problem(exc):
+        return problem
+    if isinstance(exc, StartServiceError):
+        return DeviceError(
+            f"device {udid} could not start service com.apple.mobilebackup2 ({exc}): unlock the device, unplug and "
+            "replug it, and run again; if it persists, restart the device"
+        )
+    if isinstance(exc, InvalidHostIDError):
+        return DeviceNotTrustedError(
+            f"device {udid} does not know this computer's pairing record (InvalidHostID): run `coffer devices` to "
+            "pair again and tap Trust on the device (if that fails, delete the pair record of this device and replug)"
+        )
     if isinstance(exc, PairingDialogResponsePendingError | NotTrustedError | NotPairedError):
-        return DeviceNotTrustedError(f"device {udid} does not trust this computer yet: unlock it and tap Trust")
+        return DeviceNotTrustedError(
+            f"device {udid} does not trust this computer yet (the Trust dialog was not answered): unlock it and tap Trust"
+        )
     if isinstance(exc, UserDeniedPairingError):
         return DeviceNotTrustedError(f"device {udid}: the user tapped Don't Trust; unplug, replug and tap Trust")
     if isinstance(exc, PairingError):

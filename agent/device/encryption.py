@@ -80,7 +80,7 @@ async def _change_from_known(
     for old in known:
         try:
             await _change(lockdown, scratch, old=old, new=new or "")
-        except PyMobileDevice3Exception:
+        except (PyMobileDevice3Exception, WrongSecretError):
             continue  # the device refused this one (MBErrorDomain 207): try the next known password
         return old
     record_password(repository, udid, known[0])  # nothing changed on the device

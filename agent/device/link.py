@@ -33,6 +33,7 @@ from pymobiledevice3.services.device_link import (
 )
 
 from agent.device.mirror import BackupMirror, MirrorError, modification_date
+from agent.device.responses import response_error
 
 FRAME_HEADER = struct.calcsize(SIZE_FORMAT) + struct.calcsize(CODE_FORMAT)
 DOWNLOAD_FRAME = 32 * 1024  # Apple's DeviceLink BufferSize default, as pymobiledevice3 uses
@@ -53,10 +54,26 @@ class HostFiles(Protocol):
 
 
 class MirrorDeviceLink(DeviceLink):
-    def __init__(self, service: ServiceConnection, scratch: Path, host: HostFiles) -> None:
+    def __init__(self, service: ServiceConnection, scratch: Path, host: HostFiles, udid: str) -> None:
         super().__init__(service, scratch)
         self.host = host
         self.mirror = host.mirror
+        self.udid = udid
+
+    async def receive_message(self) -> DLMessage:
+        # No time-out here, as in every real client: a device may take minutes between two messages (a
+        # large file, a locked screen, a passcode prompt). A failed Response becomes the error that says
+        # what to do (pymobiledevice3 would raise its raw dictionary).
+        message = await super().receive_message()
+        if (
+            message
+            and message[0] == "DLMessageProcessMessage"
+            and isinstance(message[1], dict)
+            and message[1].get("MessageName") == "Response"
+            and message[1].get("ErrorCode")
+        ):
+            raise response_error(self.udid, message[1])
+        return message
 
     def _checked(self, path: str) -> str:
         # Same refusal rules as pymobiledevice3 on disk: absolute, '..', NUL, escaping the root.
@@ -88,7 +105,7 @@ class MirrorDeviceLink(DeviceLink):
                 size -= struct.calcsize(CODE_FORMAT)
             if code == CODE_ERROR_REMOTE:
                 reason = (await self._recvall(size)).decode(errors="replace")
-                target.abort(f"the device could not send it: {reason}")
+                target.abort(f"the device could not send it: {reason}")  # iOS 17+: FileProvider's backup_manifest.db
                 continue
             if code != CODE_SUCCESS:
                 target.abort(f"unexpected end code {code}")

@@ -120,6 +120,7 @@ class _BlobUpload:
     def abort(self, reason: str) -> None:
         """Drop this file: the worker sees the end of its input and stops. Never blocks."""
         self._host.stats.failed.append(f"{self._path}: {reason}")
+        self._host.unsent[self._ref.file_id] = reason
         self._host.active.discard(self)
         while True:
             try:
@@ -158,6 +159,7 @@ class DeviceHost:
         self.wanted = wanted  # None: every category
         self.on_bytes = on_bytes
         self.stats = UploadStats()
+        self.unsent: dict[str, str] = {}  # fileID -> why the device did not send it (its own error text)
         self.pool = ThreadPoolExecutor(max_workers=FILES_IN_FLIGHT + 1, thread_name_prefix="coffer-ingest")
         self._in_flight = asyncio.Semaphore(FILES_IN_FLIGHT)
         self._futures: list[Future[None]] = []

@@ -73,6 +73,16 @@ class SimControl:
         """Cap the device's transfer rate; None lifts the cap."""
         self.request("throttle", udid=udid, bytes_per_second=bytes_per_second)
 
+    def fault(self, udid: str, **faults: Any) -> dict[str, Any]:
+        """Switch field-failure modes on or off (names and values in `agent.sim.faults`); all modes now."""
+        return self.request("fault", udid=udid, faults=faults)["faults"]
+
+    def clear_faults(self, udid: str) -> None:
+        self.request("clear_faults", udid=udid)
+
+    def restart(self, udid: str) -> None:
+        self.request("restart", udid=udid)
+
     def evolve(self, udid: str, seed: int) -> dict[str, list[str]]:
         """Let a day of use pass; the keys added, modified and removed."""
         return self.request("evolve", udid=udid, seed=seed)

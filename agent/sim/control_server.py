@@ -11,6 +11,9 @@ Requests are `{"command": NAME, ...}`; replies are `{"ok": true, ...}` or
 | `trust`, `untrust` | `udid` | - (`untrust` forgets every paired host) |
 | `throttle` | `udid`, `bytes_per_second` (int, or null for unlimited) | - |
 | `evolve` | `udid`, `seed` (int) | `added`, `modified`, `removed`: `"<domain>/<path>"` lists |
+| `fault` | `udid`, `faults`: `{mode: value}` (modes in `agent.sim.faults`) | `faults`: every mode's value now |
+| `clear_faults` | `udid` | - |
+| `restart` | `udid` | - (the device leaves usbmuxd for a moment and comes back; clears a stale snapshot) |
 
 `agent.sim.control.SimControl` is a blocking client for it.
 """
@@ -76,6 +79,15 @@ class ControlServer:
             if rate is not None and (not isinstance(rate, int) or rate <= 0):
                 raise ValueError("bytes_per_second is a positive integer or null")
             await self.sim.aset_transfer_rate(udid, rate)
+        elif command == "fault":
+            faults = request["faults"]
+            if not isinstance(faults, dict):
+                raise ValueError("fault needs a faults object {mode: value}")
+            return {"faults": await self.sim.aset_faults(udid, faults)}
+        elif command == "clear_faults":
+            await self.sim.aclear_faults(udid)
+        elif command == "restart":
+            await self.sim.arestart(udid)
         elif command == "evolve":
             seed = request["seed"]
             if not isinstance(seed, int):

@@ -24,6 +24,7 @@ from typing import Any
 from agent.errors import UsageError
 from agent.ios.encryption import ClassKeys, Keybag
 from agent.sim.content import PROFILE_NAMES, DeviceFilesystem
+from agent.sim.faults import DeviceFaults
 from agent.sim.identity import BUILD_VERSION, MODELS, PRODUCT_VERSION, DeviceKeys, HardwareIdentity
 from agent.sim.reports import BackupReport, RestoreReport
 from agent.sim.services.afc import MediaStore
@@ -95,6 +96,8 @@ class SimulatedDevice:
         self.reboot_pending = False  # a restore asked to restart once the host lets go of mobilebackup2
         self.reboots = 0
         self.power_cycle: Callable[[], Awaitable[None]] | None = None  # set by the simulator the device is plugged into
+        self.faults = DeviceFaults()  # field failures switched on from the control socket
+        self._observers: set[asyncio.Queue[str]] = set()  # notification_proxy connections
         self._save_lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -257,7 +260,8 @@ class SimulatedDevice:
             "DevicePublicKey": self.keys.public_key_pem,
             "HardwareModel": hardware.model.hardware_model,
             "HostAttached": True,
-            "PasswordProtected": self.locked,
+            "PasswordProtected": self._password_protected(),
+            "PasswordConfigured": self.faults.passcode_set,
             "ProductName": "iPhone OS",
             "ProductType": hardware.model.product_type,
             "ProductVersion": self.product_version,
@@ -287,6 +291,28 @@ class SimulatedDevice:
             }
         )
         return values
+
+    def _password_protected(self) -> bool:
+        """`PasswordProtected` in the reading this device follows (faults.password_protected): "locked now",
+        or "has a passcode" (then true while unlocked too)."""
+        if self.faults.password_protected == "passcode":
+            return self.faults.passcode_set
+        return self.locked
+
+    # --- notifications (notification_proxy) -----------------------------------------------------
+
+    def observe_notifications(self) -> asyncio.Queue[str]:
+        """A queue that receives the name of every notification the device posts from now on."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._observers.add(queue)
+        return queue
+
+    def stop_observing(self, queue: asyncio.Queue[str]) -> None:
+        self._observers.discard(queue)
+
+    def post_notification(self, name: str) -> None:
+        for queue in self._observers:
+            queue.put_nowait(name)
 
     def domain_values(self, domain: str) -> dict[str, Any] | None:
         """The values of a lockdown domain, None for a domain this device does not have."""

@@ -126,6 +126,9 @@ class LockdownConnection:
             return {"Error": "InvalidService"}
         if self.device.locked and service in PASSCODE_GATED_SERVICES:
             return {"Error": "PasswordProtected"}
+        refusal = self.device.faults.service_refusal
+        if refusal and service == MOBILEBACKUP2:
+            return {"Error": refusal}  # before first unlock, a pair record the device no longer knows, ...
         return {"Service": service, "Port": self.open_service_port(service)}
 
     def _goodbye(self, _request: dict[str, Any]) -> dict[str, Any]:

@@ -49,12 +49,6 @@ async def _installation_proxy(
     await serve_installation_proxy(device.udid, device.installed_apps(), reader, writer)
 
 
-async def _notification_proxy(
-    _device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    await serve_notification_proxy(reader, writer)
-
-
 async def _springboard(
     _device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
@@ -63,7 +57,7 @@ async def _springboard(
 
 SERVICES: dict[str, ServiceHandler] = {
     "com.apple.mobilebackup2": serve_mobilebackup2,
-    "com.apple.mobile.notification_proxy": _notification_proxy,
+    "com.apple.mobile.notification_proxy": serve_notification_proxy,
     "com.apple.afc": _afc,
     "com.apple.mobile.installation_proxy": _installation_proxy,
     "com.apple.springboardservices": _springboard,

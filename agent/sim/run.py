@@ -11,18 +11,27 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
+from agent.errors import UsageError
 from agent.sim.server import SimServer
 
 
 def run_sim(
-    state_dir: Path | None, devices: int, profile: str, seed: int, password: str | None, port: int = 0
+    state_dir: Path | None,
+    devices: int,
+    profile: str,
+    seed: int,
+    password: str | None,
+    port: int = 0,
+    faults: dict[str, Any] | None = None,
 ) -> int:
     """Serve `devices` simulated iPhones until SIGINT/SIGTERM; the exit code (0 after a clean stop).
 
     Devices already in `state_dir` are served again as they were (pairings included); only the
     devices added to reach `devices` get `profile`, `seed` and `password` (backup encryption on).
-    Without `state_dir` everything lives in a temporary folder removed at the end."""
+    Without `state_dir` everything lives in a temporary folder removed at the end. `faults` (agent.sim.faults)
+    are switched on for every device."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     sim = SimServer(state_dir, port=port)
@@ -30,6 +39,11 @@ def run_sim(
         sim.start()
         for _ in range(len(sim.devices()), devices):
             sim.add_device(profile=profile, seed=seed, password=password)
+        for device in sim.devices():
+            try:
+                sim.set_faults(device.udid, **(faults or {}))
+            except ValueError as error:
+                raise UsageError(f"--fault: {error}") from error
         print(f"USBMUXD_SOCKET_ADDRESS={sim.address}", flush=True)
         print(f"COFFER_SIM_CONTROL={sim.control_address}", flush=True)
         for device in sim.devices():

@@ -22,6 +22,7 @@ from agent.errors import UsageError
 from agent.sim.content import EvolveReport
 from agent.sim.control_server import ControlServer
 from agent.sim.device import DEFAULT_KEYBAG_DPIC, DEFAULT_KEYBAG_ITERATIONS, STATE_FILE, SimulatedDevice
+from agent.sim.faults import DeviceFaults
 from agent.sim.identity import HardwareIdentity
 from agent.sim.routing import Attachment
 from agent.sim.usbmux import RESULT_BADDEV, ConnectionHandler, PairRecordStore, UsbmuxServer, attached_message
@@ -196,6 +197,7 @@ class SimServer:
             "transfer_rate": device.throttle.bytes_per_second,
             "backups": len(device.backups),
             "restores": len(device.restores),
+            "faults": device.faults.to_json(),
         }
 
     # --- the same operations, on the loop (the control socket uses these) -------------------------
@@ -208,7 +210,7 @@ class SimServer:
         self._next_device_id += 1
         device.power_cycle = lambda: self._areboot(udid)
         self._attachments[udid] = attachment
-        self._publish(attached_message(attachment.device_id, udid))
+        self._publish(attached_message(attachment.device_id, udid, device.faults.usb_speed))
 
     async def aunplug(self, udid: str) -> None:
         self.device(udid)
@@ -223,7 +225,9 @@ class SimServer:
         await asyncio.sleep(REBOOT_SETTLE_SECONDS)
         await self.aunplug(udid)
         await asyncio.sleep(REBOOT_SECONDS)
-        self.device(udid).reboots += 1
+        device = self.device(udid)
+        device.reboots += 1
+        device.faults.stale_snapshot = False  # a restart clears the snapshot an interrupted backup left
         await self.aplug(udid)
 
     async def aset_locked(self, udid: str, locked: bool) -> None:
@@ -235,13 +239,29 @@ class SimServer:
     async def aset_transfer_rate(self, udid: str, bytes_per_second: int | None) -> None:
         self.device(udid).throttle.bytes_per_second = bytes_per_second
 
+    async def arestart(self, udid: str) -> None:
+        """The user restarts the device (it leaves usbmuxd for a moment, as after a restore)."""
+        await self._areboot(udid)
+
+    def set_faults(self, udid: str, **faults: Any) -> None:
+        """Switch field-failure modes on or off (agent.sim.faults); ValueError for a bad one."""
+        self._call(self.aset_faults(udid, faults))
+
+    async def aset_faults(self, udid: str, faults: dict[str, Any]) -> dict[str, Any]:
+        device = self.device(udid)
+        device.faults.update(faults)
+        return device.faults.to_json()
+
+    async def aclear_faults(self, udid: str) -> None:
+        self.device(udid).faults = DeviceFaults()
+
     async def aevolve(self, udid: str, seed: int) -> EvolveReport:
         return await asyncio.to_thread(self.device(udid).filesystem.evolve, seed)
 
     # --- DeviceHub, for usbmuxd --------------------------------------------------------------------
 
-    def attached_devices(self) -> list[tuple[int, str]]:
-        return [(a.device_id, udid) for udid, a in self._attachments.items()]
+    def attached_devices(self) -> list[tuple[int, str, int]]:
+        return [(a.device_id, udid, a.device.faults.usb_speed) for udid, a in self._attachments.items()]
 
     def route(self, device_id: int, port: int) -> ConnectionHandler | int:
         for attachment in self._attachments.values():

@@ -36,8 +36,8 @@ ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Await
 class DeviceHub(Protocol):
     """What usbmuxd needs from the simulator: attached devices, port routing and plug events."""
 
-    def attached_devices(self) -> list[tuple[int, str]]:
-        """(DeviceID, UDID) of every plugged device."""
+    def attached_devices(self) -> list[tuple[int, str, int]]:
+        """(DeviceID, UDID, USB speed in bits per second) of every plugged device."""
         ...
 
     def route(self, device_id: int, port: int) -> ConnectionHandler | int:
@@ -51,13 +51,14 @@ class DeviceHub(Protocol):
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None: ...
 
 
-def attached_message(device_id: int, udid: str) -> dict[str, Any]:
-    """The Attached message (and ListDevices entry) of a USB device, as usbmuxd builds it."""
+def attached_message(device_id: int, udid: str, speed: int = 480_000_000) -> dict[str, Any]:
+    """The Attached message (and ListDevices entry) of a USB device, as usbmuxd builds it; `speed` is
+    the negotiated USB speed in bits per second (480000000 on USB 2, 5000000000 on USB 3)."""
     return {
         "MessageType": "Attached",
         "DeviceID": device_id,
         "Properties": {
-            "ConnectionSpeed": 480000000,
+            "ConnectionSpeed": speed,
             "ConnectionType": "USB",
             "DeviceID": device_id,
             "LocationID": 0x01100000 + device_id,
@@ -169,7 +170,7 @@ class UsbmuxServer:
         if kind == "ListDevices":
             return {
                 "DeviceList": [
-                    attached_message(device_id, udid) for device_id, udid in self.hub.attached_devices()
+                    attached_message(*device) for device in self.hub.attached_devices()
                 ]
             }
         record_id = str(request.get("PairRecordID", ""))
@@ -191,8 +192,8 @@ class UsbmuxServer:
         queue = self.hub.subscribe()
         client_gone = asyncio.ensure_future(reader.read())
         try:
-            for device_id, udid in self.hub.attached_devices():
-                await self._send(writer, 0, attached_message(device_id, udid))
+            for device in self.hub.attached_devices():
+                await self._send(writer, 0, attached_message(*device))
             while True:
                 next_event = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait({next_event, client_gone}, return_when=asyncio.FIRST_COMPLETED)

@@ -12,14 +12,19 @@ import logging
 from typing import Any
 
 from agent.sim.device import SimulatedDevice
+from agent.sim.faults import BACKUP_ERROR_TEXTS, STALE_SNAPSHOT_CODE, STALE_SNAPSHOT_TEXT
 from agent.sim.mobilebackup import errors
 from agent.sim.mobilebackup.backup_engine import BackupEngine
 from agent.sim.mobilebackup.device_link import DeviceLinkChannel, DeviceLinkError
 from agent.sim.mobilebackup.restore_engine import RestoreEngine
+from agent.sim.mobilebackup.versions import version_tuple
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSIONS = (2.0, 2.1)
+LOCAL_AUTH_PRESENTED = "com.apple.LocalAuthentication.ui.presented"
+LOCAL_AUTH_DISMISSED = "com.apple.LocalAuthentication.ui.dismissed"
+PASSCODE_PROMPT_SINCE = (16, 1)  # iOS asks for the passcode to start a backup or change its password
 
 
 async def serve_mobilebackup2(
@@ -60,6 +65,10 @@ async def _handle(
     target = request.get("TargetIdentifier")
     if name in ("Backup", "Restore") and target and target != device.udid:
         raise errors.MobileBackupFailure(errors.GENERIC, f"TargetIdentifier {target} is not this device")
+    if name in ("Backup", "ChangePassword"):
+        await _passcode_prompt(device, link)
+    if name in ("Backup", "Restore"):
+        _injected_failure(device, name)
     if name == "Backup":
         await BackupEngine(device, link, request).run()
     elif name == "Restore":
@@ -69,6 +78,28 @@ async def _handle(
     else:
         raise errors.MobileBackupFailure(errors.GENERIC, f"{name} is not supported by this device")
     return {}
+
+
+async def _passcode_prompt(device: SimulatedDevice, link: DeviceLinkChannel) -> None:
+    """iOS >= 16.1: the passcode sheet, relayed to observing hosts through notification_proxy."""
+    wait = device.faults.passcode_prompt
+    if wait is None or version_tuple(device.product_version) < PASSCODE_PROMPT_SINCE:
+        return
+    device.post_notification(LOCAL_AUTH_PRESENTED)
+    if wait < 0:  # nobody enters it: the device waits until the host gives up and leaves
+        await link.reader.read()
+        raise DeviceLinkError("the host left while the device asked for its passcode")
+    await asyncio.sleep(wait)
+    device.post_notification(LOCAL_AUTH_DISMISSED)
+
+
+def _injected_failure(device: SimulatedDevice, name: str) -> None:
+    """The field failures a Backup or Restore ends with at once (agent.sim.faults)."""
+    if name == "Backup" and device.faults.stale_snapshot:
+        raise errors.MobileBackupFailure(STALE_SNAPSHOT_CODE, STALE_SNAPSHOT_TEXT)
+    code = device.faults.backup_error
+    if code is not None:
+        raise errors.MobileBackupFailure(code, BACKUP_ERROR_TEXTS[code])
 
 
 def _hello(request: dict[str, Any]) -> float:
