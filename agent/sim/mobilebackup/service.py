@@ -25,6 +25,9 @@ PROTOCOL_VERSIONS = (2.0, 2.1)
 LOCAL_AUTH_PRESENTED = "com.apple.LocalAuthentication.ui.presented"
 LOCAL_AUTH_DISMISSED = "com.apple.LocalAuthentication.ui.dismissed"
 PASSCODE_PROMPT_SINCE = (16, 1)  # iOS asks for the passcode to start a backup or change its password
+# The sheet comes up a moment after the request, by when the host's ObserveNotification requests (sent on
+# another connection just before) have arrived.
+PROMPT_DELAY_SECONDS = 0.2
 
 
 async def serve_mobilebackup2(
@@ -85,6 +88,7 @@ async def _passcode_prompt(device: SimulatedDevice, link: DeviceLinkChannel) -> 
     wait = device.faults.passcode_prompt
     if wait is None or version_tuple(device.product_version) < PASSCODE_PROMPT_SINCE:
         return
+    await asyncio.sleep(PROMPT_DELAY_SECONDS)
     device.post_notification(LOCAL_AUTH_PRESENTED)
     if wait < 0:  # nobody enters it: the device waits until the host gives up and leaves
         await link.reader.read()

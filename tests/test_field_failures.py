@@ -1,0 +1,284 @@
+"""The failures real iPhones show in the field, as simulator fault modes (agent.sim.faults), against Coffer's CLI.
+
+Each test switches a fault on through the simulator's control socket, runs the real `coffer backup`, `restore`
+or `devices`, checks the one line the user sees and the exit code, then lifts the fault and shows nothing was
+lost: the next clean run completes and `coffer check` passes. docs/troubleshooting.md lists the messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, CofferCli, CofferRun, coffer_cli
+
+from agent.sim.control import SimControl
+from agent.sim.server import SimServer
+
+_seeds = itertools.count(900)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
+    with SimServer(tmp_path_factory.mktemp("sim")) as server:
+        yield server
+
+
+@pytest.fixture
+def control(sim: SimServer) -> Iterator[SimControl]:
+    assert sim.control_address is not None
+    with SimControl(sim.control_address) as client:
+        yield client
+
+
+@pytest.fixture
+def usb(tmp_path: Path, sim: SimServer) -> CofferCli:
+    """`coffer` on a fresh initialised repository, talking to the simulator."""
+    cli = coffer_cli(tmp_path / "repo")
+    cli.env.update(
+        {
+            "USBMUXD_SOCKET_ADDRESS": sim.address,
+            "HOME": str(tmp_path / "home"),
+            "COFFER_STATE_DIR": str(tmp_path / "host-state"),
+            "COFFER_STAGING_DIR": str(tmp_path / "staging"),
+            "COFFER_PAIR_RECORDS_DIR": str(tmp_path / "pair-records"),
+        }
+    )
+    cli.init()
+    return cli
+
+
+def _device(sim: SimServer, **kwargs: object) -> str:
+    return sim.add_device(profile="tiny", seed=next(_seeds), **kwargs).udid  # type: ignore[arg-type]
+
+
+def _error_line(run: CofferRun) -> str:
+    """The one `coffer: ...` line a failed command printed."""
+    lines = [line for line in run.stderr.splitlines() if line.startswith("coffer: ")]
+    assert len(lines) == 1, run.describe()
+    return lines[0]
+
+
+def _nothing_lost(usb: CofferCli, udid: str) -> dict[str, object]:
+    """A clean backup completes and the repository checks out; the backup's document."""
+    document = usb("--json", "backup", "--udid", udid).json()
+    assert document["ok"], document
+    usb("check")
+    return document
+
+
+def test_a_file_the_device_cannot_send_is_recorded_and_sent_next_time(
+    usb: CofferCli, sim: SimServer, control: SimControl
+) -> None:
+    udid = _device(sim)
+    device = sim.device(udid)
+    victim = next(f for f in device.filesystem.files() if f.size > 0 and f.domain == "HomeDomain")
+    control.fault(udid, upload_error=victim.relative_path)
+    run = usb("--json", "backup", "--udid", udid)  # iOS 17+: the backup finishes (ErrorCode 0)
+    document = run.json()
+    assert document["ok"] and device.backups[-1].error_code == 0
+    assert document["not_sent"] == [
+        {"domain": "HomeDomain", "path": victim.relative_path,
+         "reason": "the device could not send it: Input/output error (5)"}
+    ]
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("coffer: warning:")]
+    assert len(warnings) == 1 and f"HomeDomain/{victim.relative_path}" in warnings[0], run.stderr
+    assert "Input/output error (5)" in warnings[0]
+    snapshot = usb("--json", "snapshots").json()[-1]
+    assert snapshot["id"] == document["snapshot"]  # committed like any other, not marked failed
+    listed = {(e["domain"], e["path"]) for e in usb("--json", "ls", document["short_id"]).json()}
+    assert ("HomeDomain", victim.relative_path) not in listed
+
+    control.clear_faults(udid)
+    again = _nothing_lost(usb, udid)
+    assert again["not_sent"] == []
+    assert victim.key in device.backups[-1].uploaded  # asked for again, though unchanged on the device
+    listed = {(e["domain"], e["path"]) for e in usb("--json", "ls", again["short_id"]).json()}
+    assert ("HomeDomain", victim.relative_path) in listed
+
+
+def test_a_stale_device_snapshot_says_restart_the_device(usb: CofferCli, sim: SimServer, control: SimControl) -> None:
+    udid = _device(sim)
+    control.fault(udid, stale_snapshot=True)
+    run = usb("backup", "--udid", udid, expect=5)
+    line = _error_line(run)
+    assert "interrupted backup" in line and "restart the device" in line and "MBErrorDomain 3" in line, line
+    assert "File exists (17)" in line
+    usb("backup", "--udid", udid, expect=5)  # it stays until the device restarts
+    control.restart(udid)
+    deadline = time.monotonic() + 10
+    while not (sim.is_plugged(udid) and sim.device(udid).reboots):
+        assert time.monotonic() < deadline, "the device did not come back after its restart"
+        time.sleep(0.05)
+    _nothing_lost(usb, udid)
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code", "cause", "fix"),
+    [
+        (105, 1, "this computer reported too little free space", "free space where the repository"),
+        (106, 5, "too little free space to make its backup snapshot", "iPhone Storage"),
+        (205, 5, "could not read the backup properties", "coffer backup --full"),
+        (207, 3, "rejected the backup password", "--backup-password-file"),
+        (208, 5, "was locked when the backup needed it", "unlock it"),
+    ],
+)
+def test_mb_error_codes_name_cause_and_fix(
+    usb: CofferCli, sim: SimServer, control: SimControl, code: int, exit_code: int, cause: str, fix: str
+) -> None:
+    udid = _device(sim)
+    control.fault(udid, backup_error=code)
+    line = _error_line(usb("backup", "--udid", udid, expect=exit_code))
+    assert f"MBErrorDomain {code}" in line and cause in line and fix in line, line
+    control.clear_faults(udid)
+    _nothing_lost(usb, udid)
+
+
+def test_restore_onto_a_device_without_space_names_cause_and_fix(
+    usb: CofferCli, sim: SimServer, control: SimControl
+) -> None:
+    source, target = _device(sim), _device(sim)
+    snapshot = _nothing_lost(usb, source)["short_id"]
+    control.fault(target, backup_error=106)
+    run = usb("restore", snapshot, "--to-udid", target, "--yes", "--no-reboot", expect=5)
+    line = _error_line(run)
+    assert "MBErrorDomain 106" in line and "iPhone Storage" in line, line
+    control.clear_faults(target)
+    usb("restore", snapshot, "--to-udid", target, "--yes", "--no-reboot")
+    usb("check")
+
+
+def test_backup_service_refusals_each_say_why(usb: CofferCli, sim: SimServer, control: SimControl) -> None:
+    udid = _device(sim)
+    usb("devices")  # paired and trusted, so StartService is what refuses
+    control.fault(udid, service_refusal="PasswordProtected")  # locked since it restarted (before first unlock)
+    line = _error_line(usb("backup", "--udid", udid, expect=5))
+    assert "is locked" in line and "after a restart it needs the passcode once" in line, line
+    control.fault(udid, service_refusal="InvalidHostID")  # the device no longer knows this pair record
+    line = _error_line(usb("backup", "--udid", udid, expect=5))
+    assert "InvalidHostID" in line and "tap Trust" in line and "pair record" in line, line
+    control.clear_faults(udid)
+    untrusted = _device(sim, trusted=False)  # the Trust dialog is never answered
+    line = _error_line(usb("backup", "--udid", untrusted, expect=5, env={"COFFER_TRUST_TIMEOUT": "0.5"}))
+    assert "Trust dialog was not answered" in line and "tap Trust" in line, line
+    control.trust(untrusted)
+    _nothing_lost(usb, udid)
+    _nothing_lost(usb, untrusted)
+
+
+def test_passcode_prompt_is_relayed_waited_for_and_timed_out(
+    usb: CofferCli, sim: SimServer, control: SimControl
+) -> None:
+    udid = _device(sim)
+    control.fault(udid, passcode_prompt=1.0)  # the user enters it after a second
+    run = usb("backup", "--udid", udid)
+    assert "enter the passcode on the device" in run.stderr, run.describe()
+    assert sim.device(udid).backups[-1].error_code == 0
+    control.fault(udid, passcode_prompt=-1)  # nobody does
+    run = usb("backup", "--udid", udid, expect=5, env={"COFFER_PASSCODE_TIMEOUT": "1"})
+    assert "enter the passcode on the device" in run.stderr
+    line = [entry for entry in run.stderr.splitlines() if "nobody entered it" in entry]
+    assert len(line) == 1 and "within 1 s" in line[0] and "COFFER_PASSCODE_TIMEOUT" in line[0], run.stderr
+    control.clear_faults(udid)
+    _nothing_lost(usb, udid)
+
+
+def test_a_device_that_pauses_and_locks_mid_backup_is_waited_for(
+    usb: CofferCli, sim: SimServer, control: SimControl
+) -> None:
+    udid = _device(sim)
+    pause = 3.0
+    # Longer than every client time-out Coffer has (the Trust wait, and the passcode prompt's, set to 1 s
+    # here): none of them applies to the DeviceLink loop, which has no time-out at all.
+    control.fault(udid, pause=pause, lock_during_pause=True)
+    run = usb("--json", "backup", "--udid", udid, env={"COFFER_TRUST_TIMEOUT": "1", "COFFER_PASSCODE_TIMEOUT": "1"})
+    assert run.json()["ok"] and run.seconds >= pause
+    assert sim.device(udid).locked  # locked mid-backup, and the running backup went on
+    control.clear_faults(udid)
+    control.unlock(udid)
+    _nothing_lost(usb, udid)
+
+
+@pytest.mark.parametrize("reading", ["locked", "passcode"])
+def test_devices_tells_locked_from_has_a_passcode(
+    usb: CofferCli, sim: SimServer, control: SimControl, reading: str
+) -> None:
+    udid = _device(sim)
+    control.fault(udid, password_protected=reading, passcode_set=True)
+
+    def state() -> dict[str, object]:
+        return next(d for d in usb("--json", "devices").json() if d["udid"] == udid)
+
+    unlocked = state()
+    assert unlocked["state"] == "trusted" and unlocked["passcode"] is True, unlocked
+    control.lock(udid)
+    locked = state()
+    assert locked["state"] == "locked" and "unlock it" in str(locked["message"]), locked
+    control.unlock(udid)
+    control.fault(udid, passcode_set=False)
+    assert state()["passcode"] is False
+    control.clear_faults(udid)
+    _nothing_lost(usb, udid)
+
+
+def test_devices_reports_the_negotiated_usb_speed(usb: CofferCli, sim: SimServer, control: SimControl) -> None:
+    usb2, usb3 = _device(sim), _device(sim)
+    control.fault(usb3, usb_speed=5_000_000_000)
+    control.unplug(usb3)  # usbmuxd learns the speed when the device attaches
+    control.plug(usb3)
+    devices = {d["udid"]: d for d in usb("--json", "devices").json()}
+    assert devices[usb2]["usb"] == "USB 2" and devices[usb2]["usb_speed"] == 480_000_000
+    assert devices[usb3]["usb"] == "USB 3" and devices[usb3]["usb_speed"] == 5_000_000_000
+    table = usb("devices").stdout
+    assert "USB 3" in table and "USB 2" in table
+    _nothing_lost(usb, usb3)
+
+
+def test_no_usbmuxd_is_one_line_naming_where_it_was_looked_for(usb: CofferCli, tmp_path: Path) -> None:
+    missing = tmp_path / "no-usbmuxd"
+    line = _error_line(usb("devices", expect=5, env={"USBMUXD_SOCKET_ADDRESS": str(missing)}))
+    assert f"cannot reach usbmuxd at {missing}" in line and "start usbmuxd" in line, line
+    with socket.socket() as probe:  # a TCP port nobody listens on (Windows' usbmuxd is TCP)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    line = _error_line(usb("backup", "--all", expect=5, env={"USBMUXD_SOCKET_ADDRESS": f"127.0.0.1:{port}"}))
+    assert f"cannot reach usbmuxd at 127.0.0.1:{port}" in line, line
+    usb("check")  # nothing was touched
+
+
+def test_a_usbmuxd_socket_without_permission_says_which_group(usb: CofferCli) -> None:
+    if sys.platform == "win32":
+        pytest.skip("unix sockets")
+    folder = Path(tempfile.mkdtemp(prefix="coffer-mux-"))
+    os.chmod(folder, 0o755)
+    path = folder / "usbmuxd"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        server.listen()
+        os.chmod(path, 0)  # a socket this user may not open (outside its owner and group)
+        env = usb.environment({"USBMUXD_SOCKET_ADDRESS": str(path)})
+        command = [sys.executable, "-m", "agent", "devices"]
+        if os.geteuid() == 0:  # root opens any socket: drop the capability that lets it, as setpriv(1) can
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv(1)")
+            command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                              stdin=subprocess.DEVNULL)
+    finally:
+        server.close()
+        path.unlink(missing_ok=True)
+        folder.rmdir()
+    assert done.returncode == 5, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("coffer: ")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"no permission to open the usbmuxd socket {path}" in lines[0] and "group" in lines[0], lines[0]
