@@ -41,8 +41,10 @@ def control(sim: SimServer) -> Iterator[SimControl]:
 
 
 @pytest.fixture
-def usb(tmp_path: Path, sim: SimServer) -> CofferCli:
-    """`coffer` on a fresh initialised repository, talking to the simulator."""
+def usb(tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch) -> CofferCli:
+    """`coffer` on a fresh initialised repository, talking to the simulator (in a subprocess or, with
+    `inline`, in this process)."""
+    monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", sim.address)
     cli = coffer_cli(tmp_path / "repo")
     cli.env.update(
         {
@@ -113,7 +115,7 @@ def test_a_stale_device_snapshot_says_restart_the_device(usb: CofferCli, sim: Si
     line = _error_line(run)
     assert "interrupted backup" in line and "restart the device" in line and "MBErrorDomain 3" in line, line
     assert "File exists (17)" in line
-    usb("backup", "--udid", udid, expect=5)  # it stays until the device restarts
+    usb.inline("backup", "--udid", udid, expect=5)  # it stays until the device restarts
     control.restart(udid)
     deadline = time.monotonic() + 10
     while not (sim.is_plugged(udid) and sim.device(udid).reboots):
@@ -122,23 +124,22 @@ def test_a_stale_device_snapshot_says_restart_the_device(usb: CofferCli, sim: Si
     _nothing_lost(usb, udid)
 
 
-@pytest.mark.parametrize(
-    ("code", "exit_code", "cause", "fix"),
-    [
-        (105, 1, "this computer reported too little free space", "free space where the repository"),
-        (106, 5, "too little free space to make its backup snapshot", "iPhone Storage"),
-        (205, 5, "could not read the backup properties", "coffer backup --full"),
-        (207, 3, "rejected the backup password", "--backup-password-file"),
-        (208, 5, "was locked when the backup needed it", "unlock it"),
-    ],
-)
-def test_mb_error_codes_name_cause_and_fix(
-    usb: CofferCli, sim: SimServer, control: SimControl, code: int, exit_code: int, cause: str, fix: str
-) -> None:
+# MBErrorDomain code the device ends the Backup with -> Coffer's exit code, and words of the cause and the fix
+MB_ERRORS = {
+    105: (1, "this computer reported too little free space", "free space where the repository"),
+    106: (5, "too little free space to make its backup snapshot", "iPhone Storage"),
+    205: (5, "could not read the backup properties", "coffer backup --full"),
+    207: (3, "rejected the backup password", "--backup-password-file"),
+    208: (5, "was locked when the backup needed it", "unlock it"),
+}
+
+
+def test_mb_error_codes_name_cause_and_fix(usb: CofferCli, sim: SimServer, control: SimControl) -> None:
     udid = _device(sim)
-    control.fault(udid, backup_error=code)
-    line = _error_line(usb("backup", "--udid", udid, expect=exit_code))
-    assert f"MBErrorDomain {code}" in line and cause in line and fix in line, line
+    for code, (exit_code, cause, fix) in MB_ERRORS.items():
+        control.fault(udid, backup_error=code)
+        line = _error_line(usb.inline("backup", "--udid", udid, expect=exit_code))
+        assert f"MBErrorDomain {code}" in line and cause in line and fix in line, line
     control.clear_faults(udid)
     _nothing_lost(usb, udid)
 
@@ -159,16 +160,16 @@ def test_restore_onto_a_device_without_space_names_cause_and_fix(
 
 def test_backup_service_refusals_each_say_why(usb: CofferCli, sim: SimServer, control: SimControl) -> None:
     udid = _device(sim)
-    usb("devices")  # paired and trusted, so StartService is what refuses
+    usb.inline("devices")  # paired and trusted, so StartService is what refuses
     control.fault(udid, service_refusal="PasswordProtected")  # locked since it restarted (before first unlock)
     line = _error_line(usb("backup", "--udid", udid, expect=5))
     assert "is locked" in line and "after a restart it needs the passcode once" in line, line
     control.fault(udid, service_refusal="InvalidHostID")  # the device no longer knows this pair record
-    line = _error_line(usb("backup", "--udid", udid, expect=5))
+    line = _error_line(usb.inline("backup", "--udid", udid, expect=5))
     assert "InvalidHostID" in line and "tap Trust" in line and "pair record" in line, line
     control.clear_faults(udid)
     untrusted = _device(sim, trusted=False)  # the Trust dialog is never answered
-    line = _error_line(usb("backup", "--udid", untrusted, expect=5, env={"COFFER_TRUST_TIMEOUT": "0.5"}))
+    line = _error_line(usb.inline("backup", "--udid", untrusted, expect=5, env={"COFFER_TRUST_TIMEOUT": "0.5"}))
     assert "Trust dialog was not answered" in line and "tap Trust" in line, line
     control.trust(untrusted)
     _nothing_lost(usb, udid)
@@ -216,7 +217,7 @@ def test_devices_tells_locked_from_has_a_passcode(
     control.fault(udid, password_protected=reading, passcode_set=True)
 
     def state() -> dict[str, object]:
-        return next(d for d in usb("--json", "devices").json() if d["udid"] == udid)
+        return next(d for d in usb.inline("--json", "devices").json() if d["udid"] == udid)
 
     unlocked = state()
     assert unlocked["state"] == "trusted" and unlocked["passcode"] is True, unlocked
