@@ -173,8 +173,8 @@ def translate(exc: BaseException, udid: str) -> DeviceError:
             f"device {udid} is locked: unlock it with its passcode and try again (after a restart it needs the "
             "passcode once, even with Face ID or Touch ID)"
         )
-    if problem := usbmuxd_problem(exc):
-        return problem
+    if isinstance(exc, ConnectionFailedToUsbmuxdError):
+        return usbmuxd_problem(exc) or DeviceError(str(exc))
     if isinstance(exc, StartServiceError):
         return DeviceError(
             f"device {udid} could not start service com.apple.mobilebackup2 ({exc}): unlock the device, unplug and "
@@ -216,6 +216,8 @@ async def lockdown_session(
             usbmux_address=usbmux_address(),
             pairing_records_cache_folder=pair_records_folder(),
         )
+    except PermissionError as exc:  # opening usbmuxd's socket is the only file access here
+        raise usbmuxd_problem(exc) or translate(exc, udid) from exc
     except Exception as exc:
         raise translate(exc, udid) from exc
     try:
