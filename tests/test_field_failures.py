@@ -21,6 +21,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, CofferCli, CofferRun, coffer_cli
 
+from agent.device.backup import _without_rows
+from agent.ios.encryption import Keybag, decrypt_manifest_db, encrypt_manifest_db, new_manifest_key
+from agent.ios.manifest_db import manifest_db_bytes, records_from_bytes
+from agent.ios.records import FLAG_FILE, FileRecord
 from agent.sim.control import SimControl
 from agent.sim.server import SimServer
 
@@ -180,10 +184,12 @@ def test_passcode_prompt_is_relayed_waited_for_and_timed_out(
     usb: CofferCli, sim: SimServer, control: SimControl
 ) -> None:
     udid = _device(sim)
-    control.fault(udid, passcode_prompt=1.0)  # the user enters it after a second
+    control.fault(udid, passcode_prompt=0.5)  # the user enters it after half a second
     run = usb("backup", "--udid", udid)
     assert "enter the passcode on the device" in run.stderr, run.describe()
     assert sim.device(udid).backups[-1].error_code == 0
+    run = usb.inline("encryption", "on", "--udid", udid)  # ChangePassword asks for it too
+    assert "enter the passcode on the device" in run.stderr and sim.device(udid).will_encrypt, run.describe()
     control.fault(udid, passcode_prompt=-1)  # nobody does
     run = usb("backup", "--udid", udid, expect=5, env={"COFFER_PASSCODE_TIMEOUT": "1"})
     assert "enter the passcode on the device" in run.stderr
@@ -283,3 +289,18 @@ def test_a_usbmuxd_socket_without_permission_says_which_group(usb: CofferCli) ->
     lines = [line for line in done.stderr.splitlines() if line.startswith("coffer: ")]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"no permission to open the usbmuxd socket {path}" in lines[0] and "group" in lines[0], lines[0]
+
+
+def test_rows_of_unsent_files_leave_the_remembered_manifest_encrypted_or_not() -> None:
+    """The host's copy of Manifest.db loses exactly the unsent files' rows, re-encrypted with the same key."""
+    keybag, _ = Keybag.create("pw", dpic=10, iterations=10)
+    class_keys = keybag.unlock("pw")
+    manifest_key = new_manifest_key(class_keys)
+    records = [FileRecord.create("HomeDomain", f"Library/f{n}", FLAG_FILE, size=n, mtime=0, birth=0, inode=n)
+               for n in range(3)]
+    image = manifest_db_bytes(records)
+    unsent = {records[1].file_id}
+    plain = _without_rows(image, unsent, None, None)
+    assert [r.file_id for r in records_from_bytes(plain)] == [records[0].file_id, records[2].file_id]
+    sealed = _without_rows(encrypt_manifest_db(class_keys, manifest_key, image), unsent, class_keys, manifest_key)
+    assert records_from_bytes(decrypt_manifest_db(class_keys, manifest_key, sealed)) == records_from_bytes(plain)

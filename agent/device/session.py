@@ -61,7 +61,10 @@ class PasscodePrompt:
         prompt_open = False
         while True:
             try:
-                event = await asyncio.wait_for(anext(events), self.timeout if prompt_open else None)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that meets a
+                # notification arriving, and the watcher would then outlive the backup.
+                async with asyncio.timeout(self.timeout if prompt_open else None):
+                    event = await anext(events)
             except TimeoutError:
                 raise DeviceLockedError(
                     f"device {self.udid} asked for its passcode and nobody entered it within {self.timeout:g} s: "
