@@ -185,7 +185,7 @@ def test_passcode_prompt_is_relayed_waited_for_and_timed_out(
 ) -> None:
     udid = _device(sim)
     control.fault(udid, passcode_prompt=0.5)  # the user enters it after half a second
-    run = usb("backup", "--udid", udid)
+    run = usb.inline("backup", "--udid", udid)
     assert "enter the passcode on the device" in run.stderr, run.describe()
     assert sim.device(udid).backups[-1].error_code == 0
     run = usb.inline("encryption", "on", "--udid", udid)  # ChangePassword asks for it too
@@ -240,12 +240,12 @@ def test_devices_tells_locked_from_has_a_passcode(
 def test_devices_reports_the_negotiated_usb_speed(usb: CofferCli, sim: SimServer, control: SimControl) -> None:
     usb2, usb3 = _device(sim), _device(sim)
     control.fault(usb3, usb_speed=5_000_000_000)
-    control.unplug(usb3)  # usbmuxd learns the speed when the device attaches
+    control.unplug(usb3)  # the speed is negotiated when the device attaches
     control.plug(usb3)
-    devices = {d["udid"]: d for d in usb("--json", "devices").json()}
+    devices = {d["udid"]: d for d in usb.inline("--json", "devices").json()}
     assert devices[usb2]["usb"] == "USB 2" and devices[usb2]["usb_speed"] == 480_000_000
     assert devices[usb3]["usb"] == "USB 3" and devices[usb3]["usb_speed"] == 5_000_000_000
-    table = usb("devices").stdout
+    table = usb.inline("devices").stdout
     assert "USB 3" in table and "USB 2" in table
     _nothing_lost(usb, usb3)
 
