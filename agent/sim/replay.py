@@ -5,7 +5,8 @@ or untrusted when the recording met those errors) and its mobilebackup2 service 
 messages in order: each message the device sent is sent again, each host message it waited for is awaited,
 and the final `Response` carries the recorded `ErrorCode` and `ErrorDescription`. The host's answers are
 Coffer's own, live. The k-th mobilebackup2 connection plays the k-th recorded one (a selective restore opens
-two), later ones the last.
+two), later ones the last. A trace that ended before mobilebackup2 (a locked or untrusted device) leaves the
+simulator's own service in place, so once the fault is cleared (`unlock`, `trust`) a backup completes.
 
 A trace holds no contents and no names, so the device makes them up, deterministically:
 
@@ -62,10 +63,14 @@ class RecordedTrace:
     def load(cls, path: Path) -> RecordedTrace:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
-        except (OSError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read the trace {path}: {exc}") from exc
-        if not records or records[0].get("trace") != "coffer" or records[0].get("version") != 1:
+        try:
+            records = [json.loads(line) for line in lines if line.strip()]
+        except ValueError:
+            records = []
+        if not records or not all(isinstance(r, dict) for r in records) or records[0].get("trace") != "coffer" \
+                or records[0].get("version") != 1:
             raise UsageError(f"{path} is not a Coffer trace (version 1): record one with `--trace FILE`")
         trace = cls(records[0])
         for record in records[1:]:
@@ -111,7 +116,8 @@ def install(device: SimulatedDevice, trace: RecordedTrace) -> None:
         device.set_locked(True)
     if failures & UNTRUSTED:
         device.set_trusted(False)
-    device.service_overrides[MOBILEBACKUP2] = Replay(trace).serve
+    if trace.conversations():  # else (it ended before mobilebackup2) the simulator's own service answers
+        device.service_overrides[MOBILEBACKUP2] = Replay(trace).serve
 
 
 class Replay:
@@ -122,9 +128,6 @@ class Replay:
         self.connections = 0
 
     async def serve(self, device: SimulatedDevice, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.conversations:
-            writer.close()
-            return
         events = self.conversations[min(self.connections, len(self.conversations) - 1)]
         self.connections += 1
         link = DeviceLinkChannel(reader, writer, device.throttle)
