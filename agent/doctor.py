@@ -224,10 +224,10 @@ def repository_checks(open_storage: Callable[[], Any], open_repository: Callable
     try:
         storage = open_storage()
     except UsageError as exc:
-        if "no repository" in str(exc):
-            return [Check("repository", WARNING, "no repository given: only the device checks ran",
-                          "give --repo URL or set COFFER_REPOSITORY")]
-        return [Check("repository", FAILED, str(exc), "correct --repo")]
+        if "no repository" not in str(exc):
+            raise  # a malformed --repo is a usage error (exit 2), as for every command
+        return [Check("repository", WARNING, "no repository given: only the device checks ran",
+                      "give --repo URL or set COFFER_REPOSITORY")]
     try:
         Repository.read_config(storage)
     except UsageError as exc:
