@@ -116,8 +116,7 @@ async def _device_checks(udid: str) -> tuple[list[Check], DeviceFacts | None]:
             checks.append(_device_space_check(udid, usage if isinstance(usage, dict) else {}, facts))
             checks.append(_device_clock_check(udid, values.get("TimeIntervalSince1970")))
     except DeviceNotTrustedError as exc:
-        return [Check("trust", FAILED, str(exc).split(":")[0], "unlock the device, tap Trust and enter its passcode",
-                      udid=udid)], None
+        return [Check("trust", FAILED, str(exc), "unlock the device, tap Trust and enter its passcode", udid=udid)], None
     except DeviceLockedError:
         return [Check("trust", FAILED, f"device {udid} is locked", "unlock it with its passcode", udid=udid)], None
     except DeviceError as exc:

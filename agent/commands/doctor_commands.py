@@ -32,10 +32,9 @@ def cmd_doctor(ctx: Context) -> int:
     from agent.storage.local import LocalStorage
 
     args = ctx.args
-    checks, connected = [], []
     usbmuxd, connected = doctor.usbmuxd_check()
-    checks.append(usbmuxd)
-    expected = 0
+    checks = [usbmuxd]
+    expected = 0  # the largest device's used space: what a local repository may receive
     for udid in args.udid or connected:
         if udid not in connected and usbmuxd.status != doctor.FAILED:
             checks.append(doctor.Check("trust", doctor.FAILED, f"device {udid} is not connected",

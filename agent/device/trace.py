@@ -137,6 +137,8 @@ class Trace:
 
     def text(self, text: str) -> str:
         """Free text (an error string) with identities, the names seen so far and user-data paths replaced."""
+        if not text:
+            return text
         for secret, placeholder in sorted(self._secrets.items(), key=lambda item: -len(item[0])):
             text = text.replace(secret, placeholder)
         for name, token in sorted(self._names.items(), key=lambda item: -len(item[0])):
