@@ -123,3 +123,9 @@ def test_storage_timestamps_in_the_hosts_future_fail_the_clock_check(doctor: Cof
     os.utime(doctor.repo / "config", (future, future))
     check = _one(_checks(doctor, expect=1), "clock", None)
     assert check["status"] == "failed" and "3.0 d behind the storage at" in check["message"]
+
+
+def test_a_device_asked_for_that_is_not_plugged_in_fails(doctor: CofferCli, sim: SimServer) -> None:
+    udid = sim.add_device(seed=66, plugged=False).udid
+    check = _one(_checks(doctor, "--udid", udid, expect=1), "trust", udid)
+    assert check["message"] == f"device {udid} is not connected" and "data cable" in check["fix"]

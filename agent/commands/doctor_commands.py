@@ -36,11 +36,10 @@ def cmd_doctor(ctx: Context) -> int:
     checks = [usbmuxd]
     expected = 0  # the largest device's used space: what a local repository may receive
     for udid in args.udid or connected:
-        if udid not in connected and usbmuxd.status != doctor.FAILED:
-            checks.append(doctor.Check("trust", doctor.FAILED, f"device {udid} is not connected",
-                                       "plug it in with a data cable and unlock it", udid=udid))
-            continue
         if udid not in connected:
+            if usbmuxd.status != doctor.FAILED:  # else usbmuxd's line already says why no device shows
+                checks.append(doctor.Check("trust", doctor.FAILED, f"device {udid} is not connected",
+                                           "plug it in with a data cable and unlock it", udid=udid))
             continue
         device, facts = doctor.device_checks(udid)
         checks += device
@@ -49,8 +48,9 @@ def cmd_doctor(ctx: Context) -> int:
             expected = max(expected, facts.used_bytes or 0)
     repository = doctor.repository_checks(ctx.storage, ctx.open_repository)
     checks += repository
-    if repository[0].status == doctor.OK and isinstance(ctx.storage(), LocalStorage):
-        checks.append(doctor.repository_space_check(ctx.storage().root, expected, args.headroom))  # type: ignore[attr-defined]
+    storage = ctx.storage() if repository[0].status == doctor.OK else None
+    if isinstance(storage, LocalStorage):
+        checks.append(doctor.repository_space_check(storage.root, expected, args.headroom))
     failed = [c for c in checks if c.status == doctor.FAILED]
     ctx.emit({"ok": not failed, "checks": [c.to_json() for c in checks]}, "\n".join(c.line() for c in checks))
     if failed:
