@@ -145,3 +145,7 @@ def test_a_file_that_is_not_a_trace_is_refused(usb: CofferCli, tmp_path: Path) -
     (tmp_path / "notes.txt").write_text("hello\n")
     run = usb("sim", "--replay", tmp_path / "notes.txt", expect=2)
     assert "is not a Coffer trace" in run.stderr and str(tmp_path / "notes.txt") in run.stderr
+    lines = (TRACES / "backup-tiny.jsonl").read_text().splitlines()
+    (tmp_path / "edited.jsonl").write_text("\n".join([lines[0], '{"layer": "dl", "msg": "file", "name": 7}']))
+    run = usb("sim", "--replay", tmp_path / "edited.jsonl", expect=2)
+    assert f"{tmp_path / 'edited.jsonl'} line 2 is not a trace event" in run.stderr

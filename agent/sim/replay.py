@@ -73,11 +73,13 @@ class RecordedTrace:
                 or records[0].get("version") != 1:
             raise UsageError(f"{path} is not a Coffer trace (version 1): record one with `--trace FILE`")
         trace = cls(records[0])
-        for record in records[1:]:
+        for number, record in enumerate(records[1:], start=2):
             if "result" in record:
                 trace.result = record["result"]
-            elif isinstance(record.get("layer"), str):
+            elif _well_formed(record):
                 trace.events.append(record)
+            else:
+                raise UsageError(f"{path} line {number} is not a trace event: record the trace again with `--trace FILE`")
         return trace
 
     def conversations(self) -> list[list[dict[str, Any]]]:
@@ -242,6 +244,21 @@ class _Conversation:
             for n, (token, size) in enumerate(sorted(self.blobs.items()))
         ]
         return manifest_db_bytes(records)
+
+
+def _well_formed(event: dict[str, Any]) -> bool:
+    """Whether an event has the fields a replay reads, of the types the recorder writes."""
+    if not isinstance(event.get("layer"), str) or not isinstance(event.get("msg"), str):
+        return False
+    if event["msg"] == "file" and not isinstance(event.get("name"), str):
+        return False
+    if event["msg"] in ("DLMessageCreateDirectory", "DLContentsOfDirectory") and not isinstance(event.get("path"), str):
+        return False
+    if event["msg"] == "DLMessageCopyItem" and not all(isinstance(event.get(k), str) for k in ("source", "destination")):
+        return False
+    paths, moves = event.get("paths", []), event.get("moves", [])
+    return (isinstance(paths, list) and all(isinstance(p, str) for p in paths) and isinstance(moves, list)
+            and all(isinstance(m, list) and len(m) == 2 and all(isinstance(p, str) for p in m) for m in moves))
 
 
 def _file_id(token: str) -> str:
