@@ -114,7 +114,7 @@ def test_a_recorded_backup_replayed_is_stored_and_checks(usb: CofferCli, sim: Si
     assert sum(c["new_bytes"] for c in again["categories"].values()) == 0
 
 
-def test_a_recorded_failure_replayed_gives_the_same_message_and_exit_code(usb: CofferCli, sim: SimServer) -> None:
+def test_a_recorded_lockdown_failure_replayed_gives_the_same_message_and_exit_code(usb: CofferCli, sim: SimServer) -> None:
     device, trace = _replaying(sim, "backup-locked.jsonl")
     assert trace.result is not None and trace.result["exit_code"] == 5
     run = usb("backup", "--udid", device.udid, expect=trace.result["exit_code"])
@@ -122,6 +122,17 @@ def test_a_recorded_failure_replayed_gives_the_same_message_and_exit_code(usb: C
     sim.set_locked(device.udid, False)  # nothing was lost: the device unlocked, the next run completes
     usb("backup", "--udid", device.udid)
     usb("check")
+
+
+def test_a_recorded_device_error_replayed_gives_the_same_message_and_exit_code(usb: CofferCli, sim: SimServer) -> None:
+    """The device's own verdict (a Response with an MBErrorDomain code and its description) comes back."""
+    device, trace = _replaying(sim, "backup-unreadable-file.jsonl")
+    responses = [e["message"] for e in trace.events if e.get("msg") == "DLMessageProcessMessage" and e["from"] == "device"]
+    assert responses[-1]["ErrorCode"] == 104 and trace.result is not None
+    run = usb("--json", "backup", "--udid", device.udid, expect=trace.result["exit_code"])
+    assert run.stderr.strip() == "coffer: " + trace.result["message"].replace("<udid>", device.udid)
+    assert run.json()["exit_code"] == trace.result["exit_code"]
+    usb("check")  # the failed run left the repository consistent
 
 
 def test_coffer_sim_replay_serves_the_recorded_device(usb: CofferCli) -> None:

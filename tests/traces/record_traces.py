@@ -40,6 +40,12 @@ def main() -> None:
         sim.unplug(locked.udid)
         sim.add_device(profile="tiny", seed=3, trusted=False)
         _coffer(env, "devices", "--trace", str(HERE / "devices-untrusted.jsonl"))
+        sim.unplug(sim.devices()[-1].udid)
+        # A file the device cannot read (its stored bytes gone): the device ends that upload with an error
+        # and the backup with MBErrorDomain 104, as a real one does when a file vanishes mid-backup.
+        unreadable = sim.add_device(profile="tiny", seed=4)
+        min(p for p in (unreadable.state_dir / "content").rglob("*") if p.is_file() and len(p.name) == 64).unlink()
+        _coffer(env, "backup", "--udid", unreadable.udid, "--trace", str(HERE / "backup-unreadable-file.jsonl"))
 
 
 if __name__ == "__main__":

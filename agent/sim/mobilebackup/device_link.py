@@ -160,7 +160,9 @@ class DeviceLinkChannel:
                     await self.writer.drain()
                     await self.throttle.pace(len(piece))
             except (OSError, ValueError) as error:
-                message = f"cannot read {upload.device_name}: {error}".encode()
+                # BackupAgent2's wording: "Input/output error (5)"
+                text = f"{error.strerror} ({error.errno})" if isinstance(error, OSError) and error.errno else str(error)
+                message = text.encode()
                 self.writer.write(_BLOCK_HEADER.pack(len(message) + 1, CODE_ERROR_REMOTE) + message)
                 result.failed.append(upload.device_name)
                 continue
