@@ -160,3 +160,19 @@ def test_a_file_that_is_not_a_trace_is_refused(usb: CofferCli, tmp_path: Path) -
     (tmp_path / "edited.jsonl").write_text("\n".join([lines[0], '{"layer": "dl", "msg": "file", "name": 7}']))
     run = usb("sim", "--replay", tmp_path / "edited.jsonl", expect=2)
     assert f"{tmp_path / 'edited.jsonl'} line 2 is not a trace event" in run.stderr
+
+
+def test_the_devices_error_strings_are_scrubbed_too(usb: CofferCli, sim: SimServer, tmp_path: Path) -> None:
+    """A device names the file it could not read in its error strings: the trace shows the name's token."""
+    device = sim.add_device(profile="tiny", seed=32)
+    secrets = _secrets_of(device)
+    min(p for p in (device.state_dir / "content").rglob("*") if p.is_file() and len(p.name) == 64).unlink()
+    usb("backup", "--trace", tmp_path / "trace.jsonl", expect=5)
+    data = (tmp_path / "trace.jsonl").read_bytes()
+    assert [label for label, value in secrets.items() if value in data] == []
+    events = _events(tmp_path / "trace.jsonl")
+    failed = [e for e in events if e.get("msg") == "file" and e.get("error")]
+    assert [e["error"] for e in failed if e["from"] == "device"] == ["No such file or directory (2)"]
+    response = [e for e in events if e.get("msg") == "DLMessageProcessMessage" and e["from"] == "device"][-1]
+    description = response["message"]["ErrorDescription"]
+    assert description == f"could not read 1 files: {failed[-1]['device_name']} ..."
