@@ -176,3 +176,9 @@ def test_the_devices_error_strings_are_scrubbed_too(usb: CofferCli, sim: SimServ
     response = [e for e in events if e.get("msg") == "DLMessageProcessMessage" and e["from"] == "device"][-1]
     description = response["message"]["ErrorDescription"]
     assert description == f"could not read 1 files: {failed[-1]['device_name']} ..."
+
+
+def test_a_trace_that_cannot_be_written_stops_the_command_with_one_line(coffer: CofferCli, tmp_path: Path) -> None:
+    target = tmp_path / "no such folder" / "trace.jsonl"
+    run = coffer.inline("devices", "--trace", target, expect=1)
+    assert run.stderr == f"coffer: cannot write the trace {target}: No such file or directory\n"
