@@ -169,9 +169,10 @@ def active() -> Trace | None:
 
 
 @contextlib.contextmanager
-def recording(path: Path | None, command: str, state: Path | None = None) -> Iterator[Trace | None]:
+def recording(path: Path | None, command: str) -> Iterator[Trace | None]:
     """Record the conversation of the command run inside into `path` (nothing when None), ending with its
-    result: 0, or the exit code and message of the CofferError it raised (130 when interrupted)."""
+    result: 0, or the exit code and message of the CofferError it raised (130 when interrupted, 1 and the
+    exception for a bug: the trace a bug report needs most)."""
     global _active
     if path is None:
         yield None
@@ -182,7 +183,7 @@ def recording(path: Path | None, command: str, state: Path | None = None) -> Ite
         stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below, after the result
     except OSError as exc:
         raise CofferError(f"cannot write the trace {path}: {exc.strerror or exc}") from exc
-    trace = Trace(stream, command, host_key(state or state_root()))
+    trace = Trace(stream, command, host_key(state_root()))
     _active = trace
     try:
         yield trace
@@ -192,6 +193,9 @@ def recording(path: Path | None, command: str, state: Path | None = None) -> Ite
         raise
     except KeyboardInterrupt:
         trace.result(130, "interrupted")
+        raise
+    except Exception as exc:
+        trace.result(1, f"internal error: {type(exc).__name__}: {exc}")
         raise
     finally:
         _active = None
