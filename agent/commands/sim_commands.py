@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--password", help="turn device backup encryption on with this password")
     p.add_argument("--state-dir", type=Path, help="keep device state (pairing, content) here")
     p.add_argument("--port", type=int, default=0, help="usbmuxd TCP port on 127.0.0.1 (default: any free one)")
+    p.add_argument("--replay", type=Path, metavar="FILE",
+                   help="a device that plays back this `--trace` recording (made-up contents of the recorded sizes)")
     p.set_defaults(handler=cmd_sim)
     register_demo(sub, common)
 
@@ -25,7 +27,7 @@ def cmd_sim(ctx: Context) -> int:
     from agent.sim.run import run_sim
 
     args = ctx.args
-    return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port)
+    return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port, args.replay)
 
 
 def register_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

@@ -32,6 +32,7 @@ from pymobiledevice3.exceptions import (
 )
 from pymobiledevice3.lockdown import UsbmuxLockdownClient, create_using_usbmux
 
+from agent.device import trace as tracing
 from agent.errors import DeviceDisconnectedError, DeviceError, DeviceLockedError, DeviceNotTrustedError
 
 PAIR_TIMEOUT_SECONDS = 2.0  # scripts and daemons: report "tap Trust" quickly and move on
@@ -66,13 +67,20 @@ class AttachedDevice:
 
 
 async def attached_devices() -> list[AttachedDevice]:
+    trace = tracing.active()
     try:
         devices = await usbmux.list_devices(usbmux_address=usbmux_address())
     except (ConnectionFailedToUsbmuxdError, ConnectionRefusedError, FileNotFoundError) as exc:
+        if trace is not None:
+            trace.event("usbmux", "ListDevices", error=type(exc).__name__)
         raise DeviceError(
             "cannot reach usbmuxd: is the usbmuxd service running (Linux: apt install usbmuxd) "
             "or USBMUXD_SOCKET_ADDRESS right?"
         ) from exc
+    if trace is not None:
+        for device in devices:
+            trace.identify(device.serial)
+        trace.event("usbmux", "ListDevices", devices=[d.connection_type for d in devices])
     return [AttachedDevice(d.serial, d.connection_type) for d in devices if d.is_usb]
 
 
@@ -111,7 +119,11 @@ async def lockdown_session(
     udid: str, *, autopair: bool = True, trust_timeout: float | None = None
 ) -> AsyncIterator[UsbmuxLockdownClient]:
     """A paired lockdown client for `udid`; DeviceError subclasses on failure. A device waiting for Trust
-    is given `trust_timeout` seconds (default: a minute at a terminal, two seconds otherwise)."""
+    is given `trust_timeout` seconds (default: a minute at a terminal, two seconds otherwise).
+    Under `--trace` the session's outcome and every later request are recorded."""
+    trace = tracing.active()
+    if trace is not None:
+        trace.identify(udid)
     try:
         client = await create_using_usbmux(
             serial=udid,
@@ -121,7 +133,13 @@ async def lockdown_session(
             pairing_records_cache_folder=pair_records_folder(),
         )
     except Exception as exc:
+        if trace is not None:
+            trace.event("lockdown", "session", error=type(exc).__name__, text=trace.text(str(exc)))
         raise translate(exc, udid) from exc
+    if trace is not None:
+        trace.identify(udid, client.all_values)
+        trace.event("lockdown", "session", values=trace.values(client.all_values))
+        client.service = tracing.LockdownRecorder(client.service, trace)  # type: ignore[assignment]
     try:
         yield client
     finally:

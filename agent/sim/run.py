@@ -12,22 +12,30 @@ import signal
 import threading
 from pathlib import Path
 
+from agent.sim.replay import RecordedTrace, install
 from agent.sim.server import SimServer
 
 
 def run_sim(
-    state_dir: Path | None, devices: int, profile: str, seed: int, password: str | None, port: int = 0
+    state_dir: Path | None, devices: int, profile: str, seed: int, password: str | None, port: int = 0,
+    replay: Path | None = None,
 ) -> int:
     """Serve `devices` simulated iPhones until SIGINT/SIGTERM; the exit code (0 after a clean stop).
 
     Devices already in `state_dir` are served again as they were (pairings included); only the
     devices added to reach `devices` get `profile`, `seed` and `password` (backup encryption on).
-    Without `state_dir` everything lives in a temporary folder removed at the end."""
+    Without `state_dir` everything lives in a temporary folder removed at the end. With `replay`
+    (a `--trace` recording) one more device plays that recording back (agent.sim.replay)."""
+    recorded = RecordedTrace.load(replay) if replay is not None else None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     sim = SimServer(state_dir, port=port)
     try:
         sim.start()
+        if recorded is not None:
+            device = sim.add_device(profile="tiny", seed=seed, plugged=False)
+            install(device, recorded)
+            sim.plug(device.udid)
         for _ in range(len(sim.devices()), devices):
             sim.add_device(profile=profile, seed=seed, password=password)
         print(f"USBMUXD_SOCKET_ADDRESS={sim.address}", flush=True)
