@@ -5,10 +5,6 @@ cdef extern from "openssl/evp.h" nogil:
         pass
     ctypedef struct EVP_CIPHER:
         pass
-    ctypedef struct EVP_MD_CTX:
-        pass
-    ctypedef struct EVP_MD:
-        pass
     ctypedef struct ENGINE:
         pass
 
@@ -30,10 +26,3 @@ cdef extern from "openssl/evp.h" nogil:
                            const unsigned char *key, const unsigned char *iv)
     int EVP_DecryptUpdate(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *inp, int inl)
     int EVP_DecryptFinal_ex(EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl)
-
-    EVP_MD_CTX *EVP_MD_CTX_new()
-    void EVP_MD_CTX_free(EVP_MD_CTX *ctx)
-    const EVP_MD *EVP_sha256()
-    int EVP_DigestInit_ex(EVP_MD_CTX *ctx, const EVP_MD *type, ENGINE *impl)
-    int EVP_DigestUpdate(EVP_MD_CTX *ctx, const void *d, size_t cnt)
-    int EVP_DigestFinal_ex(EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s)

@@ -4,11 +4,10 @@
 * `CutFinder`: the keyed content-defined chunker's cut rule (`agent.pipeline.chunker`): the gear hash, the
   AES-128 PRF of each candidate and the normalized cut decision, in one pass over each piece of a stream.
 * `gcm_seal` / `gcm_open`: AES-256-GCM through OpenSSL's libcrypto (EVP), for pack blobs.
-* `Sha256`: SHA-256 through libcrypto, for pack names.
 * `ZstdCompressor` / `zstd_decompress`: libzstd, with a reused context and scratch buffer per compressor.
 
 No primitive is written here: every cipher, hash and codec is the system library's. tests/test_native.py
-checks each against `cryptography`, `hashlib`, `zstandard` and a pure-Python reference chunker.
+checks each against `cryptography`, `zstandard` and a pure-Python reference chunker.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -26,7 +25,6 @@ cdef enum:
     HASH_WINDOW = 64
     GCM_TAG = 16
     GCM_NONCE = 12
-    SHA256_SIZE = 32
 
 
 class AuthenticationError(Exception):
@@ -319,45 +317,6 @@ def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
     if result == 0:
         raise NativeLibraryError("libcrypto failed to decrypt with AES-256-GCM")
     return (flag, plain) if flagged else plain
-
-
-# --- SHA-256 ---------------------------------------------------------------------------------------------
-
-cdef class Sha256:
-    """An incremental SHA-256 (libcrypto); `update` releases the GIL over the whole buffer."""
-
-    cdef ssl.EVP_MD_CTX *ctx
-    cdef int finished
-
-    def __cinit__(self):
-        self.ctx = ssl.EVP_MD_CTX_new()
-        if self.ctx == NULL or ssl.EVP_DigestInit_ex(self.ctx, ssl.EVP_sha256(), NULL) != 1:
-            raise NativeLibraryError("libcrypto could not set up SHA-256")
-
-    def __dealloc__(self):
-        if self.ctx != NULL:
-            ssl.EVP_MD_CTX_free(self.ctx)
-
-    def update(self, const uint8_t[::1] data not None):
-        if self.finished:
-            raise ValueError("this SHA-256 is already finished")
-        cdef size_t length = data.shape[0]
-        cdef int ok = 1
-        if length:
-            with nogil:
-                ok = ssl.EVP_DigestUpdate(self.ctx, &data[0], length)
-        if ok != 1:
-            raise NativeLibraryError("libcrypto failed to hash")
-
-    def digest(self):
-        if self.finished:
-            raise ValueError("this SHA-256 is already finished")
-        cdef unsigned char out[SHA256_SIZE]
-        cdef unsigned int size = 0
-        if ssl.EVP_DigestFinal_ex(self.ctx, out, &size) != 1 or size != SHA256_SIZE:
-            raise NativeLibraryError("libcrypto failed to finish SHA-256")
-        self.finished = 1
-        return PyBytes_FromStringAndSize(<char *> out, SHA256_SIZE)
 
 
 # --- zstd ------------------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """The native extension against the reference libraries (issue 14, "No home-made primitives"): AES-256-GCM
-against `cryptography`, SHA-256 against `hashlib`, zstd against `zstandard`, on test vectors and on random
+against `cryptography`, zstd against `zstandard`, on test vectors and on random
 inputs. The cut finder is checked against the byte-by-byte reference in tests/test_chunker.py."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import threading
@@ -71,27 +70,6 @@ def test_gcm_open_refuses_every_alteration() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(parts=st.lists(st.binary(max_size=10_000), max_size=6))
-def test_sha256_matches_hashlib(parts: list[bytes]) -> None:
-    digest = native.Sha256()
-    for part in parts:
-        digest.update(part)
-    assert digest.digest() == hashlib.sha256(b"".join(parts)).digest()
-    with pytest.raises(ValueError, match="finished"):
-        digest.update(b"x")
-
-
-def test_sha256_of_the_standard_vectors() -> None:
-    for message, expected in [
-        (b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        (b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-    ]:
-        digest = native.Sha256()
-        digest.update(message)
-        assert digest.digest().hex() == expected
-
-
-@settings(max_examples=100, deadline=None)
 @given(data=st.one_of(st.binary(max_size=20_000), st.text(max_size=5000).map(lambda text: (text * 5).encode())))
 def test_zstd_interoperates_with_zstandard(data: bytes) -> None:
     frame = native.ZstdCompressor(3).compress_within(data, len(data) + 64)
@@ -119,7 +97,7 @@ def test_zstd_gives_up_when_it_does_not_pay_and_refuses_bad_frames() -> None:
         native.zstd_decompress(b"", 10)
 
 
-@pytest.mark.parametrize("work", ["seal", "open", "sha256", "zstd"])
+@pytest.mark.parametrize("work", ["seal", "open", "zstd"])
 def test_per_byte_work_releases_the_gil(work: str) -> None:
     """With preemption switched off, the main thread runs before the worker ends only if the worker's native
     call released the GIL."""
@@ -130,7 +108,6 @@ def test_per_byte_work_releases_the_gil(work: str) -> None:
     calls = {
         "seal": lambda: native.gcm_seal(key, nonce, b"", 0, data),
         "open": lambda: native.gcm_open(key, nonce, b"", sealed, True),
-        "sha256": lambda: native.Sha256().update(data),
         "zstd": lambda: native.ZstdCompressor(19).compress_within(hard_to_compress, 1 << 30),
     }
     started = threading.Event()

@@ -112,7 +112,7 @@ def _read_pack(repository: Repository, pack: StoredPack, findings: _PackFindings
     data = repository.storage.get(pack.name)
     report.packs_read += 1
     report.bytes_read += len(data)
-    if primitives.sha256(data).hex() != pack.pack_id:
+    if primitives.pack_digest(data).hex() != pack.pack_id:
         report.errors.append(f"pack {pack.name} is damaged (content does not match its name)")
         return
     if pack.space is None or not repository.keys.can_read(pack.space):

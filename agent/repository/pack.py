@@ -1,6 +1,6 @@
 """Pack files: many encrypted blobs of one category in one object.
 
-Layout of `data/<tag>/<sha256>` (format version 2), every byte of it indistinguishable from random:
+Layout of `data/<tag>/<blake3>` (format version 2), every byte of it indistinguishable from random:
 
     pack key sealed to the category's public key (80 bytes: ephemeral X25519 key, key, tag; AD = the tag)
     blob 0 | blob 1 | …   AES-256-GCM(pack key, nonce = offset, 1 flag byte + data, AD = "blob" + chunk ID)
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import zstandard
+from blake3 import blake3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -65,7 +66,7 @@ class PackBuilder:
     Placing a blob (`reserve`, quick: it fixes the blob's offset, hence its nonce) is separate from encrypting
     it (`fill`, per byte), so that many threads encrypt blobs of one pack at once outside any shared lock. The
     blob's sealed length is known before encryption (flag byte + payload + tag). `finish` waits until every
-    reserved blob is filled. AES-256-GCM and SHA-256 are libcrypto's, through the native extension.
+    reserved blob is filled. AES-256-GCM is libcrypto's, through the native extension.
     """
 
     def __init__(self, category_public_key: bytes, tag: str) -> None:
@@ -112,7 +113,7 @@ class PackBuilder:
         return blob
 
     def finish(self) -> tuple[str, bytes]:
-        """Return (pack ID, bytes); the ID is the SHA-256 of the bytes."""
+        """Return (pack ID, bytes); the ID is the BLAKE3 of the bytes (`primitives.pack_digest`)."""
         with self._filled:
             self._filled.wait_for(lambda: self._unfilled == 0)
             if self._fill_failure is not None:
@@ -123,10 +124,10 @@ class PackBuilder:
         body_length = self.size + len(trailer) + len(footer)
         padding = os.urandom(padding_module.object_size(body_length) - body_length)
         parts = [self._sealed_key, *(self._sealed.pop(blob.offset) for blob in self.blobs), trailer, padding, footer]
-        digest = native.Sha256()
+        digest = blake3(max_threads=1)  # releases the GIL over each part
         for part in parts:
             digest.update(part)
-        return digest.digest().hex(), b"".join(parts)
+        return digest.hexdigest(), b"".join(parts)
 
 
 def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, pack_name: str) -> bytes:

@@ -183,7 +183,7 @@ def _read_whole(repository: Repository, pack: StoredPack, old: Index) -> _Scanne
         data = repository.storage.get(pack.name)
     except ObjectNotFoundError:
         return None
-    whole = primitives.sha256(data).hex() == pack.pack_id
+    whole = primitives.pack_digest(data).hex() == pack.pack_id
     try:
         key = open_pack_key(data[:HEADER_READ_SIZE], repository.keys.private_keys_for(pack.space), repository.tag(pack.space), pack.name)
     except RepositoryDamagedError:
