@@ -1,4 +1,6 @@
-"""Builds the Cython extension `agent._native` from `ext/`."""
+"""Builds the Cython extension `agent._native` from `ext/`, linked against the system's libcrypto (OpenSSL) and
+libzstd: their headers come from libssl-dev and libzstd-dev on Debian (.ci/setup installs them; README lists
+the packages for other systems)."""
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -7,6 +9,7 @@ extensions = [
     Extension(
         "agent._native",
         sources=["ext/native.pyx"],
+        libraries=["crypto", "zstd"],
         extra_compile_args=["-O3"],
     )
 ]

@@ -24,6 +24,7 @@ from agent.commands import (
     copy_commands,
     debug_commands,
     device_commands,
+    doctor_commands,
     encryption_commands,
     fleet_commands,
     inspect_commands,
@@ -36,6 +37,7 @@ from agent.commands import (
 )
 from agent.commands.context import Context
 from agent.errors import CofferError, UsageError
+from agent.pipeline.memory import limit_malloc_arenas
 from agent.units import parse_size
 
 EXIT_INTERRUPTED = 130
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         archive_commands,
         inspect_commands,
         device_commands,
+        doctor_commands,
         encryption_commands,
         retention_commands,
         repair_commands,
@@ -152,6 +155,7 @@ def _fail(message: str, exit_code: int, ctx: Context | None, argv: Sequence[str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    limit_malloc_arenas()
     arguments = list(sys.argv[1:] if argv is None else argv)
     ctx = None
     args = None

@@ -1,109 +1,92 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""Per-byte hot loops of Coffer, run with the GIL released.
+"""Coffer's per-byte work, one call per buffer or chunk, with the GIL released over the whole buffer.
 
-For the keyed content-defined chunker (`agent.pipeline.chunker`): `GearScanner` rolls
-the gear hash over a buffer and reports the candidate cut points (hash & mask == 0)
-with their hash values, laid out as the 16-byte blocks the chunker's PRF encrypts;
-once Python has encrypted them (AES lives in `cryptography`, not here),
-`first_passing_candidate` applies the normalized cut rule to the PRF values. Content
-with many candidates (periodic data that happens to hit the mask) stays fast with
-both loops in C.
+* `CutFinder`: the keyed content-defined chunker's cut rule (`agent.pipeline.chunker`): the gear hash, the
+  AES-128 PRF of each candidate and the normalized cut decision, in one pass over each piece of a stream.
+* `gcm_seal` / `gcm_open`: AES-256-GCM through OpenSSL's libcrypto (EVP), for pack blobs.
+* `ZstdCompressor` / `zstd_decompress`: libzstd, with a reused context and scratch buffer per compressor.
+
+No primitive is written here: every cipher, hash and codec is the system library's. tests/test_native.py
+checks each against `cryptography`, `zstandard` and a pure-Python reference chunker.
 """
 
-from cpython.array cimport array, clone
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint64_t
-from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
+from libc.limits cimport INT_MAX
+
+cimport libcrypto as ssl
+cimport libzstd as zstd
 
 cdef enum:
     GEAR_TABLE_BYTES = 256 * 8
     PRF_BLOCK = 16
+    HASH_WINDOW = 64
+    GCM_TAG = 16
+    GCM_NONCE = 12
 
-cdef array _OFFSET_ARRAY_TEMPLATE = array("Q")
+
+class AuthenticationError(Exception):
+    """AES-GCM authentication failed: wrong key, nonce or associated data, or altered bytes."""
 
 
-cdef struct CandidateList:
-    uint64_t *offsets
-    uint8_t *prf_blocks
+class NativeLibraryError(Exception):
+    """libcrypto or libzstd reported a failure that is not about the input (out of memory, bad key size)."""
+
+
+class ZstdDataError(Exception):
+    """A zstd frame does not decompress, or not to the length the caller expects."""
+
+
+# --- keyed content-defined chunking --------------------------------------------------------------------------
+
+cdef struct CutList:
+    uint64_t *cuts
     size_t count
     size_t capacity
 
 
-cdef int _grow(CandidateList *found) noexcept nogil:
-    """Doubles the capacity of `found`; returns 0 when memory runs out."""
-    cdef size_t capacity = found.capacity * 2 if found.capacity else 1024
-    cdef uint64_t *offsets = <uint64_t *> realloc(found.offsets, capacity * sizeof(uint64_t))
-    if offsets == NULL:
-        return 0
-    found.offsets = offsets
-    cdef uint8_t *blocks = <uint8_t *> realloc(found.prf_blocks, capacity * PRF_BLOCK)
-    if blocks == NULL:
-        return 0
-    found.prf_blocks = blocks
-    found.capacity = capacity
-    return 1
-
-
-cdef int _record(CandidateList *found, uint64_t cut_offset, uint64_t hash_value) noexcept nogil:
-    """Appends one candidate; the PRF block is the hash little-endian, then 8 zero bytes."""
-    if found.count == found.capacity and not _grow(found):
-        return 0
-    found.offsets[found.count] = cut_offset
-    cdef uint8_t *block = found.prf_blocks + found.count * PRF_BLOCK
-    cdef int shift
-    for shift in range(8):
-        block[shift] = <uint8_t> (hash_value >> (8 * shift))
-    memset(block + 8, 0, 8)
+cdef int _append_cut(CutList *found, uint64_t cut) noexcept nogil:
+    cdef size_t capacity
+    cdef uint64_t *grown
+    if found.count == found.capacity:
+        capacity = found.capacity * 2 if found.capacity else 64
+        grown = <uint64_t *> realloc(found.cuts, capacity * sizeof(uint64_t))
+        if grown == NULL:
+            return 0
+        found.cuts = grown
+        found.capacity = capacity
+    found.cuts[found.count] = cut
     found.count += 1
     return 1
 
 
-cdef size_t _scan(
-    const uint64_t *gear,
-    uint64_t mask,
-    const uint8_t *data,
-    size_t length,
-    size_t warmup,
-    size_t max_candidates,
-    uint64_t *hash_state,
-    CandidateList *found,
-) noexcept nogil:
-    """The hot loop; returns the number of bytes hashed, or (size_t)-1 when memory runs out."""
-    cdef uint64_t h = hash_state[0]
-    cdef uint64_t last_recorded = 0
-    cdef size_t i
-    cdef size_t end = length
-    for i in range(min(warmup, length)):
-        h = (h << 1) + gear[data[i]]
-    for i in range(min(warmup, length), length):
-        h = (h << 1) + gear[data[i]]
-        if (h & mask) == 0:
-            if found.count and h == last_recorded:
-                continue
-            if not _record(found, i + 1, h):
-                return <size_t> -1
-            last_recorded = h
-            if found.count == max_candidates:
-                end = i + 1
-                break
-    hash_state[0] = h
-    return end
+cdef class CutFinder:
+    """The cut rule of one stream (see agent/pipeline/chunker.py for the rule and its constants).
 
-
-cdef class GearScanner:
-    """Finds the candidate cut points of a byte stream; immutable, so usable from any thread.
-
-    `gear_table` is 256 little-endian uint64 values (2048 bytes); a position is a
-    candidate when the rolling hash ANDed with `candidate_mask` is zero.
+    `feed(piece, stream_offset)` takes the stream's next piece and returns the end offsets of the chunks it
+    settles, in stream coordinates; a cut is settled as soon as the byte before it has been seen. One instance
+    serves one stream on one thread at a time.
     """
 
     cdef uint64_t gear[256]
-    cdef readonly uint64_t candidate_mask
+    cdef uint64_t mask, strict_threshold, loose_threshold
+    cdef uint64_t min_size, avg_size, max_size
+    cdef uint64_t chunk_start, scan_position, hash_state
+    cdef uint64_t last_prf_input, last_prf_value
+    cdef int have_last_prf
+    cdef ssl.EVP_CIPHER_CTX *prf
 
-    def __cinit__(self, const uint8_t[::1] gear_table not None, uint64_t candidate_mask):
+    def __cinit__(self, const uint8_t[::1] gear_table not None, const uint8_t[::1] prf_key not None,
+                  uint64_t candidate_mask, uint64_t strict_threshold, uint64_t loose_threshold,
+                  uint64_t min_size, uint64_t avg_size, uint64_t max_size):
         if gear_table.shape[0] != GEAR_TABLE_BYTES:
             raise ValueError(f"the gear table must be {GEAR_TABLE_BYTES} bytes, got {gear_table.shape[0]}")
+        if prf_key.shape[0] != 16:
+            raise ValueError(f"the PRF key must be 16 bytes, got {prf_key.shape[0]}")
+        if not HASH_WINDOW <= min_size <= avg_size <= max_size:
+            raise ValueError("chunk sizes must satisfy 64 <= min <= avg <= max")
         cdef int entry, byte
         cdef uint64_t value
         for entry in range(256):
@@ -111,94 +94,431 @@ cdef class GearScanner:
             for byte in range(8):
                 value |= (<uint64_t> gear_table[entry * 8 + byte]) << (8 * byte)
             self.gear[entry] = value
-        self.candidate_mask = candidate_mask
+        self.mask = candidate_mask
+        self.strict_threshold = strict_threshold
+        self.loose_threshold = loose_threshold
+        self.min_size = min_size
+        self.avg_size = avg_size
+        self.max_size = max_size
+        self.prf = ssl.EVP_CIPHER_CTX_new()
+        if self.prf == NULL or ssl.EVP_EncryptInit_ex(self.prf, ssl.EVP_aes_128_ecb(), NULL, &prf_key[0], NULL) != 1:
+            raise NativeLibraryError("libcrypto could not set up AES-128-ECB for the chunker PRF")
+        ssl.EVP_CIPHER_CTX_set_padding(self.prf, 0)
+        self._start_chunk(0)
 
-    def scan(self, const uint8_t[::1] data not None, uint64_t hash_state, size_t warmup, size_t max_candidates):
-        """Rolls the hash over `data`, continuing from `hash_state`.
+    def __dealloc__(self):
+        if self.prf != NULL:
+            ssl.EVP_CIPHER_CTX_free(self.prf)
 
-        The first `warmup` bytes only feed the hash: they complete its 64-byte window.
-        From then on, the position after each byte whose hash is a candidate is
-        recorded, until `max_candidates` are found or the data ends. A candidate with
-        the same hash as the one recorded before it is left out: its PRF value is the
-        same, so under one cut threshold it cannot pass where that one failed. This
-        keeps runs of one byte value, whose hash is constant, at full speed.
+    cdef void _start_chunk(self, uint64_t chunk_start) noexcept nogil:
+        self.chunk_start = chunk_start
+        self.scan_position = chunk_start + self.min_size - HASH_WINDOW  # next byte to hash
+        self.hash_state = 0
 
-        Returns `(cut_offsets, prf_blocks, hash_state, scanned)`: the candidate cut
-        offsets within `data` (an array('Q')), one 16-byte PRF input block per
-        candidate (bytes: the hash little-endian, then 8 zero bytes), the hash state
-        after the last byte hashed, and how many bytes were hashed.
-        """
-        if max_candidates == 0:
-            raise ValueError("max_candidates must be positive")
-        cdef size_t length = data.shape[0]
-        cdef CandidateList found
-        found.offsets = NULL
-        found.prf_blocks = NULL
+    cdef int _prf_value(self, uint64_t h, uint64_t *value) noexcept nogil:
+        """v = the first 8 bytes (little-endian) of AES-128-ECB(key, h little-endian || 8 zero bytes)."""
+        if self.have_last_prf and h == self.last_prf_input:  # runs of one byte value keep the hash constant
+            value[0] = self.last_prf_value
+            return 1
+        cdef uint8_t block[PRF_BLOCK]
+        cdef uint8_t out[PRF_BLOCK * 2]
+        cdef int out_length = 0
+        cdef int shift
+        for shift in range(8):
+            block[shift] = <uint8_t> (h >> (8 * shift))
+        memset(block + 8, 0, 8)
+        if ssl.EVP_EncryptUpdate(self.prf, out, &out_length, block, PRF_BLOCK) != 1 or out_length != PRF_BLOCK:
+            return 0
+        cdef uint64_t v = 0
+        for shift in range(8):
+            v |= (<uint64_t> out[shift]) << (8 * shift)
+        self.last_prf_input = h
+        self.last_prf_value = v
+        self.have_last_prf = 1
+        value[0] = v
+        return 1
+
+    cdef int _feed(self, const uint8_t *data, uint64_t length, uint64_t stream_offset, CutList *found) noexcept nogil:
+        """Returns 1, or 0 when libcrypto fails or memory runs out."""
+        cdef uint64_t data_end = stream_offset + length
+        cdef uint64_t forced, first_counted, first_loose, stop, i, h, v
+        cdef uint64_t mask = self.mask
+        cdef const uint64_t *gear = self.gear
+        cdef int cut_found
+        while True:
+            forced = self.chunk_start + self.max_size
+            if self.scan_position == forced:
+                if not _append_cut(found, forced):
+                    return 0
+                self._start_chunk(forced)
+                continue
+            if self.scan_position >= data_end:
+                return 1
+            # The byte that ends min_size into the chunk is the first whose following position may cut; the one
+            # that ends avg_size into it is the first judged under the loose threshold.
+            first_counted = self.chunk_start + self.min_size - 1
+            first_loose = self.chunk_start + self.avg_size - 1
+            stop = forced if forced < data_end else data_end
+            h = self.hash_state
+            i = self.scan_position
+            cut_found = 0
+            while i < stop:
+                h = (h << 1) + gear[data[i - stream_offset]]
+                if (h & mask) == 0 and i >= first_counted:
+                    if not self._prf_value(h, &v):
+                        return 0
+                    if v < (self.strict_threshold if i < first_loose else self.loose_threshold):
+                        cut_found = 1
+                        break
+                i += 1
+            if cut_found:
+                if not _append_cut(found, i + 1):
+                    return 0
+                self._start_chunk(i + 1)
+            else:
+                self.hash_state = h
+                self.scan_position = i
+
+    def feed(self, const uint8_t[::1] piece not None, uint64_t stream_offset):
+        cdef CutList found
+        found.cuts = NULL
         found.count = 0
         found.capacity = 0
-        cdef uint64_t state = hash_state
-        cdef size_t scanned
-        cdef array cut_offsets
+        cdef uint64_t length = piece.shape[0]
+        cdef int ok = 1
+        cdef size_t index
         try:
-            with nogil:
-                scanned = _scan(
-                    self.gear, self.candidate_mask, &data[0] if length else NULL, length,
-                    warmup, max_candidates, &state, &found,
-                )
-            if scanned == <size_t> -1:
-                raise MemoryError("out of memory while scanning for chunk boundaries")
-            cut_offsets = clone(_OFFSET_ARRAY_TEMPLATE, found.count, False)
-            if found.count:
-                memcpy(cut_offsets.data.as_voidptr, found.offsets, found.count * sizeof(uint64_t))
-            prf_blocks = PyBytes_FromStringAndSize(<char *> found.prf_blocks, found.count * PRF_BLOCK)
-            return cut_offsets, prf_blocks, state, scanned
+            if length:
+                with nogil:
+                    ok = self._feed(&piece[0], length, stream_offset, &found)
+            if not ok:
+                raise MemoryError("out of memory (or a libcrypto failure) while finding chunk boundaries")
+            return [found.cuts[index] for index in range(found.count)]
         finally:
-            free(found.offsets)
-            free(found.prf_blocks)
+            free(found.cuts)
 
 
-def first_passing_candidate(
-    array cut_offsets not None,
-    const uint8_t[::1] prf_output not None,
-    uint64_t loose_from,
-    uint64_t strict_threshold,
-    uint64_t loose_threshold,
-):
-    """The index of the first candidate whose PRF value passes the normalized cut rule, or -1.
+# --- AES-256-GCM -----------------------------------------------------------------------------------------
 
-    `prf_output` holds one 16-byte AES block per candidate, whose first 8 bytes
-    (little-endian) are the PRF value. A candidate cut offset below `loose_from` needs a
-    value below `strict_threshold`, from `loose_from` on one below `loose_threshold`.
-    """
-    cdef Py_ssize_t count = len(cut_offsets)
-    if cut_offsets.ob_descr.typecode != c'Q' or prf_output.shape[0] != count * PRF_BLOCK:
-        raise ValueError("expected an array('Q') of offsets and one 16-byte block per offset")
-    cdef Py_ssize_t index
+cdef int _gcm_seal_with(ssl.EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
+                        int ad_length, int flag, const uint8_t *payload, int payload_length,
+                        uint8_t *out) noexcept nogil:
+    """Writes [flag byte] + payload encrypted, then the 16-byte tag, to `out`; returns 1 on success."""
+    cdef int written = 0
+    cdef int position = 0
+    cdef uint8_t flag_byte
+    if ssl.EVP_EncryptInit_ex(ctx, ssl.EVP_aes_256_gcm(), NULL, NULL, NULL) != 1:
+        return 0
+    if ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE, NULL) != 1:
+        return 0
+    if ssl.EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) != 1:
+        return 0
+    if ad_length and ssl.EVP_EncryptUpdate(ctx, NULL, &written, ad, ad_length) != 1:
+        return 0
+    if flag >= 0:
+        flag_byte = <uint8_t> flag
+        if ssl.EVP_EncryptUpdate(ctx, out, &written, &flag_byte, 1) != 1:
+            return 0
+        position += written
+    if payload_length:
+        if ssl.EVP_EncryptUpdate(ctx, out + position, &written, payload, payload_length) != 1:
+            return 0
+        position += written
+    if ssl.EVP_EncryptFinal_ex(ctx, out + position, &written) != 1:
+        return 0
+    position += written
+    return ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_GET_TAG, GCM_TAG, out + position) == 1
+
+
+cdef int _gcm_open_with(ssl.EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
+                        int ad_length, const uint8_t *sealed, int sealed_length, uint8_t *flag_out,
+                        uint8_t *out) noexcept nogil:
+    """Decrypts sealed (ciphertext + tag): the first plaintext byte to `flag_out` unless it is NULL, the rest to
+    `out`. Returns 1, 0 when libcrypto fails, -1 when the tag does not verify."""
+    cdef int written = 0
+    cdef int body = sealed_length - GCM_TAG
+    if ssl.EVP_DecryptInit_ex(ctx, ssl.EVP_aes_256_gcm(), NULL, NULL, NULL) != 1:
+        return 0
+    if ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE, NULL) != 1:
+        return 0
+    if ssl.EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) != 1:
+        return 0
+    if ad_length and ssl.EVP_DecryptUpdate(ctx, NULL, &written, ad, ad_length) != 1:
+        return 0
+    if flag_out != NULL:
+        if ssl.EVP_DecryptUpdate(ctx, flag_out, &written, sealed, 1) != 1:
+            return 0
+        sealed += 1
+        body -= 1
+    if body and ssl.EVP_DecryptUpdate(ctx, out, &written, sealed, body) != 1:
+        return 0
+    if ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_SET_TAG, GCM_TAG, <void *> (sealed + body)) != 1:
+        return 0
+    return 1 if ssl.EVP_DecryptFinal_ex(ctx, out + written, &written) == 1 else -1
+
+
+cdef _check_gcm_arguments(const uint8_t[::1] key, const uint8_t[::1] nonce, Py_ssize_t length):
+    if key.shape[0] != 32:
+        raise ValueError(f"an AES-256-GCM key is 32 bytes, got {key.shape[0]}")
+    if nonce.shape[0] != GCM_NONCE:
+        raise ValueError(f"an AES-GCM nonce is {GCM_NONCE} bytes, got {nonce.shape[0]}")
+    if length > INT_MAX - 64:
+        raise ValueError("a blob must be shorter than 2 GiB")
+
+
+def gcm_seal(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
+             const uint8_t[::1] associated not None, int flag, const uint8_t[::1] payload not None):
+    """AES-256-GCM of (one `flag` byte, unless `flag` is -1) + `payload`, with the tag appended; the same bytes
+    as `AESGCM(key).encrypt(nonce, bytes([flag]) + payload, associated)`, without building that plaintext."""
+    cdef Py_ssize_t length = payload.shape[0]
+    _check_gcm_arguments(key, nonce, length)
+    if flag < -1 or flag > 255 or associated.shape[0] > INT_MAX:
+        raise ValueError("flag must be -1 or a byte value")
+    cdef object sealed = PyBytes_FromStringAndSize(NULL, length + (flag >= 0) + GCM_TAG)
+    cdef uint8_t *out = <uint8_t *> PyBytes_AS_STRING(sealed)
+    cdef const uint8_t *ad = &associated[0] if associated.shape[0] else NULL
+    cdef const uint8_t *data = &payload[0] if length else NULL
+    cdef int ad_length = <int> associated.shape[0]
+    cdef int ok = 0
+    cdef ssl.EVP_CIPHER_CTX *ctx
     with nogil:
-        index = _first_passing(
-            cut_offsets.data.as_ulonglongs, &prf_output[0] if count else NULL, count,
-            loose_from, strict_threshold, loose_threshold,
-        )
-    return index
+        ctx = ssl.EVP_CIPHER_CTX_new()
+        if ctx != NULL:
+            ok = _gcm_seal_with(ctx, &key[0], &nonce[0], ad, ad_length, flag, data, <int> length, out)
+            ssl.EVP_CIPHER_CTX_free(ctx)
+    if not ok:
+        raise NativeLibraryError("libcrypto failed to encrypt with AES-256-GCM")
+    return sealed
 
 
-cdef Py_ssize_t _first_passing(
-    const unsigned long long *offsets,
-    const uint8_t *prf_output,
-    Py_ssize_t count,
-    uint64_t loose_from,
-    uint64_t strict_threshold,
-    uint64_t loose_threshold,
-) noexcept nogil:
-    cdef const uint8_t *block
-    cdef uint64_t value
-    cdef Py_ssize_t index
+def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
+             const uint8_t[::1] associated not None, const uint8_t[::1] sealed not None, bint flagged=False):
+    """The plaintext of AES-256-GCM `sealed` (ciphertext + tag); AuthenticationError when it does not verify.
+    With `flagged`, `(flag, payload)`: the first plaintext byte apart, as `gcm_seal` with a flag wrote it."""
+    cdef Py_ssize_t length = sealed.shape[0]
+    _check_gcm_arguments(key, nonce, length)
+    if length < GCM_TAG + flagged:
+        raise AuthenticationError("the sealed data is shorter than its tag")
+    cdef object plain = PyBytes_FromStringAndSize(NULL, length - GCM_TAG - flagged)
+    cdef uint8_t *out = <uint8_t *> PyBytes_AS_STRING(plain)
+    cdef const uint8_t *ad = &associated[0] if associated.shape[0] else NULL
+    cdef int ad_length = <int> associated.shape[0]
+    cdef int result = 0
+    cdef uint8_t flag = 0
+    cdef ssl.EVP_CIPHER_CTX *ctx
+    with nogil:
+        ctx = ssl.EVP_CIPHER_CTX_new()
+        if ctx != NULL:
+            result = _gcm_open_with(ctx, &key[0], &nonce[0], ad, ad_length, &sealed[0], <int> length,
+                                    &flag if flagged else NULL, out)
+            ssl.EVP_CIPHER_CTX_free(ctx)
+    if result < 0:
+        raise AuthenticationError("AES-GCM authentication failed")
+    if result == 0:
+        raise NativeLibraryError("libcrypto failed to decrypt with AES-256-GCM")
+    return (flag, plain) if flagged else plain
+
+
+# --- zstd ------------------------------------------------------------------------------------------------
+
+cdef class ZstdCompressor:
+    """A libzstd compression context and its scratch buffer, reused call after call; one thread at a time."""
+
+    cdef zstd.ZSTD_CCtx *ctx
+    cdef int level
+    cdef uint8_t *scratch
+    cdef size_t scratch_size
+
+    def __cinit__(self, int level):
+        self.ctx = zstd.ZSTD_createCCtx()
+        if self.ctx == NULL:
+            raise MemoryError("libzstd could not create a compression context")
+        self.level = level
+
+    def __dealloc__(self):
+        if self.ctx != NULL:
+            zstd.ZSTD_freeCCtx(self.ctx)
+        free(self.scratch)
+
+    def compress_within(self, const uint8_t[::1] data not None, size_t limit):
+        """The zstd frame of `data` if it is at most `limit` bytes, else None (storing raw pays better)."""
+        cdef size_t length = data.shape[0]
+        cdef size_t bound = zstd.ZSTD_compressBound(length)
+        cdef uint8_t *grown
+        if bound > self.scratch_size:
+            grown = <uint8_t *> realloc(self.scratch, bound)
+            if grown == NULL:
+                raise MemoryError("out of memory for a zstd buffer")
+            self.scratch = grown
+            self.scratch_size = bound
+        cdef size_t written
+        with nogil:
+            written = zstd.ZSTD_compressCCtx(self.ctx, self.scratch, bound, &data[0] if length else NULL, length,
+                                             self.level)
+        if zstd.ZSTD_isError(written):
+            raise NativeLibraryError(f"libzstd failed to compress: {zstd.ZSTD_getErrorName(written).decode()}")
+        if written > limit:
+            return None
+        return PyBytes_FromStringAndSize(<char *> self.scratch, written)
+
+
+def zstd_decompress(const uint8_t[::1] frame not None, size_t raw_length):
+    """The content of one zstd frame, which must be exactly `raw_length` bytes; ZstdDataError otherwise."""
+    cdef size_t length = frame.shape[0]
+    if length == 0:
+        raise ZstdDataError("an empty zstd frame")
+    cdef unsigned long long declared = zstd.ZSTD_getFrameContentSize(&frame[0], length)
+    if declared != zstd.ZSTD_CONTENTSIZE_UNKNOWN and declared != raw_length:
+        raise ZstdDataError(f"the zstd frame holds {declared} bytes, {raw_length} were expected")
+    cdef object plain = PyBytes_FromStringAndSize(NULL, raw_length)
+    cdef uint8_t *out = <uint8_t *> PyBytes_AS_STRING(plain)
+    cdef size_t written
+    cdef zstd.ZSTD_DCtx *ctx
+    with nogil:
+        ctx = zstd.ZSTD_createDCtx()
+        if ctx != NULL:
+            written = zstd.ZSTD_decompressDCtx(ctx, out, raw_length, &frame[0], length)
+            zstd.ZSTD_freeDCtx(ctx)
+    if ctx == NULL:
+        raise MemoryError("libzstd could not create a decompression context")
+    if zstd.ZSTD_isError(written):
+        raise ZstdDataError(f"the zstd frame does not decompress: {zstd.ZSTD_getErrorName(written).decode()}")
+    if written != raw_length:
+        raise ZstdDataError(f"the zstd frame holds {written} bytes, {raw_length} were expected")
+    return plain
+
+
+
+# --- the in-memory index: a compact hash table of chunk locations ---------------------------------------
+
+cdef enum:
+    CHUNK_ID_SIZE = 32
+    NO_PACK = 0xFFFFFFFF
+
+cdef struct TableEntry:
+    uint8_t chunk_id[CHUNK_ID_SIZE]
+    uint32_t space      # the caller's code for the category
+    uint32_t pack       # the caller's number for the pack; NO_PACK marks an empty slot
+    uint32_t offset
+    uint32_t length
+    uint32_t raw_length
+    uint32_t source     # the caller's number for the index object that listed it
+
+
+cdef inline uint64_t _slot_hash(const uint8_t *chunk_id, uint32_t space) noexcept nogil:
+    # Chunk IDs are keyed BLAKE3 (or HMAC) outputs, uniform already: their first 8 bytes are the hash.
+    cdef uint64_t h = 0
     cdef int byte
-    for index in range(count):
-        block = prf_output + index * PRF_BLOCK
-        value = 0
-        for byte in range(8):
-            value |= (<uint64_t> block[byte]) << (8 * byte)
-        if value < (strict_threshold if offsets[index] < loose_from else loose_threshold):
-            return index
-    return -1
+    for byte in range(8):
+        h |= (<uint64_t> chunk_id[byte]) << (8 * byte)
+    return h ^ ((<uint64_t> space) * <uint64_t> 0x9E3779B97F4A7C15)
+
+
+cdef class ChunkTable:
+    """(space code, chunk ID) -> (pack number, offset, length, raw length, source number), 56 bytes per entry in
+    one open-addressing table (linear probing, at most 3/4 full): 75 to 150 bytes per chunk at any size, where
+    Python dictionaries of tuples took 570. One location per key; the caller keeps any further candidates.
+    Not thread-safe: the caller locks."""
+
+    cdef TableEntry *entries
+    cdef size_t capacity  # a power of two
+    cdef size_t count
+
+    def __cinit__(self):
+        self._allocate(1024)
+
+    def __dealloc__(self):
+        free(self.entries)
+
+    cdef int _allocate(self, size_t capacity) except -1:
+        cdef TableEntry *entries = <TableEntry *> malloc(capacity * sizeof(TableEntry))
+        if entries == NULL:
+            raise MemoryError("out of memory for the index")
+        cdef size_t index
+        for index in range(capacity):
+            entries[index].pack = NO_PACK
+        self.entries = entries
+        self.capacity = capacity
+        self.count = 0
+        return 0
+
+    cdef size_t _find(self, const uint8_t *chunk_id, uint32_t space) noexcept nogil:
+        """The slot holding the key, or the empty slot where it would go."""
+        cdef size_t mask = self.capacity - 1
+        cdef size_t slot = _slot_hash(chunk_id, space) & mask
+        cdef TableEntry *entry
+        while True:
+            entry = &self.entries[slot]
+            if entry.pack == NO_PACK or (entry.space == space and memcmp(entry.chunk_id, chunk_id, CHUNK_ID_SIZE) == 0):
+                return slot
+            slot = (slot + 1) & mask
+
+    cdef int _grow(self) except -1:
+        cdef TableEntry *old = self.entries
+        cdef size_t old_capacity = self.capacity
+        cdef size_t index, slot
+        self._allocate(old_capacity * 2)
+        for index in range(old_capacity):
+            if old[index].pack != NO_PACK:
+                slot = self._find(old[index].chunk_id, old[index].space)
+                self.entries[slot] = old[index]
+                self.count += 1
+        free(old)
+        return 0
+
+    def add(self, uint32_t space, const uint8_t[::1] chunk_id not None, uint32_t pack, uint32_t offset,
+            uint32_t length, uint32_t raw_length, uint32_t source):
+        """Record a location; returns 1 if the key was new, 0 if it holds this location already, and -1 if it
+        holds another one (left as it was)."""
+        if chunk_id.shape[0] != CHUNK_ID_SIZE:
+            raise ValueError(f"a chunk ID is {CHUNK_ID_SIZE} bytes, got {chunk_id.shape[0]}")
+        if pack == NO_PACK:
+            raise ValueError("pack number out of range")
+        if (self.count + 1) * 4 > self.capacity * 3:
+            self._grow()
+        cdef size_t slot = self._find(&chunk_id[0], space)
+        cdef TableEntry *entry = &self.entries[slot]
+        if entry.pack != NO_PACK:
+            if entry.pack == pack and entry.offset == offset and entry.length == length and entry.raw_length == raw_length:
+                return 0
+            return -1
+        memcpy(entry.chunk_id, &chunk_id[0], CHUNK_ID_SIZE)
+        entry.space = space
+        entry.pack = pack
+        entry.offset = offset
+        entry.length = length
+        entry.raw_length = raw_length
+        entry.source = source
+        self.count += 1
+        return 1
+
+    def get(self, uint32_t space, const uint8_t[::1] chunk_id not None):
+        """(pack, offset, length, raw length, source) of the key, or None."""
+        if chunk_id.shape[0] != CHUNK_ID_SIZE:
+            return None
+        cdef TableEntry *entry = &self.entries[self._find(&chunk_id[0], space)]
+        if entry.pack == NO_PACK:
+            return None
+        return entry.pack, entry.offset, entry.length, entry.raw_length, entry.source
+
+    def __contains__(self, key):
+        space, chunk_id = key
+        return self.get(space, chunk_id) is not None
+
+    def __len__(self):
+        return self.count
+
+    @property
+    def memory_bytes(self):
+        """The table's own memory (slots * 56 bytes, empty slots included)."""
+        return self.capacity * sizeof(TableEntry)
+
+    def items(self):
+        """Every (space, chunk ID, pack, offset, length, raw length, source), in no particular order."""
+        cdef size_t index
+        cdef TableEntry *entry
+        for index in range(self.capacity):
+            entry = &self.entries[index]
+            if entry.pack != NO_PACK:
+                yield (entry.space, PyBytes_FromStringAndSize(<char *> entry.chunk_id, CHUNK_ID_SIZE), entry.pack,
+                       entry.offset, entry.length, entry.raw_length, entry.source)

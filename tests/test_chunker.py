@@ -8,7 +8,6 @@ import sqlite3
 import sys
 import threading
 import tracemalloc
-from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,10 +151,20 @@ def test_chunk_sizes_are_bounded_and_average_near_target() -> None:
         assert params.avg_size / 1.5 < mean < params.avg_size * 1.5, (params, mean)
 
 
+def gear_of(secret: bytes) -> list[int]:
+    table = ChunkerKey.derive(secret).gear_table
+    return [int.from_bytes(table[i * 8 : i * 8 + 8], "little") for i in range(256)]
+
+
+def run_hash(gear: list[int], value: int) -> int:
+    """The gear hash inside a run of one byte value (64 or more bytes in): sum of gear[value] << k for k < 64."""
+    return (gear[value] * MASK64) & MASK64
+
+
 def non_candidate_filler(secret: bytes, params: ChunkerParams) -> int:
     """A byte value whose repetition makes no position a candidate."""
-    scanner = _native.GearScanner(ChunkerKey.derive(secret).gear_table, params.candidate_mask)
-    return next(value for value in range(256) if not scanner.scan(bytes([value]) * 100, 0, 63, 1)[0])
+    gear = gear_of(secret)
+    return next(value for value in range(256) if run_hash(gear, value) & params.candidate_mask)
 
 
 def test_forced_cut_at_max_size_on_content_without_candidates() -> None:
@@ -169,15 +178,12 @@ def constant_candidate_runs(params: ChunkerParams) -> Iterator[tuple[bytes, int,
     """(secret, byte value, PRF value) where a run of the byte is a candidate at every position."""
     for index in range(1 << 16):
         secret = index.to_bytes(32, "little")
-        key = ChunkerKey.derive(secret)
-        scanner = _native.GearScanner(key.gear_table, params.candidate_mask)
-        prf = Cipher(algorithms.AES(key.prf_key), modes.ECB()).encryptor()
+        gear = gear_of(secret)
+        prf = Cipher(algorithms.AES(ChunkerKey.derive(secret).prf_key), modes.ECB()).encryptor()
         for value in range(256):
-            offsets, blocks, _, _ = scanner.scan(bytes([value]) * 1000, 0, 63, 1 << 20)
-            if offsets:
-                # Only the first position of a constant hash is reported: the others repeat it.
-                assert list(offsets) == [64]
-                yield secret, value, int.from_bytes(prf.update(blocks)[:8], "little")
+            h = run_hash(gear, value)
+            if h & params.candidate_mask == 0:
+                yield secret, value, int.from_bytes(prf.update(h.to_bytes(8, "little") + bytes(8))[:8], "little")
 
 
 @pytest.mark.parametrize("outcome", ["strict", "loose", "forced"])
@@ -284,18 +290,17 @@ def test_one_chunker_serves_several_threads() -> None:
     assert [results[i] for i in range(4)] == expected
 
 
-def test_scanner_releases_the_gil() -> None:
-    """While a scan runs, another thread gets the GIL; with preemption switched off only
-    a scan that releases the GIL lets the main thread run before the scanning thread ends."""
-    scanner = _native.GearScanner(random_data(51, 2048), MASK64)  # a candidate needs h == 0: none here
-    data = bytes(128 << 20)
+def test_cut_finding_releases_the_gil() -> None:
+    """While a piece is scanned, another thread gets the GIL; with preemption switched off only a scan that
+    releases the GIL lets the main thread run before the scanning thread ends."""
+    chunker = Chunker(random_data(51, 32), ChunkerParams(min_size=64, avg_size=1 << 20, max_size=1 << 30))
+    data = bytes([non_candidate_filler(random_data(51, 32), chunker.params)]) * (128 << 20)
     started = threading.Event()
     finished = []
 
     def scan() -> None:
         started.set()
-        scanner.scan(data, 0, 0, 1)
-        finished.append(True)
+        finished.append(chunker.cut_points(data))
 
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(1000)
@@ -308,58 +313,17 @@ def test_scanner_releases_the_gil() -> None:
     finally:
         sys.setswitchinterval(switch_interval)
     assert ran_during_scan
-    assert finished
+    assert finished == [[len(data)]]
 
 
-def test_scanner_reports_candidates_with_prf_blocks_and_resumes() -> None:
-    gear_table = random_data(61, 2048)
-    gear = [int.from_bytes(gear_table[i * 8 : i * 8 + 8], "little") for i in range(256)]
-    scanner = _native.GearScanner(gear_table, SMALL.candidate_mask)
-    data = random_data(62, 200_000)
-    expected_offsets = []
-    expected_blocks = b""
-    h = 0
-    for i, byte in enumerate(data):
-        h = ((h << 1) + gear[byte]) & MASK64
-        if i >= 63 and h & SMALL.candidate_mask == 0:
-            expected_offsets.append(i + 1)
-            expected_blocks += h.to_bytes(8, "little") + bytes(8)
-    assert len(expected_offsets) > 100
-
-    offsets, blocks, state, scanned = scanner.scan(data, 0, 63, 1 << 20)
-    assert (list(offsets), blocks, state, scanned) == (expected_offsets, expected_blocks, h, len(data))
-
-    # Split in the warm-up, then stopped after five candidates, then to the end.
-    first, _, state, scanned = scanner.scan(data[:30], 0, 63, 1 << 20)
-    assert (list(first), scanned) == ([], 30)
-    second, second_blocks, state, scanned = scanner.scan(data[30:], state, 33, 5)
-    assert [30 + offset for offset in second] == expected_offsets[:5]
-    assert 30 + scanned == expected_offsets[4]
-    third, third_blocks, state, _ = scanner.scan(data[30 + scanned :], state, 0, 1 << 20)
-    assert [30 + scanned + offset for offset in third] == expected_offsets[5:]
-    assert (second_blocks + third_blocks, state) == (expected_blocks, h)
-
+def test_cut_finder_checks_its_arguments() -> None:
+    key = ChunkerKey.derive(bytes(32))
     with pytest.raises(ValueError, match="2048 bytes"):
-        _native.GearScanner(bytes(100), 0)
-
-
-def test_first_passing_candidate_applies_the_normalized_rule() -> None:
-    strict, loose = 1000, 50_000
-
-    def blocks(*values: int) -> bytes:
-        return b"".join(value.to_bytes(8, "little") + random_data(value, 8) for value in values)
-
-    offsets = array("Q", [10, 20, 30, 40])
-    # Before loose_from=30 only values below `strict` pass; from 30 on, below `loose`.
-    assert _native.first_passing_candidate(offsets, blocks(5000, 999, 7, 7), 30, strict, loose) == 1
-    assert _native.first_passing_candidate(offsets, blocks(5000, 1000, 49_999, 7), 30, strict, loose) == 2
-    assert _native.first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 7), 30, strict, loose) == 3
-    assert (
-        _native.first_passing_candidate(offsets, blocks(5000, 1000, 50_000, 50_001), 30, strict, loose) == -1
-    )
-    assert _native.first_passing_candidate(array("Q"), b"", 30, strict, loose) == -1
-    with pytest.raises(ValueError, match="16-byte block"):
-        _native.first_passing_candidate(offsets, blocks(1, 2, 3), 30, strict, loose)
+        _native.CutFinder(bytes(100), key.prf_key, 0, 0, 0, 64, 128, 256)
+    with pytest.raises(ValueError, match="16 bytes"):
+        _native.CutFinder(key.gear_table, bytes(15), 0, 0, 0, 64, 128, 256)
+    with pytest.raises(ValueError, match="min <= avg <= max"):
+        _native.CutFinder(key.gear_table, key.prf_key, 0, 0, 0, 64, 32, 256)
 
 
 @pytest.mark.parametrize(

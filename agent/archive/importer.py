@@ -148,7 +148,7 @@ def _import(
             category = classify(record.domain, record.relative_path).value
             stored: StoredStream = writer.store_file(
                 category,
-                bar.counted(folder.open_plaintext(record)),
+                bar.counted(folder.open_plaintext(record, reuse_buffer=True)),
                 relative_path=record.relative_path,
                 sqlite_hint=is_sqlite_name(record.relative_path),
             )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.archive.view import parse_categories
@@ -17,11 +19,25 @@ if TYPE_CHECKING:
     from agent.device.backup import DeviceBackupResult
 
 # pymobiledevice3 takes most of a second to import: only the commands that talk to devices pay for it.
+TRACE_HELP = "record the device conversation's metadata here (JSON lines, no contents, names hashed) for a bug report"
+
+
+def _traced(command: str, handler: Callable[[Context], int]) -> Callable[[Context], int]:
+    """`handler` with `--trace FILE` honoured: the conversation and the result go into FILE."""
+
+    def run(ctx: Context) -> int:
+        from agent.device.trace import recording
+
+        with recording(ctx.args.trace, command):
+            return handler(ctx)
+
+    return run
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("devices", parents=[common], help="list connected devices")
-    p.set_defaults(handler=cmd_devices)
+    p.add_argument("--trace", type=Path, metavar="FILE", help=TRACE_HELP)
+    p.set_defaults(handler=_traced("devices", cmd_devices))
 
     p = sub.add_parser("backup", parents=[common], help="back up devices over USB")
     who = p.add_mutually_exclusive_group()
@@ -32,7 +48,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--backup-password-file", help="the device's backup password, if it encrypts backups")
     p.add_argument("--enable-device-encryption", action="store_true",
                    help="turn on device backup encryption with a random password kept in the repository")
-    p.set_defaults(handler=cmd_backup)
+    p.add_argument("--trace", type=Path, metavar="FILE", help=TRACE_HELP)
+    p.set_defaults(handler=_traced("backup", cmd_backup))
 
     p = sub.add_parser("restore", parents=[common], help="restore a snapshot onto a device (e.g. a replacement)")
     p.add_argument("snapshot", help=SNAPSHOT_HELP)
@@ -49,7 +66,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--reboot", dest="legacy_reboot", action="store_true", help="accepted, no effect: the default")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--force", action="store_true", help="restore onto an older iOS than the snapshot's")
-    p.set_defaults(handler=cmd_restore)
+    p.add_argument("--trace", type=Path, metavar="FILE", help=TRACE_HELP)
+    p.set_defaults(handler=_traced("restore", cmd_restore))
 
 
 def cmd_devices(ctx: Context) -> int:

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="give every device a field failure, e.g. upload-error=backup_manifest.db, stale-snapshot, "
                         "backup-error=208, passcode-prompt=5, pause=30, usb-speed=5000000000 (repeatable; "
                         "docs/troubleshooting.md)")
+    p.add_argument("--replay", type=Path, metavar="FILE",
+                   help="a device that plays back this `--trace` recording (made-up contents of the recorded sizes)")
     p.set_defaults(handler=cmd_sim)
     register_demo(sub, common)
 
@@ -33,7 +35,8 @@ def cmd_sim(ctx: Context) -> int:
     faults: dict[str, object] = {}
     for text in args.fault:
         faults.update(parse_cli_fault(text))
-    return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port, faults)
+    return run_sim(args.state_dir, args.devices, args.profile, args.seed, args.password, args.port, args.replay,
+                   faults)
 
 
 def register_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

@@ -35,6 +35,7 @@ from pymobiledevice3.exceptions import (
 )
 from pymobiledevice3.lockdown import UsbmuxLockdownClient, create_using_usbmux
 
+from agent.device import trace as tracing
 from agent.errors import DeviceDisconnectedError, DeviceError, DeviceLockedError, DeviceNotTrustedError
 
 PAIR_TIMEOUT_SECONDS = 2.0  # scripts and daemons: report "tap Trust" quickly and move on
@@ -138,20 +139,27 @@ async def _list_with_properties() -> list[dict[str, Any]]:
 
 
 async def attached_devices() -> list[AttachedDevice]:
+    trace = tracing.active()
     try:
         entries = await _list_with_properties()
     except (ConnectionFailedToUsbmuxdError, ConnectionRefusedError, FileNotFoundError, PermissionError) as exc:
+        if trace is not None:
+            trace.event("usbmux", "ListDevices", error=type(exc).__name__)
         problem = usbmuxd_problem(exc)
         assert problem is not None
         raise problem from exc
     devices = []
     for entry in entries:
         properties = entry["Properties"]
+        if trace is not None:
+            trace.identify(str(properties.get("SerialNumber", "")))
         if properties.get("ConnectionType") != "USB":
             continue
         speed = properties.get("ConnectionSpeed")
         devices.append(AttachedDevice(str(properties.get("SerialNumber", "")), "USB",
                                       speed if isinstance(speed, int) and speed > 0 else None))
+    if trace is not None:
+        trace.event("usbmux", "ListDevices", devices=[str(e["Properties"].get("ConnectionType")) for e in entries])
     return devices
 
 
@@ -207,7 +215,11 @@ async def lockdown_session(
     udid: str, *, autopair: bool = True, trust_timeout: float | None = None
 ) -> AsyncIterator[UsbmuxLockdownClient]:
     """A paired lockdown client for `udid`; DeviceError subclasses on failure. A device waiting for Trust
-    is given `trust_timeout` seconds (default: a minute at a terminal, two seconds otherwise)."""
+    is given `trust_timeout` seconds (default: a minute at a terminal, two seconds otherwise).
+    Under `--trace` the session's outcome and every later request are recorded."""
+    trace = tracing.active()
+    if trace is not None:
+        trace.identify(udid)
     try:
         client = await create_using_usbmux(
             serial=udid,
@@ -219,7 +231,13 @@ async def lockdown_session(
     except PermissionError as exc:  # opening usbmuxd's socket is the only file access here
         raise usbmuxd_problem(exc) or translate(exc, udid) from exc
     except Exception as exc:
+        if trace is not None:
+            trace.event("lockdown", "session", error=type(exc).__name__, text=trace.text(str(exc)))
         raise translate(exc, udid) from exc
+    if trace is not None:
+        trace.identify(udid, client.all_values)
+        trace.event("lockdown", "session", values=trace.values(client.all_values))
+        client.service = tracing.LockdownRecorder(client.service, trace)  # type: ignore[assignment]
     try:
         yield client
     finally:

@@ -5,6 +5,7 @@ host-side file operations are replaced: uploads stream into a `HostFiles` target
 pipeline or staging), downloads are served from the mirror or the repository, and moves,
 removals and listings act on the mirror. Paths are checked with pymobiledevice3's own
 `resolve_device_path` rules, so a hostile path is refused exactly as it would be on disk.
+Under `--trace` every message both ways, and every file streamed, is recorded (agent.device.trace).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -32,6 +34,7 @@ from pymobiledevice3.services.device_link import (
     DLMessage,
 )
 
+from agent.device import trace as tracing
 from agent.device.mirror import BackupMirror, MirrorError, modification_date
 from agent.device.responses import response_error
 
@@ -60,21 +63,6 @@ class MirrorDeviceLink(DeviceLink):
         self.mirror = host.mirror
         self.udid = udid
 
-    async def receive_message(self) -> DLMessage:
-        # No time-out here, as in every real client: a device may take minutes between two messages (a
-        # large file, a locked screen, a passcode prompt). A failed Response becomes the error that says
-        # what to do (pymobiledevice3 would raise its raw dictionary).
-        message = await super().receive_message()
-        if (
-            message
-            and message[0] == "DLMessageProcessMessage"
-            and isinstance(message[1], dict)
-            and message[1].get("MessageName") == "Response"
-            and message[1].get("ErrorCode")
-        ):
-            raise response_error(self.udid, message[1])
-        return message
-
     def _checked(self, path: str) -> str:
         # Same refusal rules as pymobiledevice3 on disk: absolute, '..', NUL, escaping the root.
         resolve_device_path(self.root_path, path)
@@ -88,25 +76,72 @@ class MirrorDeviceLink(DeviceLink):
             return
         await self.status_response(0)
 
+    # --- the conversation, as a trace records it ------------------------------------------------
+    async def receive_message(self) -> DLMessage:
+        # No time-out here, as in every real client: a device may take minutes between two messages (a
+        # large file, a locked screen, a passcode prompt). A failed Response becomes the error that says
+        # what to do (pymobiledevice3 would raise its raw dictionary).
+        message = await super().receive_message()
+        if (trace := tracing.active()) is not None and message:
+            trace.event("dl", str(message[0]), **{"from": "device"}, **tracing.device_message(trace, message))
+        if (
+            message
+            and message[0] == "DLMessageProcessMessage"
+            and isinstance(message[1], dict)
+            and message[1].get("MessageName") == "Response"
+            and message[1].get("ErrorCode")
+        ):
+            raise response_error(self.udid, message[1])
+        return message
+
+    async def send_process_message(self, message: Any) -> None:
+        if (trace := tracing.active()) is not None:
+            trace.event("dl", "DLMessageProcessMessage", **{"from": "host"},
+                        message=tracing.process_message(trace, dict(message)))
+        await super().send_process_message(message)
+
+    async def status_response(self, status_code: int, status_str: str = "", status_dict: Any = None) -> None:
+        if (trace := tracing.active()) is not None:
+            trace.event("dl", "DLMessageStatusResponse", **{"from": "host"}, code=status_code,
+                        text=trace.text(status_str), **tracing.status_value(status_dict))
+        await super().status_response(status_code, status_str, status_dict)
+
+    async def disconnect(self) -> None:
+        if (trace := tracing.active()) is not None:
+            trace.event("dl", "DLMessageDisconnect", **{"from": "host"})
+        await super().disconnect()
+
+    def _trace_file(self, side: str, path: str, size: int, started: float, error: str = "", **extra: Any) -> None:
+        if (trace := tracing.active()) is not None:
+            trace.event("dl", "file", **{"from": side}, name=trace.path(path), size=size,
+                        seconds=round(time.monotonic() - started, 4), error=trace.text(error), **extra)
+
+    # --- host-side file operations ----------------------------------------------------------------
     async def upload_files(self, _message: DLMessage) -> None:
         while True:
             device_name = await self._prefixed_recv()
             if not device_name:
                 break
             file_name = self._checked(await self._prefixed_recv())
+            started, received = time.monotonic(), 0
             target = await self.host.begin_upload(file_name, device_name)
             (size,) = struct.unpack(SIZE_FORMAT, await self._recvall(struct.calcsize(SIZE_FORMAT)))
             (code,) = struct.unpack(CODE_FORMAT, await self._recvall(struct.calcsize(CODE_FORMAT)))
             size -= struct.calcsize(CODE_FORMAT)
             while size and code == CODE_FILE_DATA:
                 await target.write(await self._recvall(size))
+                received += size
                 (size,) = struct.unpack(SIZE_FORMAT, await self._recvall(struct.calcsize(SIZE_FORMAT)))
                 (code,) = struct.unpack(CODE_FORMAT, await self._recvall(struct.calcsize(CODE_FORMAT)))
                 size -= struct.calcsize(CODE_FORMAT)
+            trace = tracing.active()
+            device_token = trace.token(device_name) if trace is not None else ""
             if code == CODE_ERROR_REMOTE:
                 reason = (await self._recvall(size)).decode(errors="replace")
+                self._trace_file("device", file_name, received, started, reason, end=code, device_name=device_token)
                 target.abort(f"the device could not send it: {reason}")  # iOS 17+: FileProvider's backup_manifest.db
                 continue
+            self._trace_file("device", file_name, received, started, end=code, device_name=device_token)
             if code != CODE_SUCCESS:
                 target.abort(f"unexpected end code {code}")
                 continue
@@ -118,18 +153,22 @@ class MirrorDeviceLink(DeviceLink):
         for path in cast(list[str], message[1]):
             encoded = path.encode()
             await self._sendall(struct.pack(SIZE_FORMAT, len(encoded)) + encoded)
+            started, sent = time.monotonic(), 0
             try:
                 self._checked(path)
                 async for piece in self.host.download(path):
+                    sent += len(piece)
                     for start in range(0, len(piece), DOWNLOAD_FRAME):
                         frame = piece[start : start + DOWNLOAD_FRAME]
                         await self._sendall(
                             struct.pack(SIZE_FORMAT, len(frame) + 1) + struct.pack(CODE_FORMAT, CODE_FILE_DATA) + frame
                         )
                 await self._sendall(struct.pack(SIZE_FORMAT, 1) + struct.pack(CODE_FORMAT, CODE_SUCCESS))
+                self._trace_file("host", path, sent, started)
             except OSError as exc:
                 code = exc.errno if exc.errno is not None else errno.EIO
                 text = (exc.strerror or str(exc)).encode()
+                self._trace_file("host", path, sent, started, text.decode())
                 status[path] = {
                     "DLFileErrorString": text.decode(),
                     "DLFileErrorCode": ctypes.c_uint64(ERRNO_TO_DEVICE_ERROR.get(code, -1)).value,

@@ -28,6 +28,7 @@ from agent.archive.damage import damaged_entry, report_damage
 from agent.archive.exporter import class_keys_for
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
+from agent.device import trace as tracing
 from agent.device.backup import BackupOptions, DeviceBackup
 from agent.device.connect import lockdown_session, translate, usbmux_device_id
 from agent.device.link import UploadTarget
@@ -316,6 +317,9 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
     repository.keys.require_full()
     source_view = open_view(repository, reference, None)
     header = source_view.entry.header
+    if (trace := tracing.active()) is not None:  # the snapshot's device may not be the target: hide it too
+        device = header.device
+        trace.identify(str(device.get("udid", "")), {"SerialNumber": device.get("serial"), "DeviceName": device.get("name")})
     chosen = set(options.categories or source_view.rows)
     needed = sum(row.size for rows in source_view.rows.values() for row in rows)
     try:

@@ -199,7 +199,7 @@ def encrypt_stream(key: bytes, pieces: Iterable[bytes]) -> Iterator[bytes]:
     yield encryptor.update(padder.finalize()) + encryptor.finalize()
 
 
-def decrypt_stream(key: bytes, pieces: Iterable[bytes], expected_size: int) -> Iterator[bytes]:
+def decrypt_stream(key: bytes, pieces: Iterable[bytes | memoryview], expected_size: int) -> Iterator[bytes]:
     """Inverse of `encrypt_stream`, checking that the plaintext is exactly `expected_size` bytes. A wrong
     length or bad padding raises BackupFormatError (after the pieces before it were yielded: callers that must
     not emit partial output check the ciphertext length first, see `encrypted_size`)."""

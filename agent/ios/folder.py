@@ -9,7 +9,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from agent.errors import BackupFormatError, WrongSecretError
 from agent.ios.encryption import (
@@ -33,7 +33,7 @@ STATUS_PLIST = "Status.plist"
 MANIFEST_PLIST = "Manifest.plist"
 MANIFEST_DB = "Manifest.db"
 METADATA_FILES = (INFO_PLIST, STATUS_PLIST, MANIFEST_PLIST, MANIFEST_DB)
-PIECE_SIZE = 1 << 20
+PIECE_SIZE = 1 << 20  # larger pieces cost more CPU: a chunk is no longer in cache when it is hashed and compressed
 _PARTIAL_SUFFIX = ".partial"
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
@@ -110,9 +110,12 @@ class BackupFolder:
         folder._scan_top_level()
         return folder
 
-    def open_plaintext(self, record: FileRecord) -> Iterator[bytes]:
-        """A file's plaintext in pieces of about 1 MiB, decrypted if the backup is encrypted. Raises
-        BackupFormatError if the blob no longer matches its recorded size."""
+    def open_plaintext(self, record: FileRecord, *, reuse_buffer: bool = False) -> Iterator[bytes | memoryview]:
+        """A file's plaintext in pieces of up to PIECE_SIZE, decrypted if the backup is encrypted. Raises
+        BackupFormatError if the blob no longer matches its recorded size.
+
+        With `reuse_buffer`, the pieces of an unencrypted backup are views of one buffer that the next piece
+        overwrites (no allocation per piece): a caller that keeps a piece past the next one must copy it."""
         if not record.is_file:
             raise ValueError(f"{record.domain}/{record.relative_path} is not a regular file")
         blob_path = self.path / record.blob_name
@@ -121,8 +124,10 @@ class BackupFolder:
             descriptor = os.open(blob_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError as error:
             raise BackupFormatError(f"cannot read {blob_path}: {error.strerror}") from error
-        with open(descriptor, "rb") as handle:
-            pieces = iter(lambda: handle.read(PIECE_SIZE), b"")
+        with open(descriptor, "rb", buffering=0) as handle:
+            pieces: Iterator[bytes | memoryview] = iter(lambda: handle.read(PIECE_SIZE), b"")
+            if reuse_buffer:
+                pieces = _read_into_one_buffer(handle)
             if self.class_keys is not None:
                 if record.wrapped_key is None:
                     raise BackupFormatError(f"{record.domain}/{record.relative_path} has no per-file key")
@@ -345,6 +350,13 @@ def decrypted_manifest_plist(manifest_plist: bytes, name: str = MANIFEST_PLIST) 
     except PLIST_WRITE_ERRORS as error:
         # a binary plist can hold what plistlib cannot write back: non-string keys, integers beyond 64 bits
         raise BackupFormatError(f"{name} holds a value that cannot be written back into a property list ({error})") from error
+
+
+def _read_into_one_buffer(handle: BinaryIO) -> Iterator[memoryview]:
+    buffer = bytearray(PIECE_SIZE)
+    with memoryview(buffer) as view:
+        while count := handle.readinto(view):
+            yield view[:count]
 
 
 class _Counter:

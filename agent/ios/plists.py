@@ -53,25 +53,36 @@ def load_plist(data: bytes, name: str) -> Any:
         # plistlib's only AttributeError is its date pattern failing to match
         detail = "a <date> that is not a date" if isinstance(error, AttributeError) else repr(error)
         raise BackupFormatError(f"{name} is truncated or is not a valid property list ({detail})") from error
-    _check_expansion(value, EXPANSION_FACTOR * len(data) + EXPANSION_SLACK, name)
+    if data.startswith(b"bplist"):  # only the binary format has references; an XML tree is no larger than its text
+        _check_expansion(value, EXPANSION_FACTOR * len(data) + EXPANSION_SLACK, name)
     return value
 
 
 def _check_expansion(root: Any, limit: int, name: str) -> None:
     """Raise BackupFormatError when `root`, written out as a tree, would exceed `limit` (strings and data count
-    their length, everything else one) or refers to itself. Iterative, and each shared container is sized once."""
+    their length, everything else one) or refers to itself. Iterative, and each shared container is sized once.
+    Runs for every MBFile record of an import, hence the inlined type tests (plistlib builds plain dicts and
+    lists)."""
+    if type(root) is not dict and type(root) is not list:
+        return
     sizes: dict[int, int] = {}  # id of a finished container -> its expanded size
     open_ids: set[int] = set()  # containers entered but not finished: the path from the root
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
-        children = _children(node)
-        if children is None:
-            continue
         key = id(node)
+        children = node.values() if type(node) is dict else node
         if finished:
             open_ids.discard(key)
-            total = 1 + sum(_leaf_size(child) if _children(child) is None else sizes[id(child)] for child in children)
+            total = 1
+            for child in children:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    total += sizes[id(child)]
+                elif kind is str or kind is bytes:
+                    total += len(child) or 1
+                else:
+                    total += 1
             if total > limit:
                 raise BackupFormatError(f"{name} refers to its own objects so often that it would expand beyond "
                                         f"{limit:,} bytes; it is not a property list a device writes")
@@ -84,19 +95,10 @@ def _check_expansion(root: Any, limit: int, name: str) -> None:
                                     "device writes")
         open_ids.add(key)
         stack.append((node, True))
-        stack.extend((child, False) for child in children if id(child) not in sizes)
-
-
-def _children(node: Any) -> list[Any] | None:
-    if isinstance(node, dict):
-        return list(node.values())
-    if isinstance(node, list):
-        return node
-    return None
-
-
-def _leaf_size(node: Any) -> int:
-    return max(1, len(node)) if isinstance(node, (str, bytes)) else 1
+        for child in children:
+            kind = type(child)
+            if (kind is dict or kind is list) and id(child) not in sizes:
+                stack.append((child, False))
 
 
 def load_plist_dict(data: bytes, name: str) -> dict[str, Any]:

@@ -13,14 +13,12 @@ can be recovered from observed chunk sizes, so the cut decision goes through a P
    ``n = floor(log2(avg_size / 64))``: candidate rate ``p_c = 2**-n``, about one per
    ``avg_size / 64`` bytes (one per 16 KiB for the 1 MiB default). The top bits are the
    ones that depend on the whole 64-byte window; the low bits see only the last few
-   bytes. Positions less than 64 bytes into the stream are never candidates. The
-   native scanner (`agent._native.GearScanner`, GIL released) finds them; as no cut
-   falls within min_size of a chunk start, it starts hashing afresh 64 bytes before
+   bytes. Positions less than 64 bytes into the stream are never candidates. As no
+   cut falls within min_size of a chunk start, hashing starts afresh 64 bytes before
    that point (FastCDC's skip), which yields exactly the hash of the whole stream.
 3. PRF. For each candidate, ``v`` is the first 8 bytes (little-endian) of
-   AES-128-ECB(prf_key, h as 8 bytes little-endian || 8 zero bytes); the candidates of
-   one scan go through one encryptor call. ``v`` is uniform on [0, 2**64) and
-   unpredictable without the key.
+   AES-128-ECB(prf_key, h as 8 bytes little-endian || 8 zero bytes) (libcrypto).
+   ``v`` is uniform on [0, 2**64) and unpredictable without the key.
 4. Normalized cut rule, for a chunk starting at s and a candidate cut at c, L = c - s:
    ``L < min_size``: no cut; ``min_size <= L < avg_size``: cut if ``v < T_strict``;
    ``L >= avg_size``: cut if ``v < T_loose``; ``L == max_size``: forced cut. The first
@@ -33,6 +31,10 @@ can be recovered from observed chunk sizes, so the cut decision goes through a P
 
    On random data the mean chunk is about 1.2 * avg_size (512 KiB skipped, a 12 %
    chance of a cut before 1 MiB, then 256 KiB on average).
+
+Steps 2 to 4 run in the native extension (`agent._native.CutFinder`): one call per piece
+of the stream, with the GIL released over the whole piece. tests/test_chunker.py holds
+the byte-by-byte reference it is checked against.
 
 SQLite files (`is_sqlite_name`) dedup far better when cut at page boundaries, since
 SQLite rewrites scattered pages in place: with ``sqlite_hint`` a database that starts
@@ -53,10 +55,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from agent._native import GearScanner, first_passing_candidate
+from agent._native import CutFinder
 from agent.errors import UsageError
 
 CHUNKER_SECRET_SIZE = 32
@@ -68,12 +69,6 @@ _PRF_INFO = b"coffer chunker prf v1"
 # One candidate per avg_size / 64 bytes leaves 64 PRF draws per average chunk: enough
 # for the normalized rule to shape the size distribution, few enough to cost nothing.
 _CANDIDATES_PER_AVERAGE_CHUNK = 64
-# Bounds the memory of one scan where the content makes every byte a candidate.
-_MAX_CANDIDATES_PER_SCAN = 1 << 16
-# After avg_size a candidate passes with probability 1/16: scanning 4, 5, 6, 7, 8, 10, ...
-# candidates at a time hashes little past the cut for few round trips, and still
-# reaches the cap quickly when nothing passes.
-_FIRST_LOOSE_BATCH = 4
 
 SQLITE_HEADER_MAGIC = b"SQLite format 3\x00"
 SQLITE_WAL_MAGICS = (0x377F0682, 0x377F0683)
@@ -156,7 +151,7 @@ def is_sqlite_name(relative_path: str) -> bool:
     )
 
 
-class _CutFinder(Protocol):
+class _Cuts(Protocol):
     def feed(self, data: memoryview, stream_offset: int) -> list[int]:
         """Takes the next `data` of the stream; returns the chunk end offsets it settles.
 
@@ -164,76 +159,6 @@ class _CutFinder(Protocol):
         is settled as soon as the byte before it has been seen.
         """
         ...
-
-
-class _ContentDefinedCuts:
-    """The keyed normalized CDC rule, applied to one stream.
-
-    Per chunk, hashing starts 64 bytes before the first offset that may cut (chunk
-    start + min_size): those bytes only fill the hash window, and the rest of the
-    first min_size bytes are skipped. Each scan is followed by the PRF of its
-    candidates, and hashing stops at the first one that passes; so as not to hash far
-    past a cut, scans after avg_size (where one candidate in 16 passes) stop after a
-    few candidates, a quarter more each time. No scan straddles avg_size, so one
-    threshold applies to all candidates of a scan, as the scanner's skipping of
-    repeated hash values requires.
-    """
-
-    def __init__(self, scanner: GearScanner, prf_key: bytes, params: ChunkerParams) -> None:
-        self._scanner = scanner
-        self._prf = Cipher(algorithms.AES(prf_key), modes.ECB()).encryptor()
-        self._params = params
-        self._start_chunk(0)
-
-    def _start_chunk(self, chunk_start: int) -> None:
-        self._chunk_start = chunk_start
-        self._scan_position = chunk_start + self._params.min_size - HASH_WINDOW  # next byte to hash
-        self._hash_state = 0
-        self._loose_batch = _FIRST_LOOSE_BATCH
-
-    def feed(self, data: memoryview, stream_offset: int) -> list[int]:
-        data_end = stream_offset + len(data)
-        cuts = []
-        while True:
-            forced_cut = self._chunk_start + self._params.max_size
-            if self._scan_position == forced_cut:
-                cut = forced_cut
-            elif self._scan_position < data_end:
-                cut = self._scan(data, stream_offset)
-            else:
-                return cuts
-            if cut is not None:
-                cuts.append(cut)
-                self._start_chunk(cut)
-
-    def _scan(self, data: memoryview, stream_offset: int) -> int | None:
-        """Hashes on from the scan position; returns the cut if a candidate passes."""
-        params = self._params
-        scan_from = self._scan_position
-        # Bytes before the one that ends min_size into the chunk only feed the hash.
-        first_counted = self._chunk_start + params.min_size - 1
-        # The byte that ends avg_size into the chunk is the first under the loose threshold.
-        first_loose = self._chunk_start + params.avg_size - 1
-        if scan_from < first_loose:
-            scan_to, max_candidates = first_loose, _MAX_CANDIDATES_PER_SCAN
-        else:
-            scan_to, max_candidates = self._chunk_start + params.max_size, self._loose_batch
-            self._loose_batch = min(self._loose_batch + self._loose_batch // 4, _MAX_CANDIDATES_PER_SCAN)
-        window = data[scan_from - stream_offset : min(scan_to - stream_offset, len(data))]
-        cut_offsets, prf_blocks, self._hash_state, scanned = self._scanner.scan(
-            window, self._hash_state, max(0, first_counted - scan_from), max_candidates
-        )
-        self._scan_position += scanned
-        if not cut_offsets:
-            return None
-        passing = first_passing_candidate(
-            cut_offsets,
-            self._prf.update(prf_blocks),
-            max(0, first_loose + 1 - scan_from),
-            params.strict_threshold,
-            params.loose_threshold,
-        )
-        return scan_from + cut_offsets[passing] if passing >= 0 else None
 
 
 class _FixedBlockCuts:
@@ -299,7 +224,6 @@ class Chunker:
     def __init__(self, secret: bytes, params: ChunkerParams = DEFAULT_CHUNKER_PARAMS) -> None:
         self.params = params
         self._key = ChunkerKey.derive(secret)
-        self._scanner = GearScanner(self._key.gear_table, params.candidate_mask)
 
     def chunks(self, pieces: Iterable[Piece], *, sqlite_hint: bool = False) -> Iterator[bytes]:
         """Yields the chunks of the concatenation of `pieces`, in order.
@@ -344,8 +268,12 @@ class Chunker:
                 cuts.append(view.nbytes)
             return cuts
 
-    def _finder(self, head: bytes) -> _CutFinder:
+    def _finder(self, head: bytes) -> _Cuts:
         return _sqlite_blocks(head) or self._content_defined()
 
-    def _content_defined(self) -> _ContentDefinedCuts:
-        return _ContentDefinedCuts(self._scanner, self._key.prf_key, self.params)
+    def _content_defined(self) -> _Cuts:
+        params = self.params
+        return CutFinder(
+            self._key.gear_table, self._key.prf_key, params.candidate_mask, params.strict_threshold,
+            params.loose_threshold, params.min_size, params.avg_size, params.max_size,
+        )

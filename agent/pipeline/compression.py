@@ -2,7 +2,9 @@
 
 Photos, videos and audio are already compressed; trying zstd on them costs CPU for nothing.
 Other files are compressed, and a chunk is stored raw when zstd saves less than 3 %.
-A `ZstdCompressor` is not safe to share between threads, so each thread keeps its own.
+The work is libzstd's, through the native extension with the GIL released. A compressor
+(a zstd context and its scratch buffer) is not safe to share between threads, so each thread
+keeps its own and reuses it chunk after chunk.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import PurePosixPath
 
-import zstandard
+from agent._native import ZstdCompressor, ZstdDataError, zstd_decompress
 
 LEVEL = 3
 MIN_SAVING = 0.03
@@ -25,30 +27,27 @@ def likely_compressible(relative_path: str) -> bool:
     return PurePosixPath(relative_path).suffix.lower() not in INCOMPRESSIBLE_SUFFIXES
 
 
+# A frame that does not decompress, or not to the length the index records.
+DecompressionError = ZstdDataError
+
 _local = threading.local()
 
 
-def _compressor() -> zstandard.ZstdCompressor:
+def _compressor() -> ZstdCompressor:
     compressor = getattr(_local, "compressor", None)
     if compressor is None:
-        compressor = _local.compressor = zstandard.ZstdCompressor(level=LEVEL)
+        compressor = _local.compressor = ZstdCompressor(LEVEL)
     return compressor
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    decompressor = getattr(_local, "decompressor", None)
-    if decompressor is None:
-        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
-    return decompressor
 
 
 def compress(chunk: bytes) -> tuple[bytes, bool]:
     """Return (payload, compressed); the payload is the chunk itself when zstd does not pay."""
-    packed = _compressor().compress(chunk)
-    if len(packed) <= len(chunk) * (1 - MIN_SAVING):
-        return packed, True
-    return chunk, False
+    packed = _compressor().compress_within(chunk, int(len(chunk) * (1 - MIN_SAVING)))
+    if packed is None:
+        return chunk, False
+    return packed, True
 
 
 def decompress(payload: bytes, raw_length: int) -> bytes:
-    return _decompressor().decompress(payload, max_output_size=raw_length)
+    """The chunk of a zstd frame that must hold exactly `raw_length` bytes; DecompressionError otherwise."""
+    return zstd_decompress(payload, raw_length)

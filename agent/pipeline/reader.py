@@ -15,8 +15,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import zstandard
-
 from agent.errors import ObjectNotFoundError, RepositoryDamagedError
 from agent.keys import primitives
 from agent.pipeline import compression
@@ -108,7 +106,7 @@ class BlobReader:
         payload, compressed = open_blob(key, location.offset, chunk_id, sealed, f"pack {name}")
         try:
             plain = compression.decompress(payload, location.raw_length) if compressed else payload
-        except zstandard.ZstdError as exc:
+        except compression.DecompressionError as exc:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} does not decompress") from exc
         if len(plain) != location.raw_length:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} has the wrong length")

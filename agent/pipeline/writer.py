@@ -1,8 +1,9 @@
 """The write side of the pipeline: chunk → keyed ID → dedup → compress → encrypt → pack → upload.
 
-Many threads call `store_file` at once. The per-byte stages (chunk scanning, HMAC, zstd)
-release the GIL, so they run in parallel on every core; AES-GCM and packing are short
-critical sections. Packs upload on their own threads while the next ones fill, at most
+Many threads call `store_file` at once. The per-byte stages (cut finding, keyed BLAKE3,
+zstd, AES-GCM) release the GIL, so they run in parallel on every core; the only shared
+lock covers dedup and placing a blob in a pack (no per-byte work): the blob is encrypted
+after its place, hence its nonce, is fixed. Packs upload on their own threads while the next ones fill, at most
 `max_packs_in_flight` at a time, so memory stays bounded whatever the input size: open
 packs (at most `OPEN_PACKS_PER_SPACE` per category) plus the packs in flight plus one chunk
 per worker. Every `checkpoint_packs` uploaded packs an index object is written, so an
@@ -23,13 +24,15 @@ from agent.keys import primitives
 from agent.pipeline import compression
 from agent.pipeline.chunker import Chunker, ChunkerParams
 from agent.repository.index import Index, PackRecord
-from agent.repository.pack import PackBuilder
+from agent.repository.pack import PackBuilder, PackedBlob
 from agent.repository.repository import Repository, put_if_absent
 
 OPEN_PACKS_PER_SPACE = 2
 # All open packs together stay under this: beyond it the fullest is sent early (a smaller pack), so memory
-# does not grow with the number of categories a backup touches.
-OPEN_BYTES_BUDGET = 80 << 20
+# does not grow with the number of categories a backup touches. With two packs in flight (each held twice
+# while it is joined for upload) and a chunk per worker, a 2 GB import peaks near 250 MB
+# (benchmarks/bench_ingest.py prints the breakdown).
+OPEN_BYTES_BUDGET = 48 << 20
 
 
 @dataclass
@@ -64,7 +67,7 @@ class BlobWriter:
         index: Index,
         *,
         checkpoint_packs: int = 4,
-        max_packs_in_flight: int = 3,
+        max_packs_in_flight: int = 2,
         on_uploaded: Callable[[int], None] | None = None,
     ) -> None:
         repository.keys.require_write()
@@ -128,7 +131,12 @@ class BlobWriter:
             stats.new_chunks += 1
             stats.new_bytes += len(chunk)
         payload, compressed = compression.compress(chunk) if compress else (chunk, False)
-        self._add_to_pack(space, chunk_id, payload, compressed, len(chunk))
+        pack, blob, ready = self._place(space, chunk_id, len(payload), len(chunk))
+        try:
+            pack.fill(blob, payload, compressed=compressed)  # outside the lock: threads encrypt side by side
+        finally:
+            for ready_pack, ready_space in ready:
+                self._submit(ready_pack, ready_space)
         return chunk_id, compressed
 
     def flush(self) -> None:
@@ -163,7 +171,10 @@ class BlobWriter:
                 raise self._failure
             raise StorageError(f"upload failed: {self._failure}") from self._failure
 
-    def _add_to_pack(self, space: str, chunk_id: bytes, payload: bytes, compressed: bool, raw_length: int) -> None:
+    def _place(
+        self, space: str, chunk_id: bytes, payload_length: int, raw_length: int
+    ) -> tuple[PackBuilder, PackedBlob, list[tuple[PackBuilder, str]]]:
+        """Reserve room for a blob in one of the space's open packs; also return the packs now ready to upload."""
         ready: list[tuple[PackBuilder, str]] = []
         with self._lock:
             packs = self._open[space]
@@ -174,7 +185,7 @@ class BlobWriter:
                 self._open_bytes += pack.size
             slot = self._random.randrange(len(packs))
             pack, target = packs[slot]
-            blob = pack.add(chunk_id, payload, compressed=compressed, raw_length=raw_length)
+            blob = pack.reserve(chunk_id, payload_length, raw_length=raw_length)
             self._open_bytes += blob.length
             self.stats.spaces[space].stored_bytes += blob.length
             if pack.size >= target:
@@ -185,8 +196,7 @@ class BlobWriter:
                     key=lambda si: self._open[si[0]][si[1]][0].size,
                 )
                 ready.append((self._close_locked(fullest_space, fullest_slot), fullest_space))
-        for pack, pack_space in ready:
-            self._submit(pack, pack_space)
+        return pack, blob, ready
 
     def _close_locked(self, space: str, slot: int) -> PackBuilder:
         pack, _target = self._open[space].pop(slot)

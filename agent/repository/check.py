@@ -112,7 +112,7 @@ def _read_pack(repository: Repository, pack: StoredPack, findings: _PackFindings
     data = repository.storage.get(pack.name)
     report.packs_read += 1
     report.bytes_read += len(data)
-    if primitives.sha256(data).hex() != pack.pack_id:
+    if primitives.pack_digest(data).hex() != pack.pack_id:
         report.errors.append(f"pack {pack.name} is damaged (content does not match its name)")
         return
     if pack.space is None or not repository.keys.can_read(pack.space):
@@ -124,7 +124,10 @@ def _read_pack(repository: Repository, pack: StoredPack, findings: _PackFindings
     for blob in trailer:
         sealed = data[blob.offset : blob.offset + blob.length]
         payload, compressed = open_blob(key, blob.offset, blob.chunk_id, sealed, pack.name)
-        plain = compression.decompress(payload, blob.raw_length) if compressed else payload
+        try:
+            plain = compression.decompress(payload, blob.raw_length) if compressed else payload
+        except compression.DecompressionError:
+            plain = b""  # reported below as not matching its ID
         report.blobs_read += 1
         id_key = repository.keys.chunk_id_key(space)
         if len(plain) != blob.raw_length or (id_key is not None and primitives.chunk_id(id_key, plain) != blob.chunk_id):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import zstandard
 
+from agent._native import ChunkTable
 from agent.errors import RepositoryDamagedError
 from agent.keys import primitives
 
@@ -96,54 +97,113 @@ class Index:
     lists a wrong one): all are kept, in the order they were added, and readers fall back to the next
     when one fails, so an added index object can never deny a restore while the true data exists.
     A pack listed by several objects keeps the union of their entries.
+
+    The first location of every chunk lives in a native hash table (`agent._native.ChunkTable`, about
+    100 bytes per chunk: benchmarks/bench_index.py measures it at 10 M chunks); further candidates, which
+    only conflicts or a hostile index object create, in a dictionary beside it. A pack's listing is
+    rebuilt from them when asked for (maintenance commands), not kept twice.
     """
 
     def __init__(self) -> None:
-        self._locations: dict[tuple[str, bytes], list[BlobLocation]] = {}
-        self._packs: dict[str, PackRecord] = {}
+        self._table = ChunkTable()
+        self._more: dict[tuple[str, bytes], list[BlobLocation]] = {}  # candidates after the first
+        self._space_codes: dict[str, int] = {}
+        self._spaces: list[str] = []
+        self._pack_numbers: dict[str, int] = {}
+        self._pack_ids: list[str] = []
+        self._pack_spaces: list[str] = []
+        self._source_codes: dict[str, int] = {"": 0}
+        self._sources: list[str] = [""]
+        self._by_pack: dict[str, PackRecord] | None = None  # built on demand, dropped by add_pack
         self.objects: set[str] = set()  # names of the index objects loaded
         self.damaged: dict[str, str] = {}  # index objects skipped while loading -> why
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _code(codes: dict[str, int], names: list[str], name: str) -> int:
+        code = codes.get(name)
+        if code is None:
+            code = codes[name] = len(names)
+            names.append(name)
+        return code
+
     def add_pack(self, record: PackRecord, source: str = "") -> None:
         with self._lock:
-            known = self._packs.get(record.pack_id)
-            if known is None:
-                known = self._packs[record.pack_id] = PackRecord(record.pack_id, record.space)
-            listed = set(known.blobs)
-            for blob in record.blobs:
-                chunk_id, offset, length, raw_length = blob
+            self._by_pack = None
+            number = self._pack_numbers.get(record.pack_id)
+            if number is None:
+                number = self._pack_numbers[record.pack_id] = len(self._pack_ids)
+                self._pack_ids.append(record.pack_id)
+                self._pack_spaces.append(record.space)  # a later object naming another space does not change it
+            space = self._code(self._space_codes, self._spaces, record.space)
+            source_code = self._code(self._source_codes, self._sources, source)
+            for chunk_id, offset, length, raw_length in record.blobs:
+                if self._table.add(space, chunk_id, number, offset, length, raw_length, source_code) >= 0:
+                    continue  # new, or this very location again
                 location = BlobLocation(record.pack_id, record.space, offset, length, raw_length, source)
-                candidates = self._locations.setdefault((record.space, chunk_id), [])
+                candidates = self._more.setdefault((record.space, chunk_id), [])
                 if location not in candidates:
                     candidates.append(location)
-                if blob not in listed:
-                    known.blobs.append(blob)
-                    listed.add(blob)
+
+    def _first(self, space: str, chunk_id: bytes) -> BlobLocation | None:
+        code = self._space_codes.get(space)
+        found = self._table.get(code, chunk_id) if code is not None else None
+        if found is None:
+            return None
+        pack, offset, length, raw_length, source = found
+        return BlobLocation(self._pack_ids[pack], space, offset, length, raw_length, self._sources[source])
 
     def lookup(self, space: str, chunk_id: bytes) -> BlobLocation | None:
         """The first candidate location of a chunk (where a restore tries first)."""
-        candidates = self._locations.get((space, chunk_id))
-        return candidates[0] if candidates else None
+        return self._first(space, chunk_id)
 
     def locations(self, space: str, chunk_id: bytes) -> list[BlobLocation]:
         """Every candidate location of a chunk, in the order a reader tries them."""
-        return list(self._locations.get((space, chunk_id), ()))
+        first = self._first(space, chunk_id)
+        if first is None:
+            return []
+        return [first, *self._more.get((space, chunk_id), ())]
 
     def entries(self) -> Iterator[tuple[bytes, BlobLocation]]:
         """(chunk ID, location) of every candidate location."""
         with self._lock:
-            items = [(key[1], location) for key, candidates in self._locations.items() for location in candidates]
+            items = [
+                (chunk_id, BlobLocation(self._pack_ids[pack], self._spaces[space], offset, length, raw, self._sources[source]))
+                for space, chunk_id, pack, offset, length, raw, source in self._table.items()
+            ]
+            items.extend((key[1], location) for key, candidates in self._more.items() for location in candidates)
         return iter(items)
 
     def __contains__(self, key: tuple[str, bytes]) -> bool:
-        return key in self._locations
+        space, chunk_id = key
+        code = self._space_codes.get(space)
+        return code is not None and self._table.get(code, chunk_id) is not None
 
     def __len__(self) -> int:
-        return len(self._locations)
+        return len(self._table)
+
+    @property
+    def table_bytes(self) -> int:
+        """The native table's memory (benchmarks report it)."""
+        return int(self._table.memory_bytes)
+
+    def _records(self) -> dict[str, PackRecord]:
+        with self._lock:
+            if self._by_pack is None:
+                records = {pack_id: PackRecord(pack_id, self._pack_spaces[number])
+                           for number, pack_id in enumerate(self._pack_ids)}
+                for _, chunk_id, pack, offset, length, raw, _ in self._table.items():
+                    records[self._pack_ids[pack]].blobs.append((chunk_id, offset, length, raw))
+                for (_, chunk_id), candidates in self._more.items():
+                    for location in candidates:
+                        records[location.pack].blobs.append((chunk_id, location.offset, location.length, location.raw_length))
+                for record in records.values():
+                    record.blobs = sorted(set(record.blobs), key=lambda blob: (blob[1], blob[0]))
+                self._by_pack = records
+            return self._by_pack
 
     def packs(self) -> Iterator[PackRecord]:
-        return iter(list(self._packs.values()))
+        return iter(list(self._records().values()))
 
     def pack(self, pack_id: str) -> PackRecord | None:
-        return self._packs.get(pack_id)
+        return self._records().get(pack_id)

@@ -1,6 +1,6 @@
 """Pack files: many encrypted blobs of one category in one object.
 
-Layout of `data/<tag>/<sha256>` (format version 2), every byte of it indistinguishable from random:
+Layout of `data/<tag>/<blake3>` (format version 2), every byte of it indistinguishable from random:
 
     pack key sealed to the category's public key (80 bytes: ephemeral X25519 key, key, tag; AD = the tag)
     blob 0 | blob 1 | …   AES-256-GCM(pack key, nonce = offset, 1 flag byte + data, AD = "blob" + chunk ID)
@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import zstandard
+from blake3 import blake3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from agent import _native as native
 from agent.errors import RepositoryDamagedError
 from agent.keys import padding as padding_module
 from agent.keys import primitives
@@ -58,36 +61,73 @@ class PackedBlob:
 
 
 class PackBuilder:
-    """Accumulates encrypted blobs of one category until the pack is full."""
+    """Accumulates encrypted blobs of one category until the pack is full.
+
+    Placing a blob (`reserve`, quick: it fixes the blob's offset, hence its nonce) is separate from encrypting
+    it (`fill`, per byte), so that many threads encrypt blobs of one pack at once outside any shared lock. The
+    blob's sealed length is known before encryption (flag byte + payload + tag). `finish` waits until every
+    reserved blob is filled. AES-256-GCM is libcrypto's, through the native extension.
+    """
 
     def __init__(self, category_public_key: bytes, tag: str) -> None:
         self._key = primitives.random_key()
-        self._aead = AESGCM(self._key)
-        sealed = primitives.seal_to(category_public_key, self._key, purpose=b"pack key", associated=tag.encode())
-        self._parts: list[bytes] = [sealed]
-        self.size = len(self._parts[0])
+        self._aead = AESGCM(self._key)  # the small trailer and footer
+        self._sealed_key = primitives.seal_to(category_public_key, self._key, purpose=b"pack key", associated=tag.encode())
+        self._sealed: dict[int, bytes] = {}  # blob offset -> sealed blob
+        self._filled = threading.Condition()
+        self._unfilled = 0
+        self._fill_failure: BaseException | None = None
+        self.size = len(self._sealed_key)
         self.blobs: list[PackedBlob] = []
         self.tag = tag
 
-    def add(self, chunk_id: bytes, payload: bytes, *, compressed: bool, raw_length: int) -> PackedBlob:
-        flag = bytes((FLAG_ZSTD if compressed else FLAG_RAW,))
-        sealed = self._aead.encrypt(_blob_nonce(self.size), flag + payload, _blob_ad(chunk_id))
-        blob = PackedBlob(chunk_id=chunk_id, offset=self.size, length=len(sealed), raw_length=raw_length)
-        self._parts.append(sealed)
-        self.size += len(sealed)
+    def reserve(self, chunk_id: bytes, payload_length: int, *, raw_length: int) -> PackedBlob:
+        """Place a blob of `payload_length` bytes at the end of the pack; `fill` must follow."""
+        length = 1 + payload_length + primitives.TAG_SIZE
+        blob = PackedBlob(chunk_id=chunk_id, offset=self.size, length=length, raw_length=raw_length)
+        self.size += length
         self.blobs.append(blob)
+        with self._filled:
+            self._unfilled += 1
+        return blob
+
+    def fill(self, blob: PackedBlob, payload: bytes, *, compressed: bool) -> None:
+        """Encrypt a reserved blob (nonce = its offset, unique within the pack); safe from any thread."""
+        sealed = b""
+        try:
+            flag = FLAG_ZSTD if compressed else FLAG_RAW
+            sealed = native.gcm_seal(self._key, _blob_nonce(blob.offset), _blob_ad(blob.chunk_id), flag, payload)
+        except BaseException as exc:
+            with self._filled:
+                self._fill_failure = exc
+            raise
+        finally:
+            with self._filled:
+                self._sealed[blob.offset] = sealed
+                self._unfilled -= 1
+                self._filled.notify_all()
+
+    def add(self, chunk_id: bytes, payload: bytes, *, compressed: bool, raw_length: int) -> PackedBlob:
+        blob = self.reserve(chunk_id, len(payload), raw_length=raw_length)
+        self.fill(blob, payload, compressed=compressed)
         return blob
 
     def finish(self) -> tuple[str, bytes]:
-        """Return (pack ID, bytes); the ID is the SHA-256 of the bytes."""
+        """Return (pack ID, bytes); the ID is the BLAKE3 of the bytes (`primitives.pack_digest`)."""
+        with self._filled:
+            self._filled.wait_for(lambda: self._unfilled == 0)
+            if self._fill_failure is not None:
+                raise self._fill_failure
         listing = b"".join(TRAILER_ENTRY.pack(b.chunk_id, b.offset, b.length, b.raw_length) for b in self.blobs)
         trailer = self._aead.encrypt(TRAILER_NONCE, zstandard.compress(listing), b"trailer")
         footer = self._aead.encrypt(FOOTER_NONCE, FOOTER.pack(self.size, len(trailer)), b"footer")
         body_length = self.size + len(trailer) + len(footer)
         padding = os.urandom(padding_module.object_size(body_length) - body_length)
-        data = b"".join([*self._parts, trailer, padding, footer])
-        self._parts = []
-        return primitives.sha256(data).hex(), data
+        parts = [self._sealed_key, *(self._sealed.pop(blob.offset) for blob in self.blobs), trailer, padding, footer]
+        digest = blake3(max_threads=1)  # releases the GIL over each part
+        for part in parts:
+            digest.update(part)
+        return digest.hexdigest(), b"".join(parts)
 
 
 def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, pack_name: str) -> bytes:
@@ -105,10 +145,10 @@ def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, p
 def open_blob(pack_key: bytes, offset: int, chunk_id: bytes, sealed: bytes, where: str) -> tuple[bytes, bool]:
     """Return (payload, compressed) of the blob stored at `offset`; damage raises RepositoryDamagedError."""
     try:
-        plain = AESGCM(pack_key).decrypt(_blob_nonce(offset), sealed, _blob_ad(chunk_id))
-    except InvalidTag as exc:
+        flag, payload = native.gcm_open(pack_key, _blob_nonce(offset), _blob_ad(chunk_id), sealed, True)
+    except native.AuthenticationError as exc:
         raise RepositoryDamagedError(f"{where}: blob {chunk_id.hex()[:16]} fails authentication") from exc
-    return plain[1:], plain[0] == FLAG_ZSTD
+    return payload, flag == FLAG_ZSTD
 
 
 def read_footer(footer: bytes, pack_key: bytes, pack_name: str, pack_size: int) -> tuple[int, int]:

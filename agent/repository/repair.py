@@ -24,8 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import zstandard
-
 from agent.errors import CofferError, ObjectNotFoundError, RepositoryDamagedError
 from agent.keys import primitives, slots
 from agent.keys.keyset import HEADER_SPACE, MANIFEST_SPACE
@@ -185,7 +183,7 @@ def _read_whole(repository: Repository, pack: StoredPack, old: Index) -> _Scanne
         data = repository.storage.get(pack.name)
     except ObjectNotFoundError:
         return None
-    whole = primitives.sha256(data).hex() == pack.pack_id
+    whole = primitives.pack_digest(data).hex() == pack.pack_id
     try:
         key = open_pack_key(data[:HEADER_READ_SIZE], repository.keys.private_keys_for(pack.space), repository.tag(pack.space), pack.name)
     except RepositoryDamagedError:
@@ -204,7 +202,7 @@ def _blob_plaintext(repository: Repository, space: str, key: bytes, data: bytes,
     try:
         payload, compressed = open_blob(key, blob.offset, blob.chunk_id, sealed, "")
         plain = compression.decompress(payload, blob.raw_length) if compressed else payload
-    except (RepositoryDamagedError, zstandard.ZstdError):
+    except (RepositoryDamagedError, compression.DecompressionError):
         return None
     id_key = repository.keys.chunk_id_key(space)
     if len(plain) != blob.raw_length or (id_key is not None and primitives.chunk_id(id_key, plain) != blob.chunk_id):

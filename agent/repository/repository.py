@@ -71,6 +71,7 @@ class Repository:
     def __init__(self, storage: Storage, config: RepositoryConfig, keys: KeySet, slot_name: str) -> None:
         self.storage = storage
         self.config = config
+        self._tags: dict[tuple[bool, bytes, str], str] = {}
         self.keys = keys
         self.slot_name = slot_name
         self.ledger = SnapshotLedger(config.repository_id)
@@ -211,7 +212,12 @@ class Repository:
 
     # --- names --------------------------------------------------------------------
     def tag(self, space: str) -> str:
-        return self.config.tag(space, self.keys.storage_tag_key)
+        # An HMAC per blob read showed in restore profiles: remember each (setting, key, space)'s tag.
+        key = (self.config.plain_category_tags, self.keys.storage_tag_key, space)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = self.config.tag(space, self.keys.storage_tag_key)
+        return tag
 
     def pack_name(self, space: str, pack_id: str) -> str:
         return f"{DATA_PREFIX}{self.tag(space)}/{pack_id}"

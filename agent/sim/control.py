@@ -82,6 +82,13 @@ class SimControl:
 
     def restart(self, udid: str) -> None:
         self.request("restart", udid=udid)
+    def clock(self, udid: str, offset_seconds: float) -> None:
+        """Run the device's clock this far ahead of the host's (negative: behind)."""
+        self.request("clock", udid=udid, offset_seconds=offset_seconds)
+
+    def free_space(self, udid: str, available: int | None) -> None:
+        """Have the device report this many free bytes; None: its capacity minus its content."""
+        self.request("free_space", udid=udid, bytes=available)
 
     def evolve(self, udid: str, seed: int) -> dict[str, list[str]]:
         """Let a day of use pass; the keys added, modified and removed."""

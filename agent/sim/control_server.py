@@ -10,6 +10,8 @@ Requests are `{"command": NAME, ...}`; replies are `{"ok": true, ...}` or
 | `lock`, `unlock` | `udid` | - |
 | `trust`, `untrust` | `udid` | - (`untrust` forgets every paired host) |
 | `throttle` | `udid`, `bytes_per_second` (int, or null for unlimited) | - |
+| `clock` | `udid`, `offset_seconds` (number: the device's clock ahead of the host's) | - |
+| `free_space` | `udid`, `bytes` (int: what the device reports free, or null for capacity minus content) | - |
 | `evolve` | `udid`, `seed` (int) | `added`, `modified`, `removed`: `"<domain>/<path>"` lists |
 | `fault` | `udid`, `faults`: `{mode: value}` (modes in `agent.sim.faults`) | `faults`: every mode's value now |
 | `clear_faults` | `udid` | - |
@@ -88,6 +90,16 @@ class ControlServer:
             await self.sim.aclear_faults(udid)
         elif command == "restart":
             await self.sim.arestart(udid)
+        elif command == "clock":
+            offset = request["offset_seconds"]
+            if not isinstance(offset, int | float):
+                raise ValueError("offset_seconds is a number")
+            await self.sim.aset_clock_offset(udid, float(offset))
+        elif command == "free_space":
+            available = request["bytes"]
+            if available is not None and (not isinstance(available, int) or available < 0):
+                raise ValueError("bytes is a non-negative integer or null")
+            await self.sim.aset_data_available(udid, available)
         elif command == "evolve":
             seed = request["seed"]
             if not isinstance(seed, int):

@@ -98,6 +98,10 @@ class SimulatedDevice:
         self.power_cycle: Callable[[], Awaitable[None]] | None = None  # set by the simulator the device is plugged into
         self.faults = DeviceFaults()  # field failures switched on from the control socket
         self._observers: set[asyncio.Queue[str]] = set()  # notification_proxy connections
+        self.clock_offset = 0.0  # seconds the device's clock runs ahead of the host's (negative: behind)
+        self.data_available: int | None = None  # free bytes the device reports, instead of capacity minus content
+        # Services answered by something else than the simulator's own (a trace replay's mobilebackup2).
+        self.service_overrides: dict[str, Callable[..., Awaitable[None]]] = {}
         self._save_lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -284,7 +288,7 @@ class SimulatedDevice:
                 "PhoneNumber": f"+1 (555) 01{hardware.unique_chip_id % 100:02d}",
                 "ProtocolVersion": "2",
                 "RegionInfo": "LL/A",
-                "TimeIntervalSince1970": time.time(),
+                "TimeIntervalSince1970": time.time() + self.clock_offset,
                 "TimeZone": "Europe/Berlin",
                 "TrustedHostAttached": True,
                 "Uses24HourClock": True,
@@ -322,12 +326,14 @@ class SimulatedDevice:
             return {"MinITunesVersion": "12.5.1"}
         if domain == "com.apple.disk_usage":
             capacity = self.hardware.model.capacity_bytes
-            used = self.filesystem.total_size()
+            available = self.data_available
+            if available is None:
+                available = max(capacity - 12 * 10**9 - self.filesystem.total_size(), 0)
             return {
                 "TotalDiskCapacity": capacity,
                 "TotalDataCapacity": capacity - 12 * 10**9,
-                "TotalDataAvailable": max(capacity - 12 * 10**9 - used, 0),
-                "AmountDataAvailable": max(capacity - 12 * 10**9 - used, 0),
+                "TotalDataAvailable": available,
+                "AmountDataAvailable": available,
             }
         return None
 

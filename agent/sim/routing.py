@@ -88,7 +88,7 @@ class Attachment:
         service = self._pending_services.pop(port, None)
         if service is None:
             return RESULT_CONNREFUSED
-        handler = SERVICES[service]
+        handler = self.device.service_overrides.get(service) or SERVICES[service]
         return self._tracked(lambda reader, writer: handler(self.device, reader, writer), service)
 
     async def _lockdown(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

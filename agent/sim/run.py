@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import UsageError
+from agent.sim.replay import RecordedTrace, install
 from agent.sim.server import SimServer
 
 
@@ -24,19 +25,26 @@ def run_sim(
     seed: int,
     password: str | None,
     port: int = 0,
+    replay: Path | None = None,
     faults: dict[str, Any] | None = None,
 ) -> int:
     """Serve `devices` simulated iPhones until SIGINT/SIGTERM; the exit code (0 after a clean stop).
 
     Devices already in `state_dir` are served again as they were (pairings included); only the
     devices added to reach `devices` get `profile`, `seed` and `password` (backup encryption on).
-    Without `state_dir` everything lives in a temporary folder removed at the end. `faults` (agent.sim.faults)
-    are switched on for every device."""
+    Without `state_dir` everything lives in a temporary folder removed at the end. With `replay`
+    (a `--trace` recording) one more device plays that recording back (agent.sim.replay). `faults`
+    (agent.sim.faults) are switched on for every device."""
+    recorded = RecordedTrace.load(replay) if replay is not None else None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     sim = SimServer(state_dir, port=port)
     try:
         sim.start()
+        if recorded is not None:
+            device = sim.add_device(profile="tiny", seed=seed, plugged=False)
+            install(device, recorded)
+            sim.plug(device.udid)
         for _ in range(len(sim.devices()), devices):
             sim.add_device(profile=profile, seed=seed, password=password)
         for device in sim.devices():

@@ -177,6 +177,14 @@ class SimServer:
         """Cap the device's file transfers (None: as fast as loopback allows)."""
         self._call(self.aset_transfer_rate(udid, bytes_per_second))
 
+    def set_clock_offset(self, udid: str, seconds: float) -> None:
+        """Run the device's clock `seconds` ahead of the host's (negative: behind), as lockdown reports it."""
+        self._call(self.aset_clock_offset(udid, seconds))
+
+    def set_data_available(self, udid: str, available: int | None) -> None:
+        """Have the device report `available` free bytes (None: its capacity minus its content)."""
+        self._call(self.aset_data_available(udid, available))
+
     def is_plugged(self, udid: str) -> bool:
         return udid in self._attachments
 
@@ -195,6 +203,8 @@ class SimServer:
             "trusted": device.trusted,
             "will_encrypt": device.will_encrypt,
             "transfer_rate": device.throttle.bytes_per_second,
+            "clock_offset": device.clock_offset,
+            "data_available": device.data_available,
             "backups": len(device.backups),
             "restores": len(device.restores),
             "faults": device.faults.to_json(),
@@ -254,6 +264,11 @@ class SimServer:
 
     async def aclear_faults(self, udid: str) -> None:
         self.device(udid).faults = DeviceFaults()
+    async def aset_clock_offset(self, udid: str, seconds: float) -> None:
+        self.device(udid).clock_offset = seconds
+
+    async def aset_data_available(self, udid: str, available: int | None) -> None:
+        self.device(udid).data_available = available
 
     async def aevolve(self, udid: str, seed: int) -> EvolveReport:
         return await asyncio.to_thread(self.device(udid).filesystem.evolve, seed)

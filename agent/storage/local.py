@@ -91,9 +91,11 @@ class LocalStorage(Storage):
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         try:
-            with open(self._path(name), "rb") as handle:
-                handle.seek(offset)
-                return handle.read(length)
+            descriptor = os.open(self._path(name), os.O_RDONLY)
+            try:
+                return os.pread(descriptor, length, offset)  # one system call per blob, no buffered reader
+            finally:
+                os.close(descriptor)
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"object {name} is missing from {self.root}") from exc
         except OSError as exc:

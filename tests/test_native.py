@@ -1,0 +1,131 @@
+"""The native extension against the reference libraries (issue 14, "No home-made primitives"): AES-256-GCM
+against `cryptography`, zstd against `zstandard`, on test vectors and on random
+inputs. The cut finder is checked against the byte-by-byte reference in tests/test_chunker.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import pytest
+import zstandard
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent import _native as native
+
+# NIST GCM test vector (gcmEncryptExtIV256.rsp, Count 0 of [Keylen = 256][IVlen = 96][PTlen = 128][AADlen = 128]).
+NIST_KEY = bytes.fromhex("92e11dcdaa866f5ce790fd24501f92509aacf4cb8b1339d50c9c1240935dd08b")
+NIST_NONCE = bytes.fromhex("ac93a1a6145299bde902f21a")
+NIST_PLAIN = bytes.fromhex("2d71bcfa914e4ac045b2aa60955fad24")
+NIST_AAD = bytes.fromhex("1e0889016f67601c8ebea4943bc23ad6")
+NIST_SEALED = bytes.fromhex("8995ae2e6df3dbf96fac7b7137bae67f" "eca5aa77d51d4a0a14d9c51e1da474ab")
+
+
+def test_gcm_seal_matches_the_nist_vector_and_opens_it() -> None:
+    assert native.gcm_seal(NIST_KEY, NIST_NONCE, NIST_AAD, -1, NIST_PLAIN) == NIST_SEALED
+    assert native.gcm_open(NIST_KEY, NIST_NONCE, NIST_AAD, NIST_SEALED) == NIST_PLAIN
+    # With a flag byte: the same bytes as sealing the flag and the payload together.
+    flagged = native.gcm_seal(NIST_KEY, NIST_NONCE, NIST_AAD, NIST_PLAIN[0], NIST_PLAIN[1:])
+    assert flagged == NIST_SEALED
+    assert native.gcm_open(NIST_KEY, NIST_NONCE, NIST_AAD, NIST_SEALED, True) == (NIST_PLAIN[0], NIST_PLAIN[1:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    nonce=st.binary(min_size=12, max_size=12),
+    associated=st.binary(max_size=80),
+    flag=st.integers(-1, 255),
+    payload=st.binary(max_size=5000),
+)
+def test_gcm_is_byte_identical_to_cryptography(key: bytes, nonce: bytes, associated: bytes, flag: int, payload: bytes) -> None:
+    plaintext = (bytes([flag]) if flag >= 0 else b"") + payload
+    sealed = native.gcm_seal(key, nonce, associated, flag, payload)
+    assert sealed == AESGCM(key).encrypt(nonce, plaintext, associated)
+    assert native.gcm_open(key, nonce, associated, sealed) == plaintext
+    if flag >= 0:
+        assert native.gcm_open(key, nonce, associated, sealed, True) == (flag, payload)
+
+
+def test_gcm_open_refuses_every_alteration() -> None:
+    key, nonce, payload = os.urandom(32), os.urandom(12), os.urandom(3000)
+    sealed = native.gcm_seal(key, nonce, b"blob", 1, payload)
+    for position in (0, 1, 1500, len(sealed) - 17, len(sealed) - 1):
+        altered = bytearray(sealed)
+        altered[position] ^= 0x40
+        with pytest.raises(native.AuthenticationError):
+            native.gcm_open(key, nonce, b"blob", bytes(altered), True)
+    for wrong in ((os.urandom(32), nonce, b"blob"), (key, os.urandom(12), b"blob"), (key, nonce, b"blub")):
+        with pytest.raises(native.AuthenticationError):
+            native.gcm_open(*wrong, sealed)
+    with pytest.raises(native.AuthenticationError):
+        native.gcm_open(key, nonce, b"blob", sealed[:10])
+    with pytest.raises(ValueError, match="32 bytes"):
+        native.gcm_seal(key[:16], nonce, b"", 0, payload)
+    with pytest.raises(ValueError, match="12 bytes"):
+        native.gcm_seal(key, nonce[:8], b"", 0, payload)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.one_of(st.binary(max_size=20_000), st.text(max_size=5000).map(lambda text: (text * 5).encode())))
+def test_zstd_interoperates_with_zstandard(data: bytes) -> None:
+    frame = native.ZstdCompressor(3).compress_within(data, len(data) + 64)
+    assert frame is not None
+    assert zstandard.ZstdDecompressor().decompress(frame) == data
+    assert native.zstd_decompress(frame, len(data)) == data
+    if data:
+        assert native.zstd_decompress(zstandard.ZstdCompressor(level=3).compress(data), len(data)) == data
+
+
+def test_zstd_gives_up_when_it_does_not_pay_and_refuses_bad_frames() -> None:
+    compressor = native.ZstdCompressor(3)
+    random_bytes = os.urandom(100_000)
+    assert compressor.compress_within(random_bytes, len(random_bytes) - 1) is None
+    text = b"SQLite format 3 " * 10_000
+    frame = compressor.compress_within(text, len(text))
+    assert frame is not None and len(frame) < len(text) // 50
+    with pytest.raises(native.ZstdDataError, match="expected"):
+        native.zstd_decompress(frame, len(text) - 1)
+    with pytest.raises(native.ZstdDataError):
+        native.zstd_decompress(frame[:-5], len(text))
+    with pytest.raises(native.ZstdDataError):
+        native.zstd_decompress(b"not a zstd frame at all", 10)
+    with pytest.raises(native.ZstdDataError):
+        native.zstd_decompress(b"", 10)
+
+
+@pytest.mark.parametrize("work", ["seal", "open", "zstd"])
+def test_per_byte_work_releases_the_gil(work: str) -> None:
+    """With preemption switched off, the main thread runs before the worker ends only if the worker's native
+    call released the GIL."""
+    key, nonce = os.urandom(32), os.urandom(12)
+    data = bytes(64 << 20)
+    sealed = native.gcm_seal(key, nonce, b"", 0, data)
+    hard_to_compress = os.urandom(1 << 20) * 4
+    calls = {
+        "seal": lambda: native.gcm_seal(key, nonce, b"", 0, data),
+        "open": lambda: native.gcm_open(key, nonce, b"", sealed, True),
+        "zstd": lambda: native.ZstdCompressor(19).compress_within(hard_to_compress, 1 << 30),
+    }
+    started = threading.Event()
+    finished: list[bool] = []
+
+    def run() -> None:
+        started.set()
+        calls[work]()
+        finished.append(True)
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000)
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        started.wait()
+        ran_during_call = not finished
+        thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert ran_during_call and finished
