@@ -82,10 +82,9 @@ def usbmuxd_check() -> tuple[Check, list[str]]:
     where = usbmux_address() or "the system socket"
     try:
         devices = asyncio.run(attached_devices())
-    except DeviceError:
-        return Check("usbmuxd", FAILED, f"cannot reach usbmuxd at {where}",
-                     "start usbmuxd (Linux: `apt install usbmuxd`, then plug the device in; macOS and Windows: "
-                     "install Apple Devices or iTunes) or correct USBMUXD_SOCKET_ADDRESS"), []
+    except DeviceError as exc:  # "cannot reach usbmuxd at …: fix", or "no permission to open … : fix"
+        problem, _, fix = str(exc).partition(": ")
+        return Check("usbmuxd", FAILED, problem, fix), []
     udids = [d.udid for d in devices]
     status, fix = (OK, "") if udids else (WARNING, "plug the device in with a data cable and unlock it")
     return Check("usbmuxd", status, f"reachable at {where}, {len(udids)} device(s) connected", fix,
