@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pymobiledevice3.exceptions import ConnectionTerminatedError
+from pymobiledevice3.exceptions import ConnectionTerminatedError, PyMobileDevice3Exception
 from pymobiledevice3.lockdown_service_provider import LockdownServiceProvider
 from pymobiledevice3.services.afc import AfcService
 from pymobiledevice3.services.mobilebackup2 import (
@@ -70,8 +70,8 @@ class PasscodePrompt:
                     f"device {self.udid} asked for its passcode and nobody entered it within {self.timeout:g} s: "
                     "run again and enter the passcode on the device when asked (COFFER_PASSCODE_TIMEOUT sets the wait)"
                 ) from None
-            except (StopAsyncIteration, ConnectionTerminatedError, OSError):
-                return
+            except (StopAsyncIteration, PyMobileDevice3Exception, OSError):
+                return  # the proxy closed or garbled: stop watching, the backup itself goes on
             name = event.get("Name")
             if name == NP_LOCAL_AUTH_PRESENTED and not prompt_open:
                 prompt_open = True
