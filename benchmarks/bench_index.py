@@ -53,7 +53,9 @@ def space_of(number: int) -> str:
 def pack_record(pack: int, chunks: int) -> PackRecord:
     """Pack number `pack`: chunks pack*25 … (at most `chunks` in all), laid out one after the other."""
     first = pack * BLOBS_PER_PACK
-    record = PackRecord(pack_id=hashlib.sha256(b"pack" + pack.to_bytes(8, "little")).hexdigest(), space=space_of(first))
+    record = PackRecord(
+        pack_id=hashlib.sha256(b"pack" + pack.to_bytes(8, "little")).hexdigest(), space=space_of(first)
+    )
     offset = 0
     for number in range(first, min(first + BLOBS_PER_PACK, chunks)):
         length = 600_000 + number % 400_000
@@ -136,8 +138,14 @@ def measure(chunks: int, lookups: int, seed: int = 1) -> IndexFigures:
 def table(figures: IndexFigures) -> str:
     rows = [
         ("chunks", f"{figures.chunks:,}"),
-        ("RSS growth", f"{figures.rss_growth_bytes / MIB:,.1f} MiB ({figures.rss_bytes_per_chunk:.1f} B/chunk)"),
-        ("Index.table_bytes", f"{figures.table_bytes / MIB:,.1f} MiB ({figures.table_bytes_per_chunk:.1f} B/chunk)"),
+        (
+            "RSS growth",
+            f"{figures.rss_growth_bytes / MIB:,.1f} MiB ({figures.rss_bytes_per_chunk:.1f} B/chunk)",
+        ),
+        (
+            "Index.table_bytes",
+            f"{figures.table_bytes / MIB:,.1f} MiB ({figures.table_bytes_per_chunk:.1f} B/chunk)",
+        ),
         ("build (add_pack)", f"{figures.build_seconds:.1f} s, {figures.build_chunks_per_s:,.0f} chunks/s"),
         ("lookup, hits", f"{figures.lookup_hits_per_s:,.0f} /s"),
         ("lookup, misses", f"{figures.lookup_misses_per_s:,.0f} /s"),
@@ -151,9 +159,14 @@ def table(figures: IndexFigures) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench_index", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help=f"chunks to index (default {DEFAULT_CHUNKS:,})")
     parser.add_argument(
-        "--lookups", type=int, default=DEFAULT_LOOKUPS, help=f"probes of each kind (default {DEFAULT_LOOKUPS:,})"
+        "--chunks", type=int, default=DEFAULT_CHUNKS, help=f"chunks to index (default {DEFAULT_CHUNKS:,})"
+    )
+    parser.add_argument(
+        "--lookups",
+        type=int,
+        default=DEFAULT_LOOKUPS,
+        help=f"probes of each kind (default {DEFAULT_LOOKUPS:,})",
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where the JSON goes")
     return parser
@@ -169,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = table(figures)
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"index-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"figures": asdict(figures), "machine": machine(), "markdown": report}, indent=2) + "\n")
+    path.write_text(
+        json.dumps({"figures": asdict(figures), "machine": machine(), "markdown": report}, indent=2) + "\n"
+    )
     print(report)
     print(f"results: {path}")
     return 0

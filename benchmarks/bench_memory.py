@@ -124,7 +124,9 @@ def import_one(scratch: Path, size: str, seed: int) -> SizeRun:
         raise CofferError(f"coffer import of the {size} data set failed (exit {result.exit_code}); see {log}")
     shutil.rmtree(data.parent)
     shutil.rmtree(home)
-    run = SizeRun(size, dataset.bytes, result.wall_seconds, result.cpu_seconds, result.peak_rss, result.load_before)
+    run = SizeRun(
+        size, dataset.bytes, result.wall_seconds, result.cpu_seconds, result.peak_rss, result.load_before
+    )
     print(
         f"{size}: {run.wall_seconds:.1f} s wall {run.throughput:.1f} MiB/s {run.cpu_seconds:.1f} s CPU "
         f"peak RSS {run.peak_rss / MIB:,.1f} MiB (load {run.load_before:.1f})",
@@ -175,7 +177,9 @@ def _check_space(scratch: Path, largest: int) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench_memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"data set sizes (default {DEFAULT_SIZES})")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data set seed (default {DEFAULT_SEED})")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"data set seed (default {DEFAULT_SEED})"
+    )
     parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="work folder, must not exist")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where the JSON goes")
     return parser
@@ -192,15 +196,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CofferError as error:
         print(f"bench_memory: {error}", file=sys.stderr)
         if (args.scratch / "logs").is_dir():
-            print(f"bench_memory: {args.scratch} is kept for its logs; remove it before the next run", file=sys.stderr)
+            print(
+                f"bench_memory: {args.scratch} is kept for its logs; remove it before the next run",
+                file=sys.stderr,
+            )
         return error.exit_code
     shutil.rmtree(args.scratch)
     growths = growth(runs)
     largest = max(run.input_bytes for run in runs)
-    report = runs_table(runs) + "\nPeak RSS growth:\n\n" + "".join(
-        f"- {span}: {value:+.1%} (target ≤ {TARGET_GROWTH:+.0%} from 2G to 8G)\n" for span, value in growths.items()
+    report = (
+        runs_table(runs)
+        + "\nPeak RSS growth:\n\n"
+        + "".join(
+            f"- {span}: {value:+.1%} (target ≤ {TARGET_GROWTH:+.0%} from 2G to 8G)\n"
+            for span, value in growths.items()
+        )
     )
-    report += f"\nWhere the memory goes at {largest / MIB:,.0f} MiB, by the code's bounds:\n\n" + breakdown_table(largest)
+    report += (
+        f"\nWhere the memory goes at {largest / MIB:,.0f} MiB, by the code's bounds:\n\n"
+        + breakdown_table(largest)
+    )
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
     document = {
