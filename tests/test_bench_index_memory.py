@@ -11,7 +11,7 @@ import pytest
 from agent.pipeline.writer import OPEN_BYTES_BUDGET
 from agent.repository.config import PackSettings
 from benchmarks import bench_index
-from benchmarks.bench_memory import SizeRun, breakdown, breakdown_table, growth
+from benchmarks.bench_memory import SizeRun, breakdown, breakdown_table, growth, report
 
 
 def test_bench_index_builds_probes_and_writes_its_figures(
@@ -41,14 +41,19 @@ def test_the_memory_breakdown_follows_the_code_and_only_the_index_grows_with_the
     assert small[1].bytes % PackSettings().max_size == 0
     assert [share.bytes for share in small[:3]] == [share.bytes for share in large[:3]]
     assert large[3].bytes > small[3].bytes
-    assert "| **total** |" in breakdown_table(1 << 30)
+    total = sum(share.bytes for share in small) / (1 << 20)
+    assert f"| **bounded total** | {total:,.1f} |" in breakdown_table(small, 50 << 20)
 
 
 def test_memory_growth_is_measured_from_the_smallest_size_and_from_2g() -> None:
     runs = [
         SizeRun(size, int(gib * (1 << 30)), 1.0, 1.0, rss, 0.0)
-        for size, gib, rss in (("1G", 1, 200), ("2G", 2, 220), ("8G", 8, 242))
+        for size, gib, rss in (("1G", 1, 200), ("2G", 2, 220), ("8G", 8, 231))
     ]
     found = growth(runs)
-    assert found["1G->8G"] == pytest.approx(0.21)
-    assert found["2G->8G"] == pytest.approx(0.10)
+    assert found["1G->8G"] == pytest.approx(0.155)
+    assert found["2G->8G"] == pytest.approx(0.05)
+    shares = breakdown(8 << 30)
+    assert "target, at most 10% more from 2G to the largest: met" in report(runs, shares, 0)
+    assert "missed" in report([*runs[:2], SizeRun("8G", 8 << 30, 1.0, 1.0, 250, 0.0)], shares, 0)
+    assert "not measured" in report(runs[:1], shares, 0)
