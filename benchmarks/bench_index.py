@@ -65,7 +65,7 @@ def pack_record(pack: int, chunks: int) -> PackRecord:
 
 
 def build(chunks: int) -> tuple[Index, float]:
-    """An index of `chunks` synthetic chunks and the seconds spent in `add_pack` (not in making the records)."""
+    """An index of `chunks` synthetic chunks, and the seconds spent in `add_pack` (not making records)."""
     index = Index()
     spent = 0.0
     for pack in range((chunks + BLOBS_PER_PACK - 1) // BLOBS_PER_PACK):

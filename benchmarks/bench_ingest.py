@@ -4,10 +4,10 @@
 
 In one run: generate a seeded backup folder (benchmarks/datagen.py), warm every tool up on a small one, back
 the folder up with each tool into its own fresh repository (full), restore that backup into a new folder
-with each tool (restore: Coffer `export`, `restic restore`, `borg extract`), change it as a day of use would, back it
-up again (incremental), and, for restic and borg, once more into a copy of their post-full repository with
-their files cache off (incremental, re-read: what Coffer always does). Each backup and restore is measured for wall
-time, CPU time and peak RSS, and each repository for its size. The order of the tools rotates from phase
+with each tool (restore: Coffer `export`, `restic restore`, `borg extract`), change the folder as a day of
+use would, back it up again (incremental), and, for restic and borg, once more into a copy of their
+post-full repository with their files cache off (incremental, re-read: what Coffer always does). Each
+backup and restore is measured for wall time, CPU time and peak RSS, and each repository for its size. The order of the tools rotates from phase
 to phase. Prints a Markdown table with the figures and Coffer's ratios, and writes them as JSON (and the
 table as Markdown) to benchmarks/results/. See benchmarks/README.md.
 """
@@ -36,7 +36,8 @@ BENCHMARKS = Path(__file__).resolve().parent
 DEFAULT_SCRATCH = BENCHMARKS / "data" / "ingest"
 DEFAULT_RESULTS = BENCHMARKS / "results"
 WARM_UP_SIZE = 24 * MIB
-# Input, three repositories, two forked ones, a restored copy and staging: what the scratch folder needs, in data set sizes.
+# Input, three repositories, two forked ones, a restored copy and staging: what the scratch folder needs,
+# in data set sizes.
 _SCRATCH_FACTOR = 8
 
 

@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.bench_memory --sizes 1G,2G,4G,8G
 
 For each size, smallest first: generate a seeded backup folder (benchmarks/dataset), back it up with
-`coffer import` into a fresh repository, measure wall time, CPU time and peak RSS (benchmarks/ingest/measure.py),
-then delete the folder and the repository before the next size, so the disk needs room for one size only.
+`coffer import` into a fresh repository, measure wall time, CPU time and peak RSS
+(benchmarks/ingest/measure.py), then delete the folder and the repository before the next size, so the disk needs room for one size only.
 Reports peak RSS per size and its growth from the smallest size to the largest (the target: at most 10 %
 more at 8 GB than at 2 GB), and where Coffer's memory goes by its own constants. Writes JSON to
 benchmarks/results/. See benchmarks/README.md.
@@ -200,7 +200,8 @@ def _check_space(scratch: Path, largest: int) -> None:
     if free < _SCRATCH_FACTOR * largest:
         raise UsageError(
             f"{existing} has {free / (1 << 30):.1f} GiB free; the largest data set needs about "
-            f"{_SCRATCH_FACTOR * largest / (1 << 30):.1f} GiB: leave it out of --sizes or give another --scratch"
+            f"{_SCRATCH_FACTOR * largest / (1 << 30):.1f} GiB: leave it out of --sizes "
+            "or give another --scratch"
         )
 
 

@@ -23,7 +23,8 @@ REFERENCE = "coffer"
 
 @dataclass(frozen=True)
 class Run:
-    """One measured backup or restore: which tool, in which phase and position, on how much input, at what cost."""
+    """One measured backup or restore: which tool, in which phase and position, on how much input, at what
+    cost."""
 
     phase: str
     tool: str

@@ -78,7 +78,8 @@ class Tool(ABC):
 
     @abstractmethod
     def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
-        """Write the latest snapshot (`snapshot`, the name its backup gave it) into the new folder `target`."""
+        """Write the latest snapshot (`snapshot`: the name its backup gave it) into the new folder
+        `target`."""
 
     def init(self, home: Path, log: Path) -> None:
         """Create the repository (not measured)."""
