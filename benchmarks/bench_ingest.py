@@ -3,10 +3,11 @@
     .venv/bin/python -m benchmarks.bench_ingest --size 2500M
 
 In one run: generate a seeded backup folder (benchmarks/datagen.py), warm every tool up on a small one, back
-the folder up with each tool into its own fresh repository (full), change it as a day of use would, back it
-up again (incremental), and, for restic and borg, once more into a copy of their post-full repository with
-their files cache off (incremental, re-read: what Coffer always does). Each backup is measured for wall
-time, CPU time and peak RSS, and each repository for its size. The order of the tools rotates from phase
+the folder up with each tool into its own fresh repository (full), restore that backup into a new folder
+with each tool (restore: Coffer `export`, `restic restore`, `borg extract`), change the folder as a day of
+use would, back it up again (incremental), and, for restic and borg, once more into a copy of their
+post-full repository with their files cache off (incremental, re-read: what Coffer always does). Each
+backup and restore is measured for wall time, CPU time and peak RSS, and each repository for its size. The order of the tools rotates from phase
 to phase. Prints a Markdown table with the figures and Coffer's ratios, and writes them as JSON (and the
 table as Markdown) to benchmarks/results/. See benchmarks/README.md.
 """
@@ -27,16 +28,17 @@ from typing import Any
 from agent.errors import CofferError, UsageError
 from benchmarks.datagen import DEFAULT_SEED, DEFAULT_SIZE, describe, parse_size
 from benchmarks.dataset.backup import DEVICE, generate, mutate
-from benchmarks.ingest.measure import MIB, read_through, run_header, run_measured, tree_size
-from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, Run, markdown
-from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS, Tool
+from benchmarks.ingest.measure import MIB, TreeSize, read_through, run_header, run_measured, tree_size
+from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, RESTORE, Run, markdown
+from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS, Command, Tool
 
 BENCHMARKS = Path(__file__).resolve().parent
 DEFAULT_SCRATCH = BENCHMARKS / "data" / "ingest"
 DEFAULT_RESULTS = BENCHMARKS / "results"
 WARM_UP_SIZE = 24 * MIB
-# Input, three repositories, two forked ones and staging: what the scratch folder needs, in data set sizes.
-_SCRATCH_FACTOR = 7
+# Input, three repositories, two forked ones, a restored copy and staging: what the scratch folder needs,
+# in data set sizes.
+_SCRATCH_FACTOR = 8
 
 
 class Benchmark:
@@ -68,30 +70,65 @@ class Benchmark:
         shutil.rmtree(self.scratch / "warm-up")
 
     def run_phase(self, phase: str, tools: list[Tool], rotation: int) -> None:
+        """Back the folder up with every tool, in the order `rotation` gives."""
         read_through(self.data)  # every tool finds the input in the page cache, not just the last one
         size = tree_size(self.data)
-        order = tools[rotation % len(tools) :] + tools[: rotation % len(tools)]
-        for position, tool in enumerate(order, start=1):
+        slug = phase.replace(", ", "-")
+        for position, tool in self._order(tools, rotation):
             home = self.home(tool, phase)
-            before = tree_size(tool.repository(home)).apparent_bytes
-            slug = phase.replace(", ", "-")
-            log = self.logs / f"{tool.name}-{slug}.log"
             command = tool.backup_command(home, self.data, slug, reread=phase == REREAD)
-            result = run_measured(command.argv, env=command.env, log=log, cwd=PROJECT_ROOT)
-            if result.exit_code != 0:
+            self._measure(phase, tool, position, home, command, size)
+
+    def restore(self, tools: list[Tool], rotation: int) -> None:
+        """Restore the full backup with every tool into a new folder, measured like a backup, then delete it.
+
+        Throughput is the backed-up input per wall second; the repository is unchanged (nothing added)."""
+        size = tree_size(self.data)
+        for position, tool in self._order(tools, rotation):
+            home = self.home(tool, FULL)
+            target = self.scratch / "restore" / tool.name
+            target.mkdir(parents=True)
+            self._measure(RESTORE, tool, position, home, tool.restore_command(home, target, FULL), size)
+            restored = tree_size(target).apparent_bytes
+            if restored < size.apparent_bytes:  # a restore that wrote less cannot count as fast
                 raise CofferError(
-                    f"{tool.name} failed in the {phase} phase (exit {result.exit_code}); see {log}"
+                    f"{tool.name} restored {restored:,} bytes of {size.apparent_bytes:,} into {target}; "
+                    f"see {self.logs / f'{tool.name}-{RESTORE}.log'}"
                 )
-            repository = tree_size(tool.repository(home))
-            added = repository.apparent_bytes - before
-            run = Run(phase, tool.name, position, size.files, size.apparent_bytes, result, repository, added)
-            self.runs.append(run)
-            print(
-                f"  {phase:<20} {tool.name:<7} {result.wall_seconds:7.1f} s wall {run.throughput:7.1f} MiB/s "
-                f"{result.cpu_seconds:7.1f} s CPU  repo {repository.apparent_bytes / MIB:,.0f} MiB "
-                f"(load {result.load_before:.1f})",
-                flush=True,
-            )
+            shutil.rmtree(target)
+
+    @staticmethod
+    def _order(tools: list[Tool], rotation: int) -> list[tuple[int, Tool]]:
+        shift = rotation % len(tools)
+        return list(enumerate(tools[shift:] + tools[:shift], start=1))
+
+    def _measure(
+        self, phase: str, tool: Tool, position: int, home: Path, command: Command, size: TreeSize
+    ) -> None:
+        """Run one tool's command, check it succeeded, and record it with its repository afterwards."""
+        log = self.logs / f"{tool.name}-{phase.replace(', ', '-')}.log"
+        before = tree_size(tool.repository(home)).apparent_bytes
+        result = run_measured(command.argv, env=command.env, log=log, cwd=command.cwd)
+        if result.exit_code != 0:
+            raise CofferError(f"{tool.name} failed in the {phase} phase (exit {result.exit_code}); see {log}")
+        repository = tree_size(tool.repository(home))
+        run = Run(
+            phase,
+            tool.name,
+            position,
+            size.files,
+            size.apparent_bytes,
+            result,
+            repository,
+            repository.apparent_bytes - before,
+        )
+        self.runs.append(run)
+        print(
+            f"  {phase:<20} {tool.name:<7} {result.wall_seconds:7.1f} s wall {run.throughput:7.1f} MiB/s "
+            f"{result.cpu_seconds:7.1f} s CPU  repo {repository.apparent_bytes / MIB:,.0f} MiB "
+            f"(load {result.load_before:.1f})",
+            flush=True,
+        )
 
     def fork_homes(self, tools: list[Tool]) -> None:
         for tool in tools:
@@ -165,15 +202,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for tool in tools:
         tool.init(benchmark.home(tool, FULL), benchmark.logs / f"{tool.name}-init.log")
     benchmark.run_phase(FULL, tools, 0)
+    benchmark.restore(tools, 1)
     rereaders = [tool for tool in tools if tool.has_files_cache] if not args.no_reread else []
     benchmark.fork_homes(rereaders)
     day = mutate(benchmark.data, args.seed)
     print(
         f"day of use: {day.added_files} files added, {day.changed_files} changed, {day.deleted_files} deleted"
     )
-    benchmark.run_phase(INCREMENTAL, tools, 1)
+    benchmark.run_phase(INCREMENTAL, tools, 2)
     if rereaders:
-        benchmark.run_phase(REREAD, rereaders, 2)
+        benchmark.run_phase(REREAD, rereaders, 3)
     return {
         **run_header(started_at, started, args.size, args.seed),
         "coffer_commit": _git_commit(),

@@ -4,7 +4,7 @@
 * `CutFinder`: the keyed content-defined chunker's cut rule (`agent.pipeline.chunker`): the gear hash, the
   AES-128 PRF of each candidate and the normalized cut decision, in one pass over each piece of a stream.
 * `gcm_seal` / `gcm_open`: AES-256-GCM through OpenSSL's libcrypto (EVP), for pack blobs.
-* `ZstdCompressor` / `zstd_decompress`: libzstd, with a reused context and scratch buffer per compressor.
+* `ZstdCompressor` / `ZstdDecompressor`: libzstd, with a context (and scratch buffer) reused call after call.
 
 No primitive is written here: every cipher, hash and codec is the system library's. tests/test_native.py
 checks each against `cryptography`, `zstandard` and a pure-Python reference chunker.
@@ -362,31 +362,38 @@ cdef class ZstdCompressor:
         return PyBytes_FromStringAndSize(<char *> self.scratch, written)
 
 
-def zstd_decompress(const uint8_t[::1] frame not None, size_t raw_length):
-    """The content of one zstd frame, which must be exactly `raw_length` bytes; ZstdDataError otherwise."""
-    cdef size_t length = frame.shape[0]
-    if length == 0:
-        raise ZstdDataError("an empty zstd frame")
-    cdef unsigned long long declared = zstd.ZSTD_getFrameContentSize(&frame[0], length)
-    if declared != zstd.ZSTD_CONTENTSIZE_UNKNOWN and declared != raw_length:
-        raise ZstdDataError(f"the zstd frame holds {declared} bytes, {raw_length} were expected")
-    cdef object plain = PyBytes_FromStringAndSize(NULL, raw_length)
-    cdef uint8_t *out = <uint8_t *> PyBytes_AS_STRING(plain)
-    cdef size_t written
-    cdef zstd.ZSTD_DCtx *ctx
-    with nogil:
-        ctx = zstd.ZSTD_createDCtx()
-        if ctx != NULL:
-            written = zstd.ZSTD_decompressDCtx(ctx, out, raw_length, &frame[0], length)
-            zstd.ZSTD_freeDCtx(ctx)
-    if ctx == NULL:
-        raise MemoryError("libzstd could not create a decompression context")
-    if zstd.ZSTD_isError(written):
-        raise ZstdDataError(f"the zstd frame does not decompress: {zstd.ZSTD_getErrorName(written).decode()}")
-    if written != raw_length:
-        raise ZstdDataError(f"the zstd frame holds {written} bytes, {raw_length} were expected")
-    return plain
+cdef class ZstdDecompressor:
+    """A libzstd decompression context, reused call after call; one thread at a time."""
 
+    cdef zstd.ZSTD_DCtx *ctx
+
+    def __cinit__(self):
+        self.ctx = zstd.ZSTD_createDCtx()
+        if self.ctx == NULL:
+            raise MemoryError("libzstd could not create a decompression context")
+
+    def __dealloc__(self):
+        if self.ctx != NULL:
+            zstd.ZSTD_freeDCtx(self.ctx)
+
+    def decompress(self, const uint8_t[::1] frame not None, size_t raw_length):
+        """The content of one zstd frame, which must be exactly `raw_length` bytes; ZstdDataError otherwise."""
+        cdef size_t length = frame.shape[0]
+        if length == 0:
+            raise ZstdDataError("an empty zstd frame")
+        cdef unsigned long long declared = zstd.ZSTD_getFrameContentSize(&frame[0], length)
+        if declared != zstd.ZSTD_CONTENTSIZE_UNKNOWN and declared != raw_length:
+            raise ZstdDataError(f"the zstd frame holds {declared} bytes, {raw_length} were expected")
+        cdef object plain = PyBytes_FromStringAndSize(NULL, raw_length)
+        cdef uint8_t *out = <uint8_t *> PyBytes_AS_STRING(plain)
+        cdef size_t written
+        with nogil:
+            written = zstd.ZSTD_decompressDCtx(self.ctx, out, raw_length, &frame[0], length)
+        if zstd.ZSTD_isError(written):
+            raise ZstdDataError(f"the zstd frame does not decompress: {zstd.ZSTD_getErrorName(written).decode()}")
+        if written != raw_length:
+            raise ZstdDataError(f"the zstd frame holds {written} bytes, {raw_length} were expected")
+        return plain
 
 
 # --- the in-memory index: a compact hash table of chunk locations ---------------------------------------

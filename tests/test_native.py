@@ -75,9 +75,9 @@ def test_zstd_interoperates_with_zstandard(data: bytes) -> None:
     frame = native.ZstdCompressor(3).compress_within(data, len(data) + 64)
     assert frame is not None
     assert zstandard.ZstdDecompressor().decompress(frame) == data
-    assert native.zstd_decompress(frame, len(data)) == data
+    assert native.ZstdDecompressor().decompress(frame, len(data)) == data
     if data:
-        assert native.zstd_decompress(zstandard.ZstdCompressor(level=3).compress(data), len(data)) == data
+        assert native.ZstdDecompressor().decompress(zstandard.ZstdCompressor(level=3).compress(data), len(data)) == data
 
 
 def test_zstd_gives_up_when_it_does_not_pay_and_refuses_bad_frames() -> None:
@@ -88,13 +88,13 @@ def test_zstd_gives_up_when_it_does_not_pay_and_refuses_bad_frames() -> None:
     frame = compressor.compress_within(text, len(text))
     assert frame is not None and len(frame) < len(text) // 50
     with pytest.raises(native.ZstdDataError, match="expected"):
-        native.zstd_decompress(frame, len(text) - 1)
+        native.ZstdDecompressor().decompress(frame, len(text) - 1)
     with pytest.raises(native.ZstdDataError):
-        native.zstd_decompress(frame[:-5], len(text))
+        native.ZstdDecompressor().decompress(frame[:-5], len(text))
     with pytest.raises(native.ZstdDataError):
-        native.zstd_decompress(b"not a zstd frame at all", 10)
+        native.ZstdDecompressor().decompress(b"not a zstd frame at all", 10)
     with pytest.raises(native.ZstdDataError):
-        native.zstd_decompress(b"", 10)
+        native.ZstdDecompressor().decompress(b"", 10)
 
 
 @pytest.mark.parametrize("work", ["seal", "open", "zstd"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import PurePosixPath
 
-from agent._native import ZstdCompressor, ZstdDataError, zstd_decompress
+from agent._native import ZstdCompressor, ZstdDataError, ZstdDecompressor
 
 LEVEL = 3
 MIN_SAVING = 0.03
@@ -40,6 +40,13 @@ def _compressor() -> ZstdCompressor:
     return compressor
 
 
+def _decompressor() -> ZstdDecompressor:
+    decompressor = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = _local.decompressor = ZstdDecompressor()
+    return decompressor
+
+
 def compress(chunk: bytes) -> tuple[bytes, bool]:
     """Return (payload, compressed); the payload is the chunk itself when zstd does not pay."""
     packed = _compressor().compress_within(chunk, int(len(chunk) * (1 - MIN_SAVING)))
@@ -50,4 +57,4 @@ def compress(chunk: bytes) -> tuple[bytes, bool]:
 
 def decompress(payload: bytes, raw_length: int) -> bytes:
     """The chunk of a zstd frame that must hold exactly `raw_length` bytes; DecompressionError otherwise."""
-    return zstd_decompress(payload, raw_length)
+    return _decompressor().decompress(payload, raw_length)

@@ -23,7 +23,6 @@ from agent.repository.pack import HEADER_READ_SIZE, open_blob, open_pack_key
 from agent.repository.repository import Repository
 
 PACK_KEY_CACHE = 1024
-PREFETCH = 6
 
 
 class BlobReader:
@@ -116,11 +115,16 @@ class BlobReader:
         return plain
 
     def read_stream(self, space: str, chunk_ids: Iterable[bytes]) -> Iterator[bytes]:
-        """Yield the plaintext of each chunk in order, prefetching a few ahead."""
+        """Yield the plaintext of each chunk in order, prefetching as many ahead as the storage asks for."""
+        ahead = self.repository.storage.read_ahead
+        if ahead <= 0:
+            for chunk_id in chunk_ids:
+                yield self.read(space, chunk_id)
+            return
         pending = []
         for chunk_id in chunk_ids:
             pending.append(self._pool.submit(self.read, space, chunk_id))
-            if len(pending) > PREFETCH:
+            if len(pending) > ahead:
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()

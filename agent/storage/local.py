@@ -32,6 +32,8 @@ def _describe(exc: OSError) -> str:
 
 
 class LocalStorage(Storage):
+    read_ahead = 0
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 

@@ -49,6 +49,10 @@ class StorageWrapper(Storage):
         return self.inner.supports_object_lock
 
     @property
+    def read_ahead(self) -> int:  # type: ignore[override]
+        return self.inner.read_ahead
+
+    @property
     def object_lock_days(self) -> int | None:
         return self.inner.object_lock_days
 

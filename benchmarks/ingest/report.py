@@ -13,16 +13,18 @@ from dataclasses import dataclass
 from benchmarks.ingest.measure import MIB, Measurement, TreeSize
 
 FULL = "full"
+RESTORE = "restore"  # of the full backup; its throughput is MiB restored per second
 INCREMENTAL = "incremental"
 REREAD = "incremental, re-read"
-PHASES = (FULL, INCREMENTAL, REREAD)
+PHASES = (FULL, RESTORE, INCREMENTAL, REREAD)
 # Coffer reads every file on every run: its incremental run is what restic and borg do when made to re-read.
 REFERENCE = "coffer"
 
 
 @dataclass(frozen=True)
 class Run:
-    """One measured backup: which tool, in which phase and position, on how much input, at what cost."""
+    """One measured backup or restore: which tool, in which phase and position, on how much input, at what
+    cost."""
 
     phase: str
     tool: str
@@ -31,11 +33,11 @@ class Run:
     input_bytes: int
     measurement: Measurement
     repository: TreeSize  # after the run
-    added_bytes: int  # repository growth (apparent bytes) caused by this run
+    added_bytes: int  # repository growth (apparent bytes) caused by this run (0 for a restore)
 
     @property
     def throughput(self) -> float:
-        """MiB of input per second of wall time."""
+        """MiB of input (restored data, for a restore) per second of wall time."""
         return self.input_bytes / MIB / self.measurement.wall_seconds
 
 

@@ -5,6 +5,9 @@ run never touches the user's ~/.cache, and copying the home folder forks a repos
 cache. All three encrypt (Coffer always, restic always, borg with repokey-blake2) and all three compress
 (Coffer zstd level 3 where it pays, restic `--compression auto`, borg `-C zstd,3`).
 
+A restore writes the snapshot named by the backup's `snapshot` into a new folder: Coffer `export latest`
+(an iTunes-style backup folder), `restic restore latest --target`, `borg extract` run inside the folder.
+
 `reread` asks restic and borg to read every file again instead of skipping those their files cache says
 are unchanged (restic `--force`, borg `--files-cache=disabled`). Coffer's files cache is skipped with `--force`:
 it reads every file on every run, so its incremental run is always a re-read.
@@ -32,6 +35,7 @@ INSTALL_HINT = "install them with `apt-get update && apt-get install -y restic b
 class Command:
     argv: list[str]
     env: dict[str, str]
+    cwd: Path = PROJECT_ROOT  # Coffer runs from the checkout; borg extracts into its working directory
 
 
 class Tool(ABC):
@@ -72,11 +76,16 @@ class Tool(ABC):
     @abstractmethod
     def backup_command(self, home: Path, data: Path, snapshot: str, *, reread: bool) -> Command: ...
 
+    @abstractmethod
+    def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
+        """Write the latest snapshot (`snapshot`: the name its backup gave it) into the new folder
+        `target`."""
+
     def init(self, home: Path, log: Path) -> None:
         """Create the repository (not measured)."""
         home.mkdir(parents=True, exist_ok=True)
         command = self.init_command(home)
-        result = run_measured(command.argv, env=command.env, log=log, cwd=PROJECT_ROOT)
+        result = run_measured(command.argv, env=command.env, log=log, cwd=command.cwd)
         if result.exit_code != 0:
             raise CofferError(
                 f"`{self.name}` could not create its repository (exit {result.exit_code}); see {log}"
@@ -111,6 +120,12 @@ class Coffer(Tool):
             self.environment(home),
         )
 
+    def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
+        return Command(
+            [*self._coffer(home), "--quiet", "--json", "export", "latest", str(target)],
+            self.environment(home),
+        )
+
 
 class Restic(Tool):
     name = "restic"
@@ -142,6 +157,11 @@ class Restic(Tool):
         ]
         return Command([*argv, *(["--force"] if reread else []), str(data)], self.environment(home))
 
+    def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
+        return Command(
+            ["restic", "restore", "--quiet", "latest", "--target", str(target)], self.environment(home)
+        )
+
 
 class Borg(Tool):
     name = "borg"
@@ -170,6 +190,10 @@ class Borg(Tool):
             *(["--files-cache", "disabled"] if reread else []),
         ]
         return Command([*argv, f"::{snapshot}", str(data)], self.environment(home))
+
+    def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
+        # borg 1.2 has no `latest`: the archive is named after the phase that made it.
+        return Command(["borg", "extract", f"::{snapshot}"], self.environment(home), cwd=target)
 
 
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (Coffer(), Restic(), Borg())}

@@ -11,7 +11,7 @@ import pytest
 from agent.errors import UsageError
 from benchmarks.dataset.backup import generate
 from benchmarks.ingest.measure import MIB, Measurement, TreeSize, run_measured, tree_size
-from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, Run, markdown, ratios
+from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, RESTORE, Run, markdown, ratios
 from benchmarks.ingest.tools import TOOLS, Tool
 
 
@@ -68,6 +68,14 @@ def test_the_report_has_a_row_per_run_and_per_ratio() -> None:
     assert "| incremental, re-read | restic | 2.00× | 0.50× | 2.00× |" in text
 
 
+def test_a_restore_is_reported_and_compared_like_a_backup() -> None:
+    runs = [_run(RESTORE, "coffer", 4, 6, 100, 900, 0), _run(RESTORE, "borg", 8, 12, 50, 1000, 0)]
+    (ratio,) = ratios(runs)
+    assert (ratio.phase, ratio.other, ratio.throughput, ratio.cpu) == (RESTORE, "borg", 2, 0.5)
+    assert ratio.added is None  # a restore adds nothing to either repository
+    assert "| restore | coffer | 1 | 1,000.0 | 4.0 | 250.0 |" in markdown(runs)
+
+
 @pytest.fixture(scope="module")
 def small_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("input") / "backup"
@@ -76,7 +84,7 @@ def small_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", list(TOOLS))
-def test_each_tool_backs_up_then_rereads_and_deduplicates(
+def test_each_tool_backs_up_rereads_deduplicates_and_restores(
     name: str, small_backup: Path, tmp_path: Path
 ) -> None:
     tool: Tool = TOOLS[name]
@@ -92,6 +100,15 @@ def test_each_tool_backs_up_then_rereads_and_deduplicates(
         sizes.append(tree_size(tool.repository(home)).apparent_bytes)
     assert sizes[0] > 12 * MIB  # mostly incompressible media, stored encrypted
     assert sizes[1] - sizes[0] < MIB  # the same input again: deduplicated
+    target = tmp_path / "restored"
+    target.mkdir()
+    command = tool.restore_command(home, target, "second")
+    result = run_measured(command.argv, env=command.env, log=tmp_path / "restore.log", cwd=command.cwd)
+    assert result.exit_code == 0, (tmp_path / "restore.log").read_text()
+    # Every tool lays the folder out its own way below the target; the Manifest.db comes back byte for byte.
+    (manifest,) = target.rglob("Manifest.db")
+    assert manifest.read_bytes() == (small_backup / "Manifest.db").read_bytes()
+    assert tree_size(target).apparent_bytes >= tree_size(small_backup).apparent_bytes
 
 
 def test_a_missing_tool_is_reported_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
