@@ -200,6 +200,19 @@ cdef class CutFinder:
 
 # --- AES-256-GCM -----------------------------------------------------------------------------------------
 
+cdef int _gcm_start(ssl.EVP_CIPHER_CTX *ctx, int encrypt, const uint8_t *key, const uint8_t *nonce,
+                    const uint8_t *ad, int ad_length) noexcept nogil:
+    """Set `ctx` up for AES-256-GCM in one direction with a 12-byte nonce, and feed it the associated data."""
+    cdef int written = 0
+    if ssl.EVP_CipherInit_ex(ctx, ssl.EVP_aes_256_gcm(), NULL, NULL, NULL, encrypt) != 1:
+        return 0
+    if ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE, NULL) != 1:
+        return 0
+    if ssl.EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, encrypt) != 1:
+        return 0
+    return not ad_length or ssl.EVP_CipherUpdate(ctx, NULL, &written, ad, ad_length) == 1
+
+
 cdef int _gcm_seal_with(ssl.EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
                         int ad_length, int flag, const uint8_t *payload, int payload_length,
                         uint8_t *out) noexcept nogil:
@@ -207,13 +220,7 @@ cdef int _gcm_seal_with(ssl.EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8
     cdef int written = 0
     cdef int position = 0
     cdef uint8_t flag_byte
-    if ssl.EVP_EncryptInit_ex(ctx, ssl.EVP_aes_256_gcm(), NULL, NULL, NULL) != 1:
-        return 0
-    if ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE, NULL) != 1:
-        return 0
-    if ssl.EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) != 1:
-        return 0
-    if ad_length and ssl.EVP_EncryptUpdate(ctx, NULL, &written, ad, ad_length) != 1:
+    if not _gcm_start(ctx, 1, key, nonce, ad, ad_length):
         return 0
     if flag >= 0:
         flag_byte = <uint8_t> flag
@@ -237,13 +244,7 @@ cdef int _gcm_open_with(ssl.EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8
     `out`. Returns 1, 0 when libcrypto fails, -1 when the tag does not verify."""
     cdef int written = 0
     cdef int body = sealed_length - GCM_TAG
-    if ssl.EVP_DecryptInit_ex(ctx, ssl.EVP_aes_256_gcm(), NULL, NULL, NULL) != 1:
-        return 0
-    if ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE, NULL) != 1:
-        return 0
-    if ssl.EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) != 1:
-        return 0
-    if ad_length and ssl.EVP_DecryptUpdate(ctx, NULL, &written, ad, ad_length) != 1:
+    if not _gcm_start(ctx, 0, key, nonce, ad, ad_length):
         return 0
     if flag_out != NULL:
         if ssl.EVP_DecryptUpdate(ctx, flag_out, &written, sealed, 1) != 1:

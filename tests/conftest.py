@@ -20,8 +20,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,48 @@ def coffer_cli(repo: Path) -> CofferCli:
         }
     )
     return CofferCli(repo, env)
+
+
+def runs_without_the_gil(call: Callable[[], Any]) -> Any:
+    """Run `call` on a thread with preemption switched off; assert the main thread got the GIL before the call
+    ended, which only a call that released it allows. Returns the call's result."""
+    started = threading.Event()
+    results: list[Any] = []
+
+    def run() -> None:
+        started.set()
+        results.append(call())
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000)
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        started.wait()
+        ran_during_call = not results
+        thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert ran_during_call, "the main thread did not run while the call was in progress: it held the GIL"
+    assert results, "the call failed"
+    return results[0]
+
+
+def usb_cli(tmp_path: Path, sim: SimServer) -> CofferCli:
+    """`coffer` on a fresh initialised repository at `tmp_path / "repo"`, talking to the simulator `sim`, with
+    its home, host-local state, staging and pair records under `tmp_path` (as a fresh host would have them)."""
+    cli = coffer_cli(tmp_path / "repo")
+    cli.env.update(
+        {
+            "USBMUXD_SOCKET_ADDRESS": sim.address,
+            "HOME": str(tmp_path / "home"),
+            "COFFER_STATE_DIR": str(tmp_path / "host-state"),
+            "COFFER_STAGING_DIR": str(tmp_path / "staging"),
+            "COFFER_PAIR_RECORDS_DIR": str(tmp_path / "pair-records"),
+        }
+    )
+    cli.init()
+    return cli
 
 
 def host_directories(root: Path) -> dict[str, str]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
-import sys
 import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import runs_without_the_gil
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -295,25 +295,7 @@ def test_cut_finding_releases_the_gil() -> None:
     releases the GIL lets the main thread run before the scanning thread ends."""
     chunker = Chunker(random_data(51, 32), ChunkerParams(min_size=64, avg_size=1 << 20, max_size=1 << 30))
     data = bytes([non_candidate_filler(random_data(51, 32), chunker.params)]) * (128 << 20)
-    started = threading.Event()
-    finished = []
-
-    def scan() -> None:
-        started.set()
-        finished.append(chunker.cut_points(data))
-
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1000)
-    try:
-        thread = threading.Thread(target=scan)
-        thread.start()
-        started.wait()
-        ran_during_scan = not finished
-        thread.join()
-    finally:
-        sys.setswitchinterval(switch_interval)
-    assert ran_during_scan
-    assert finished == [[len(data)]]
+    assert runs_without_the_gil(lambda: chunker.cut_points(data)) == [len(data)]
 
 
 def test_cut_finder_checks_its_arguments() -> None:

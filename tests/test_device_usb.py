@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CofferCli, coffer_cli, unencrypted_view
+from conftest import CofferCli, unencrypted_view, usb_cli
 
 from agent.archive.view import open_view
 from agent.ios.categories import classify
@@ -31,18 +31,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
 def usb(tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch) -> CofferCli:
     """`coffer` on a fresh initialised repository, talking to the simulator."""
     monkeypatch.setenv("COFFER_KDF_TARGET_SECONDS", "0")
-    cli = coffer_cli(tmp_path / "repo")
-    cli.env.update(
-        {
-            "USBMUXD_SOCKET_ADDRESS": sim.address,
-            "HOME": str(tmp_path / "home"),
-            "COFFER_STATE_DIR": str(tmp_path / "host-state"),
-            "COFFER_STAGING_DIR": str(tmp_path / "staging"),
-            "COFFER_PAIR_RECORDS_DIR": str(tmp_path / "pair-records"),
-        }
-    )
-    cli.init()
-    return cli
+    return usb_cli(tmp_path, sim)
 
 
 def _device(sim: SimServer, profile: str = "tiny", **kwargs: object) -> str:

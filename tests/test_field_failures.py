@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, CofferCli, CofferRun, coffer_cli
+from conftest import ROOT, CofferCli, CofferRun, usb_cli
 
 from agent.device.backup import _without_rows
 from agent.ios.encryption import Keybag, decrypt_manifest_db, encrypt_manifest_db, new_manifest_key
@@ -49,18 +49,7 @@ def usb(tmp_path: Path, sim: SimServer, monkeypatch: pytest.MonkeyPatch) -> Coff
     """`coffer` on a fresh initialised repository, talking to the simulator (in a subprocess or, with
     `inline`, in this process)."""
     monkeypatch.setenv("USBMUXD_SOCKET_ADDRESS", sim.address)
-    cli = coffer_cli(tmp_path / "repo")
-    cli.env.update(
-        {
-            "USBMUXD_SOCKET_ADDRESS": sim.address,
-            "HOME": str(tmp_path / "home"),
-            "COFFER_STATE_DIR": str(tmp_path / "host-state"),
-            "COFFER_STAGING_DIR": str(tmp_path / "staging"),
-            "COFFER_PAIR_RECORDS_DIR": str(tmp_path / "pair-records"),
-        }
-    )
-    cli.init()
-    return cli
+    return usb_cli(tmp_path, sim)
 
 
 def _device(sim: SimServer, **kwargs: object) -> str:

@@ -5,11 +5,10 @@ inputs. The cut finder is checked against the byte-by-byte reference in tests/te
 from __future__ import annotations
 
 import os
-import sys
-import threading
 
 import pytest
 import zstandard
+from conftest import runs_without_the_gil
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,22 +109,4 @@ def test_per_byte_work_releases_the_gil(work: str) -> None:
         "open": lambda: native.gcm_open(key, nonce, b"", sealed, True),
         "zstd": lambda: native.ZstdCompressor(19).compress_within(hard_to_compress, 1 << 30),
     }
-    started = threading.Event()
-    finished: list[bool] = []
-
-    def run() -> None:
-        started.set()
-        calls[work]()
-        finished.append(True)
-
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1000)
-    try:
-        thread = threading.Thread(target=run)
-        thread.start()
-        started.wait()
-        ran_during_call = not finished
-        thread.join()
-    finally:
-        sys.setswitchinterval(switch_interval)
-    assert ran_during_call and finished
+    runs_without_the_gil(calls[work])
