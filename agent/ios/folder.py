@@ -127,7 +127,7 @@ class BackupFolder:
         with open(descriptor, "rb", buffering=0) as handle:
             pieces: Iterator[bytes | memoryview] = iter(lambda: handle.read(PIECE_SIZE), b"")
             if reuse_buffer:
-                pieces = _read_into_one_buffer(handle)
+                pieces = _read_into_one_buffer(handle, record.size)
             if self.class_keys is not None:
                 if record.wrapped_key is None:
                     raise BackupFormatError(f"{record.domain}/{record.relative_path} has no per-file key")
@@ -352,8 +352,10 @@ def decrypted_manifest_plist(manifest_plist: bytes, name: str = MANIFEST_PLIST) 
         raise BackupFormatError(f"{name} holds a value that cannot be written back into a property list ({error})") from error
 
 
-def _read_into_one_buffer(handle: BinaryIO) -> Iterator[memoryview]:
-    buffer = bytearray(PIECE_SIZE)
+def _read_into_one_buffer(handle: BinaryIO, expected_size: int) -> Iterator[memoryview]:
+    # Sized for the file: most files of a backup are small, and zeroing a whole piece for each cost more than
+    # reading them (one byte more than expected, so a file that grew still ends in one read).
+    buffer = bytearray(min(PIECE_SIZE, expected_size + 1))
     with memoryview(buffer) as view:
         while count := handle.readinto(view):
             yield view[:count]

@@ -156,12 +156,11 @@ class BlobWriter:
                 pass
         self._uploads.shutdown(wait=True)
         # Index what did reach storage even when another upload failed, so the next run reuses it.
-        with self._lock:
-            try:
-                self._checkpoint_locked(force=True)
-            except CofferError:
-                if self._failure is None:
-                    raise
+        try:
+            self._checkpoint(force=True)
+        except CofferError:
+            if self._failure is None:
+                raise
         self._raise_failure()
 
     # --- internals ----------------------------------------------------------------
@@ -228,7 +227,7 @@ class BlobWriter:
                 self._unindexed.append(record)
                 self.stats.packs_uploaded += 1
                 self.stats.uploaded_bytes += len(data)
-                self._checkpoint_locked(force=False)
+            self._checkpoint(force=False)
             if self.on_uploaded is not None:
                 self.on_uploaded(len(data))
         except BaseException as exc:
@@ -237,10 +236,19 @@ class BlobWriter:
         finally:
             self._in_flight.release()
 
-    def _checkpoint_locked(self, *, force: bool) -> None:
-        if not self._unindexed or (not force and len(self._unindexed) < self._checkpoint_packs):
-            return
-        name = self.repository.write_index(self._unindexed)
-        self.index.objects.add(name)
-        self.stats.index_objects += 1
-        self._unindexed = []
+    def _checkpoint(self, *, force: bool) -> None:
+        """Write an index object for the packs uploaded since the last one, once there are enough of them.
+        The write (sealing, a put and its fsync) happens outside the lock every `store_chunk` takes."""
+        with self._lock:
+            if not self._unindexed or (not force and len(self._unindexed) < self._checkpoint_packs):
+                return
+            batch, self._unindexed = self._unindexed, []
+        try:
+            name = self.repository.write_index(batch)
+        except BaseException:
+            with self._lock:
+                self._unindexed[:0] = batch  # the final checkpoint tries them again
+            raise
+        with self._lock:
+            self.index.objects.add(name)
+            self.stats.index_objects += 1
