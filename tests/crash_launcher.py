@@ -20,7 +20,7 @@ from typing import Any
 from agent.commands import context, copy_commands  # PYTHONPATH holds the project root (tests/conftest.py)
 from agent.storage import url
 
-MUTATING = ("put", "delete", "purge", "extend_retention")
+MUTATING = ("put", "put_parts", "delete", "purge", "extend_retention")
 KILLED = 137  # what a shell reports for a process killed by SIGKILL
 
 

@@ -25,7 +25,7 @@ from agent.pipeline import compression
 from agent.pipeline.chunker import Chunker, ChunkerParams
 from agent.repository.index import Index, PackRecord
 from agent.repository.pack import PackBuilder, PackedBlob
-from agent.repository.repository import Repository, put_if_absent
+from agent.repository.repository import Repository, put_parts_if_absent
 
 OPEN_PACKS_PER_SPACE = 2
 # All open packs together stay under this: beyond it the fullest is sent early (a smaller pack), so memory
@@ -216,9 +216,11 @@ class BlobWriter:
 
     def _upload(self, pack: PackBuilder, space: str) -> None:
         try:
-            pack_id, data = pack.finish()
+            pack_id, parts = pack.finish()
+            size = sum(len(part) for part in parts)
             tags = {"coffer-category": pack.tag}
-            put_if_absent(self.repository.storage, self.repository.pack_name(space, pack_id), data, tags=tags)
+            put_parts_if_absent(self.repository.storage, self.repository.pack_name(space, pack_id), parts, tags)
+            del parts  # the pack's bytes go before its index entry is recorded
             record = PackRecord(pack_id, space, [(b.chunk_id, b.offset, b.length, b.raw_length) for b in pack.blobs])
             with self._lock:
                 self.index.add_pack(record)
@@ -226,10 +228,10 @@ class BlobWriter:
                     self._pending.discard((space, chunk_id))
                 self._unindexed.append(record)
                 self.stats.packs_uploaded += 1
-                self.stats.uploaded_bytes += len(data)
+                self.stats.uploaded_bytes += size
             self._checkpoint(force=False)
             if self.on_uploaded is not None:
-                self.on_uploaded(len(data))
+                self.on_uploaded(size)
         except BaseException as exc:
             self._failure = exc
             raise

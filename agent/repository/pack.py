@@ -112,8 +112,9 @@ class PackBuilder:
         self.fill(blob, payload, compressed=compressed)
         return blob
 
-    def finish(self) -> tuple[str, bytes]:
-        """Return (pack ID, bytes); the ID is the BLAKE3 of the bytes (`primitives.pack_digest`)."""
+    def finish(self) -> tuple[str, list[bytes]]:
+        """Return (pack ID, the pack's bytes in parts); the ID is the BLAKE3 of the bytes
+        (`primitives.pack_digest`). The parts are not joined: a local folder writes them one after the other."""
         with self._filled:
             self._filled.wait_for(lambda: self._unfilled == 0)
             if self._fill_failure is not None:
@@ -127,7 +128,7 @@ class PackBuilder:
         digest = blake3(max_threads=1)  # releases the GIL over each part
         for part in parts:
             digest.update(part)
-        return digest.hexdigest(), b"".join(parts)
+        return digest.hexdigest(), parts
 
 
 def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, pack_name: str) -> bytes:

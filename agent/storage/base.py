@@ -15,7 +15,7 @@ that keep a single version of each object and lock nothing: `object_lock_days`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,6 +47,11 @@ class Storage(ABC):
         With `if_absent` (the default), raise `ObjectExistsError` if `name` exists.
         `tags` are backend metadata (S3 object tags); a backend without tags ignores them.
         """
+
+    def put_parts(self, name: str, parts: Sequence[bytes], *, tags: dict[str, str] | None = None) -> None:
+        """`put(name, b"".join(parts))` if absent. A backend that can write the parts one after the other
+        overrides it (a local folder does: a pack is then never held twice in memory)."""
+        self.put(name, b"".join(parts), tags=tags)
 
     @abstractmethod
     def get(self, name: str) -> bytes:

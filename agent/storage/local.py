@@ -13,7 +13,7 @@ import errno
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from agent.errors import ObjectExistsError, ObjectNotFoundError, StorageError
@@ -50,13 +50,21 @@ class LocalStorage(Storage):
     def put(
         self, name: str, data: bytes, *, if_absent: bool = True, tags: dict[str, str] | None = None
     ) -> None:
+        self._write(name, [data], if_absent=if_absent)
+
+    def put_parts(self, name: str, parts: Sequence[bytes], *, tags: dict[str, str] | None = None) -> None:
+        self._write(name, parts, if_absent=True)
+
+    def _write(self, name: str, parts: Sequence[bytes], *, if_absent: bool) -> None:
+        """Write to a temporary file, fsync, then link (if absent) or rename into place, and fsync the folder."""
         path = self._path(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
+                    for part in parts:
+                        handle.write(part)
                     handle.flush()
                     os.fsync(handle.fileno())
                 if if_absent:
