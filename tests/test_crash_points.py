@@ -24,9 +24,6 @@ from agent.repository.repository import Repository
 from agent.sim.server import SimServer
 from agent.storage.local import LocalStorage
 
-# Every campaign adds its row to one table file (test-artifacts/crash-table.md): one worker runs them all.
-pytestmark = pytest.mark.xdist_group("crash-table")
-
 SECOND = "second passphrase"
 CHANGED = "changed passphrase"
 CONTACT = {"COFFER_CONTACT_PASSWORD": "contact passphrase"}
