@@ -4,7 +4,10 @@ without an uncaught exception other than the documented CofferError family (the 
 escape, which libFuzzer reports as a crash and saves). Run time, case counts and coverage are printed in the
 terminal summary.
 
-The total budget for all harnesses is COFFER_FUZZ_SECONDS (default 120 s), shared equally. A crash prints the
+The total budget for all harnesses is COFFER_FUZZ_SECONDS (default 120 s), shared equally. libFuzzer's seed is
+COFFER_FUZZ_SEED (default 1): a CI gate explores the same inputs on every run, so it cannot fail at random
+on a finding that has nothing to do with the change under test; `COFFER_FUZZ_SEED=0` (a random seed) and a
+longer budget are for hunting. A crash prints the
 saved input; `python tests/fuzz/fuzz_<name>.py <that file>` replays it. Each crash found so far is kept in
 tests/fuzz/crashes/<harness>-<what> (replayed here through its harness) and has a regression test through the
 CLI in tests/test_hostile_inputs.py.
@@ -26,6 +29,7 @@ import pytest
 FUZZ = Path(__file__).resolve().parent / "fuzz"
 HARNESSES = ("plist", "mbfile", "manifest_db", "folder")
 TOTAL_SECONDS = float(os.environ.get("COFFER_FUZZ_SECONDS", "120"))
+SEED = int(os.environ.get("COFFER_FUZZ_SEED", "1"))
 
 
 @dataclass
@@ -83,7 +87,7 @@ def test_fuzz_harness_finds_no_crash(harness: str, tmp_path: Path) -> None:
         env = {**os.environ, "COFFER_FUZZ_WORK": work, "PYTHONPATH": str(FUZZ.parents[1])}
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, str(FUZZ / f"fuzz_{harness}.py"), f"-max_total_time={seconds}", "-timeout=30",
+            [sys.executable, str(FUZZ / f"fuzz_{harness}.py"), f"-max_total_time={seconds}", f"-seed={SEED}", "-timeout=30",
              f"-artifact_prefix={artifacts}/", "-print_final_stats=1", str(new_inputs), str(seeds)],
             env=env, cwd=FUZZ.parents[1], stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=seconds + 300, check=False,
