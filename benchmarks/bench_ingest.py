@@ -28,7 +28,15 @@ from typing import Any
 from agent.errors import CofferError, UsageError
 from benchmarks.datagen import DEFAULT_SEED, DEFAULT_SIZE, describe, parse_size
 from benchmarks.dataset.backup import DEVICE, generate, mutate
-from benchmarks.ingest.measure import MIB, TreeSize, read_through, run_header, run_measured, tree_size
+from benchmarks.ingest.measure import (
+    MIB,
+    TreeSize,
+    check_scratch_space,
+    read_through,
+    run_header,
+    run_measured,
+    tree_size,
+)
 from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, RESTORE, Run, markdown
 from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS, Command, Tool
 
@@ -174,23 +182,12 @@ def _tools(names: str) -> list[Tool]:
     return [TOOLS[name] for name in chosen]
 
 
-def _check_space(scratch: Path, size: int) -> None:
-    if scratch.exists() and any(scratch.iterdir()):
-        raise UsageError(f"{scratch} is not empty: remove it or give another --scratch")
-    existing = next(parent for parent in (scratch, *scratch.parents) if parent.exists())
-    free = shutil.disk_usage(existing).free
-    if free < _SCRATCH_FACTOR * size:
-        raise UsageError(
-            f"{existing} has {free / (1 << 30):.1f} GiB free; a {size / (1 << 30):.1f} GiB data set needs about "
-            f"{_SCRATCH_FACTOR * size / (1 << 30):.1f} GiB: choose a smaller --size or another --scratch"
-        )
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     size = parse_size(args.size)
     tools = _tools(args.tools)
     versions = {tool.name: tool.version() for tool in tools}  # a missing tool stops us here, with the fix
-    _check_space(args.scratch, size)
+    check_scratch_space(args.scratch, _SCRATCH_FACTOR * size, f"a {size / (1 << 30):.1f} GiB data set",
+                        "choose a smaller --size or another --scratch")
     benchmark = Benchmark(args.scratch, tools, args.seed)
     benchmark.logs.mkdir(parents=True)
     started_at, started = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()

@@ -31,7 +31,7 @@ from agent.repository.config import PackSettings
 from benchmarks.bench_index import build
 from benchmarks.datagen import DEFAULT_SEED, parse_size
 from benchmarks.dataset.backup import DEVICE, generate
-from benchmarks.ingest.measure import MIB, machine, read_through, run_measured
+from benchmarks.ingest.measure import MIB, check_scratch_space, machine, read_through, run_measured
 from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -192,19 +192,6 @@ def _sizes(text: str) -> list[str]:
     return sorted(sizes, key=parse_size)  # parse_size also rejects a size it cannot read
 
 
-def _check_space(scratch: Path, largest: int) -> None:
-    if scratch.exists() and any(scratch.iterdir()):
-        raise UsageError(f"{scratch} is not empty: remove it or give another --scratch")
-    existing = next(parent for parent in (scratch, *scratch.parents) if parent.exists())
-    free = shutil.disk_usage(existing).free
-    if free < _SCRATCH_FACTOR * largest:
-        raise UsageError(
-            f"{existing} has {free / (1 << 30):.1f} GiB free; the largest data set needs about "
-            f"{_SCRATCH_FACTOR * largest / (1 << 30):.1f} GiB: leave it out of --sizes "
-            "or give another --scratch"
-        )
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench_memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"data set sizes (default {DEFAULT_SIZES})")
@@ -220,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         sizes = _sizes(args.sizes)
-        _check_space(args.scratch, parse_size(sizes[-1]))
+        check_scratch_space(args.scratch, _SCRATCH_FACTOR * parse_size(sizes[-1]), "the largest data set",
+                            "leave it out of --sizes or give another --scratch")
         started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         baseline = baseline_rss(args.scratch / "logs")
         runs = [import_one(args.scratch, size, args.seed) for size in sizes]

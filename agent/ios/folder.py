@@ -125,9 +125,9 @@ class BackupFolder:
         except OSError as error:
             raise BackupFormatError(f"cannot read {blob_path}: {error.strerror}") from error
         with open(descriptor, "rb", buffering=0) as handle:
-            pieces: Iterator[bytes | memoryview] = iter(lambda: handle.read(PIECE_SIZE), b"")
-            if reuse_buffer:
-                pieces = _read_into_one_buffer(handle, record.size)
+            pieces: Iterator[bytes | memoryview] = (
+                _read_into_one_buffer(handle, record.size) if reuse_buffer else iter(lambda: handle.read(PIECE_SIZE), b"")
+            )
             if self.class_keys is not None:
                 if record.wrapped_key is None:
                     raise BackupFormatError(f"{record.domain}/{record.relative_path} has no per-file key")

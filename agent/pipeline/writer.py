@@ -3,8 +3,8 @@
 Many threads call `store_file` at once. The per-byte stages (cut finding, keyed BLAKE3,
 zstd, AES-GCM) release the GIL, so they run in parallel on every core; the only shared
 lock covers dedup and placing a blob in a pack (no per-byte work): the blob is encrypted
-after its place, hence its nonce, is fixed. Packs upload on their own threads while the next ones fill, at most
-`max_packs_in_flight` at a time, so memory stays bounded whatever the input size: open
+after its place, hence its nonce, is fixed. Packs upload on their own threads while the
+next ones fill, at most `max_packs_in_flight` at a time, so memory stays bounded whatever the input size: open
 packs (at most `OPEN_PACKS_PER_SPACE` per category) plus the packs in flight plus one chunk
 per worker. Every `checkpoint_packs` uploaded packs an index object is written, so an
 interrupted backup resumes by deduplicating against what it already uploaded.
@@ -29,9 +29,8 @@ from agent.repository.repository import Repository, put_parts_if_absent
 
 OPEN_PACKS_PER_SPACE = 2
 # All open packs together stay under this: beyond it the fullest is sent early (a smaller pack), so memory
-# does not grow with the number of categories a backup touches. With two packs in flight (each held twice
-# while it is joined for upload) and a chunk per worker, a 2 GB import peaks near 250 MB
-# (benchmarks/bench_ingest.py prints the breakdown).
+# does not grow with the number of categories a backup touches. With two packs in flight and a chunk per
+# worker, a 2 GB import peaks near 250 MB (benchmarks/bench_memory.py prints the breakdown).
 OPEN_BYTES_BUDGET = 48 << 20
 
 

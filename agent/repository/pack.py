@@ -107,11 +107,6 @@ class PackBuilder:
                 self._unfilled -= 1
                 self._filled.notify_all()
 
-    def add(self, chunk_id: bytes, payload: bytes, *, compressed: bool, raw_length: int) -> PackedBlob:
-        blob = self.reserve(chunk_id, len(payload), raw_length=raw_length)
-        self.fill(blob, payload, compressed=compressed)
-        return blob
-
     def finish(self) -> tuple[str, list[bytes]]:
         """Return (pack ID, the pack's bytes in parts); the ID is the BLAKE3 of the bytes
         (`primitives.pack_digest`). The parts are not joined: a local folder writes them one after the other."""

@@ -61,16 +61,16 @@ class SnapshotEntry:
 
 def put_if_absent(storage: Storage, name: str, data: bytes, tags: dict[str, str] | None = None) -> None:
     """Write a content-named object; an existing object of that name has the same content."""
-    put_parts_if_absent(storage, name, [data], tags)
+    try:
+        storage.put(name, data, tags=tags)
+    except ObjectExistsError:
+        pass
 
 
 def put_parts_if_absent(storage: Storage, name: str, parts: list[bytes], tags: dict[str, str] | None = None) -> None:
     """`put_if_absent` of the concatenation of `parts`, which a local folder writes without joining them."""
     try:
-        if len(parts) == 1:
-            storage.put(name, parts[0], tags=tags)
-        else:
-            storage.put_parts(name, parts, tags=tags)
+        storage.put_parts(name, parts, tags=tags)
     except ObjectExistsError:
         pass
 

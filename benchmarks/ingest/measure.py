@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.errors import UsageError
 
 MIB = 1 << 20
 
@@ -113,3 +116,17 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "load_average_at_end": os.getloadavg(),
     }
+
+
+def check_scratch_space(scratch: Path, needed: int, what: str, remedy: str) -> None:
+    """Refuse a scratch folder that is not empty, or whose disk has less than `needed` bytes free; `what`
+    names what needs the space and `remedy` what the user can change."""
+    if scratch.exists() and any(scratch.iterdir()):
+        raise UsageError(f"{scratch} is not empty: remove it or give another --scratch")
+    existing = next(parent for parent in (scratch, *scratch.parents) if parent.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise UsageError(
+            f"{existing} has {free / (1 << 30):.1f} GiB free; {what} needs about {needed / (1 << 30):.1f} GiB: "
+            f"{remedy}"
+        )
