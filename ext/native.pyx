@@ -5,6 +5,7 @@
   AES-128 PRF of each candidate and the normalized cut decision, in one pass over each piece of a stream.
 * `gcm_seal` / `gcm_open`: AES-256-GCM through OpenSSL's libcrypto (EVP), for pack blobs.
 * `ZstdCompressor` / `ZstdDecompressor`: libzstd, with a context (and scratch buffer) reused call after call.
+* `copy_into`: a memmove between Python buffers, so that filling a reused buffer does not hold the GIL.
 
 No primitive is written here: every cipher, hash and codec is the system library's. tests/test_native.py
 checks each against `cryptography`, `zstandard` and a pure-Python reference chunker.
@@ -13,7 +14,7 @@ checks each against `cryptography`, `zstandard` and a pure-Python reference chun
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 from libc.limits cimport INT_MAX
 
 cimport libcrypto as ssl
@@ -318,6 +319,18 @@ def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
     if result == 0:
         raise NativeLibraryError("libcrypto failed to decrypt with AES-256-GCM")
     return (flag, plain) if flagged else plain
+
+
+# --- buffers ---------------------------------------------------------------------------------------------
+
+def copy_into(uint8_t[::1] target not None, Py_ssize_t offset, const uint8_t[::1] source not None):
+    """`target[offset:offset + len(source)] = source` (the two may overlap), with the GIL released."""
+    cdef Py_ssize_t length = source.shape[0]
+    if offset < 0 or offset > target.shape[0] - length:
+        raise ValueError(f"{length} bytes at {offset} do not fit in a buffer of {target.shape[0]}")
+    if length:
+        with nogil:
+            memmove(&target[offset], &source[0], length)
 
 
 # --- zstd ------------------------------------------------------------------------------------------------

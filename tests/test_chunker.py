@@ -7,7 +7,7 @@ import random
 import sqlite3
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,6 +83,11 @@ def reused_buffer_pieces(data: bytes, size: int) -> Iterator[memoryview]:
         buffer[:] = bytes(size)  # scribble over what the chunker was given
 
 
+def copied(chunks: Iterable[memoryview]) -> list[bytes]:
+    """The chunks of a stream, kept: each is a view of the chunker's buffer only until the next."""
+    return [bytes(chunk) for chunk in chunks]
+
+
 def ends(chunks: list[bytes]) -> list[int]:
     return list(itertools.accumulate(len(chunk) for chunk in chunks))
 
@@ -108,7 +113,7 @@ def test_native_matches_reference(params: ChunkerParams, key_seed: int) -> None:
 
     assert chunker.cut_points(data) == expected
     for _ in range(3):
-        streamed = list(chunker.chunks(random_pieces(data, rng, largest=9000)))
+        streamed = copied(chunker.chunks(random_pieces(data, rng, largest=9000)))
         assert ends(streamed) == expected
         assert b"".join(streamed) == data
     assert len(expected) > 10
@@ -117,21 +122,21 @@ def test_native_matches_reference(params: ChunkerParams, key_seed: int) -> None:
 def test_streaming_equals_whole_buffer_and_reconstructs_input() -> None:
     data = random_data(7, 3 << 20)
     chunker = Chunker(bytes(range(32)), SMALL)
-    whole = list(chunker.chunks([data]))
+    whole = copied(chunker.chunks([data]))
     assert ends(whole) == chunker.cut_points(data)
     assert b"".join(whole) == data
     rng = random.Random(8)
     for largest in (500, 70_000, 1 << 20):
-        assert list(chunker.chunks(random_pieces(data, rng, largest))) == whole
-    assert list(chunker.chunks(reused_buffer_pieces(data, 10_000))) == whole
+        assert copied(chunker.chunks(random_pieces(data, rng, largest))) == whole
+    assert copied(chunker.chunks(reused_buffer_pieces(data, 10_000))) == whole
     prefix = data[:100_000]
-    assert ends(list(chunker.chunks(reused_buffer_pieces(prefix, 1)))) == chunker.cut_points(prefix)
+    assert ends(copied(chunker.chunks(reused_buffer_pieces(prefix, 1)))) == chunker.cut_points(prefix)
 
 
 def test_empty_input_has_no_chunks() -> None:
     chunker = Chunker(bytes(32), SMALL)
-    assert list(chunker.chunks([])) == []
-    assert list(chunker.chunks([b"", bytearray(), memoryview(b"")])) == []
+    assert copied(chunker.chunks([])) == []
+    assert copied(chunker.chunks([b"", bytearray(), memoryview(b"")])) == []
     assert chunker.cut_points(b"") == []
 
 
@@ -139,7 +144,7 @@ def test_wide_item_buffers_are_read_as_bytes() -> None:
     data = random_data(11, 100_000)
     chunker = Chunker(bytes(32), SMALL)
     wide = memoryview(data).cast("Q")
-    assert list(chunker.chunks([wide])) == list(chunker.chunks([data]))
+    assert copied(chunker.chunks([wide])) == copied(chunker.chunks([data]))
 
 
 def test_chunk_sizes_are_bounded_and_average_near_target() -> None:
@@ -200,7 +205,7 @@ def test_runs_with_a_candidate_at_every_byte(outcome: str) -> None:
     chunker = Chunker(secret, SMALL)
     expected = reference_cut_points(secret, SMALL, data)
     assert chunker.cut_points(data) == expected
-    assert ends(list(chunker.chunks(random_pieces(data, random.Random(11), 30_000)))) == expected
+    assert ends(copied(chunker.chunks(random_pieces(data, random.Random(11), 30_000)))) == expected
     run_chunk_size = {"strict": SMALL.min_size, "loose": SMALL.avg_size, "forced": SMALL.max_size}[outcome]
     assert chunk_lengths(expected).count(run_chunk_size) >= 2
 
@@ -210,8 +215,8 @@ def test_insertion_near_start_keeps_later_chunks() -> None:
     for seed in range(5):
         original = random_data(100 + seed, 1 << 20)
         edited = original[:100] + b"hello" + original[100:]
-        original_chunks = list(chunker.chunks([original]))
-        edited_chunks = set(chunker.chunks([edited]))
+        original_chunks = copied(chunker.chunks([original]))
+        edited_chunks = set(copied(chunker.chunks([edited])))
         lost = [chunk for chunk in original_chunks if chunk not in edited_chunks]
         assert len(lost) <= 2
         assert len(original_chunks) > 50
@@ -280,7 +285,7 @@ def test_one_chunker_serves_several_threads() -> None:
 
     def work(index: int) -> None:
         pieces = random_pieces(inputs[index], random.Random(index), largest=100_000)
-        results[index] = ends(list(chunker.chunks(pieces)))
+        results[index] = ends(copied(chunker.chunks(pieces)))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -349,7 +354,7 @@ def test_sqlite_database_is_cut_in_page_aligned_blocks(tmp_path: Path) -> None:
     chunker = Chunker(bytes(32), SMALL)
     cuts = chunker.cut_points(before, sqlite_hint=True)
     assert all(cut % 65536 == 0 for cut in cuts[:-1]) and cuts[-1] == len(before)
-    assert ends(list(chunker.chunks(random_pieces(before, random.Random(2), 5000), sqlite_hint=True))) == cuts
+    assert ends(copied(chunker.chunks(random_pieces(before, random.Random(2), 5000), sqlite_hint=True))) == cuts
     assert chunker.cut_points(before) != cuts  # without the hint: content-defined
 
     connection = sqlite3.connect(path, isolation_level=None)
@@ -359,8 +364,8 @@ def test_sqlite_database_is_cut_in_page_aligned_blocks(tmp_path: Path) -> None:
     connection.close()
     after = path.read_bytes()
     assert len(after) == len(before)
-    old_blocks = set(chunker.chunks([before], sqlite_hint=True))
-    new_blocks = list(chunker.chunks([after], sqlite_hint=True))
+    old_blocks = set(copied(chunker.chunks([before], sqlite_hint=True)))
+    new_blocks = copied(chunker.chunks([after], sqlite_hint=True))
     changed = [block for block in new_blocks if block not in old_blocks]
     # Five rows and the header page (its change counter): at most six 64 KiB blocks.
     assert 0 < len(changed) <= 6
@@ -391,7 +396,7 @@ def test_sqlite_wal_is_cut_after_its_header_then_in_whole_frames(tmp_path: Path,
     frames_per_block = 16 if page_size == 4096 else 1
     assert len(wal) > 32 + 4 * frame
 
-    chunks = list(
+    chunks = copied(
         Chunker(bytes(32), SMALL).chunks(random_pieces(wal, random.Random(7), 20_000), sqlite_hint=True)
     )
     assert b"".join(chunks) == wal
@@ -413,4 +418,30 @@ def test_sqlite_hint_falls_back_to_content_defined_chunks() -> None:
     ):
         assert chunker.cut_points(data, sqlite_hint=True) == chunker.cut_points(data)
         streamed = chunker.chunks(reused_buffer_pieces(data, 5), sqlite_hint=True)
-        assert list(streamed) == list(chunker.chunks([data]))
+        assert copied(streamed) == copied(chunker.chunks([data]))
+
+
+def test_a_chunk_kept_past_the_next_fails_loudly_instead_of_changing() -> None:
+    """Chunks are views of a reused buffer: one kept by mistake raises, it never shows another chunk's bytes."""
+    chunker = Chunker(random_data(8, 32), SMALL)
+    stream = chunker.chunks([random_data(9, 300_000)])
+    first = next(stream)
+    snapshot = bytes(first)
+    next(stream)
+    with pytest.raises(ValueError, match="released"):
+        bytes(first)
+    assert snapshot == copied(chunker.chunks([random_data(9, 300_000)]))[0]
+
+
+def test_two_streams_chunked_side_by_side_in_one_thread_stay_apart() -> None:
+    chunker = Chunker(random_data(10, 32), SMALL)
+    one, two = random_data(11, 400_000), random_data(12, 400_000)
+    expected = copied(chunker.chunks([one])), copied(chunker.chunks([two]))
+    interleaved: tuple[list[bytes], list[bytes]] = ([], [])
+    for a, b in itertools.zip_longest(chunker.chunks(random_pieces(one, random.Random(1), 7000)),
+                                      chunker.chunks(random_pieces(two, random.Random(2), 7000))):
+        if a is not None:
+            interleaved[0].append(bytes(a))
+        if b is not None:
+            interleaved[1].append(bytes(b))
+    assert interleaved == expected

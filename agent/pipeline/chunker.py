@@ -43,13 +43,18 @@ whole number of pages, and a write-ahead log into its 32-byte header followed by
 blocks of whole frames (24 + page size bytes) of about 64 KiB. Anything else falls
 back to content-defined chunking.
 
-`Chunker.chunks` streams: pieces of any size in, whole chunks out, holding at most
-one unfinished chunk (< max_size) besides the current piece.
+`Chunker.chunks` streams: pieces of any size in, whole chunks out. Each piece is copied once
+(GIL released) into an assembly buffer that the thread reuses file after file, and chunks are
+views of it: no allocation or further copy per chunk. The buffer holds at most one unfinished
+chunk (< max_size) and one slice of a piece.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import mmap
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -57,7 +62,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from agent._native import CutFinder
+from agent._native import CutFinder, copy_into
 from agent.errors import UsageError
 
 CHUNKER_SECRET_SIZE = 32
@@ -81,6 +86,9 @@ _SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 _SQLITE_SNIFF_SIZE = len(SQLITE_HEADER_MAGIC) + 2
 
 Piece = bytes | bytearray | memoryview
+# Pieces enter the assembly buffer this many bytes at a time, so a whole file given as one piece needs no
+# bigger buffer.
+_SLICE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,28 @@ def _peek(pieces: Iterator[Piece], size: int) -> tuple[bytes, Iterator[Piece]]:
     return bytes(head), itertools.chain(taken, pieces)
 
 
+class _AssemblyBuffers(threading.local):
+    def __init__(self) -> None:
+        self.free: mmap.mmap | None = None
+
+
+_buffers = _AssemblyBuffers()
+
+
+@contextlib.contextmanager
+def _assembly_buffer(size: int) -> Iterator[mmap.mmap]:
+    """The calling thread's assembly buffer of at least `size` bytes, or a new one while it is in use (two
+    streams chunked side by side in one thread). An anonymous mapping: pages are touched only as used."""
+    buffer = _buffers.free
+    if buffer is None or len(buffer) < size:
+        buffer = mmap.mmap(-1, size)
+    _buffers.free = None
+    try:
+        yield buffer
+    finally:
+        _buffers.free = buffer
+
+
 class Chunker:
     """Splits byte streams into chunks; one instance may serve several threads at once."""
 
@@ -225,11 +255,12 @@ class Chunker:
         self.params = params
         self._key = ChunkerKey.derive(secret)
 
-    def chunks(self, pieces: Iterable[Piece], *, sqlite_hint: bool = False) -> Iterator[bytes]:
-        """Yields the chunks of the concatenation of `pieces`, in order.
+    def chunks(self, pieces: Iterable[Piece], *, sqlite_hint: bool = False) -> Iterator[memoryview]:
+        """Yields the chunks of the concatenation of `pieces`, in order, as views of a reused buffer.
 
-        Memory is bounded by max_size plus the size of one piece. With `sqlite_hint`, a
-        stream that starts like a SQLite database or WAL is cut at page boundaries.
+        A chunk is valid until the next one is asked for (then it is released): a caller that keeps one
+        copies it. With `sqlite_hint`, a stream that starts like a SQLite database or WAL is cut at page
+        boundaries.
         """
         stream = iter(pieces)
         if sqlite_hint:
@@ -237,25 +268,27 @@ class Chunker:
             finder = self._finder(head)
         else:
             finder = self._content_defined()
-        unfinished = bytearray()  # the start of the current chunk, from earlier pieces
-        stream_offset = 0
-        for piece in stream:
-            with _byte_view(piece) as view:
-                if not view.nbytes:
-                    continue
-                chunk_start = 0  # within `view`; the chunk also owns `unfinished`
-                for cut in finder.feed(view, stream_offset):
-                    cut_in_view = cut - stream_offset
-                    if unfinished:
-                        yield b"".join((unfinished, view[:cut_in_view]))
-                        unfinished = bytearray()
-                    else:
-                        yield bytes(view[chunk_start:cut_in_view])
-                    chunk_start = cut_in_view
-                unfinished += view[chunk_start:]
-                stream_offset += view.nbytes
-        if unfinished:
-            yield bytes(unfinished)
+        with _assembly_buffer(self.params.max_size + _SLICE) as buffer, memoryview(buffer) as view:
+            base = 0  # the stream offset of buffer[0]
+            start = 0  # where the current chunk starts in the buffer
+            filled = 0
+            for piece in stream:
+                with _byte_view(piece) as source:
+                    for at in range(0, source.nbytes, _SLICE):
+                        part = source[at : at + _SLICE]
+                        if filled + part.nbytes > len(buffer):
+                            # The chunks before `start` are finished with: move the unfinished one to the front.
+                            copy_into(buffer, 0, view[start:filled])
+                            base, filled, start = base + start, filled - start, 0
+                        copy_into(buffer, filled, part)
+                        for cut in finder.feed(view[filled : filled + part.nbytes], base + filled):
+                            with view[start : cut - base] as chunk:
+                                yield chunk
+                            start = cut - base
+                        filled += part.nbytes
+            if filled > start:
+                with view[start:filled] as chunk:
+                    yield chunk
 
     def cut_points(self, data: Piece, *, sqlite_hint: bool = False) -> list[int]:
         """The end offset of every chunk of `data`, the last one being len(data)."""

@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 from agent._native import ZstdCompressor, ZstdDataError, ZstdDecompressor
 
-LEVEL = 3
+LEVEL = 2
 MIN_SAVING = 0.03
 INCOMPRESSIBLE_SUFFIXES = frozenset(
     {".heic", ".heif", ".jpg", ".jpeg", ".png", ".gif", ".webp", ".mov", ".mp4", ".m4v", ".m4a", ".aac", ".mp3",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 from agent.storage.base import ObjectInfo, Storage
+from agent.storage.direct_io import write_parts
 
 TEMP_PREFIX = ".tmp-"
 STALE_TEMP_SECONDS = 24 * 3600
@@ -62,11 +63,11 @@ class LocalStorage(Storage):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
             try:
-                with os.fdopen(fd, "wb") as handle:
-                    for part in parts:
-                        handle.write(part)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                try:
+                    write_parts(fd, parts)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 if if_absent:
                     try:
                         os.link(tmp, path)

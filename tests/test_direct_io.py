@@ -1,0 +1,112 @@
+"""Large writes past the page cache: the bytes on disk are the parts, whatever the sizes and the file system says."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.storage import direct_io
+from agent.storage.local import LocalStorage
+
+MIB = 1 << 20
+# Sizes around what matters: the direct-write threshold, the buffer size, block boundaries.
+EDGES = [0, 1, 511, 512, 4095, 4096, 4097, MIB - 1, MIB, MIB + 1, direct_io.BUFFER_SIZE - 1, direct_io.BUFFER_SIZE,
+         direct_io.BUFFER_SIZE + 1, 2 * direct_io.BUFFER_SIZE + 123]
+
+
+def write_file(path: Path, parts: list[bytes]) -> bytes:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        direct_io.write_parts(fd, parts)
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0), "O_DIRECT left on"
+    finally:
+        os.close(fd)
+    return path.read_bytes()
+
+
+def split(data: bytes, rng: random.Random) -> list[bytes]:
+    parts, at = [], 0
+    while at < len(data):
+        size = rng.choice([1, 17, 4096, 100_000, MIB, 3 * MIB])
+        parts.append(data[at : at + size])
+        at += size
+    return parts
+
+
+@pytest.mark.parametrize("size", EDGES)
+def test_the_file_holds_exactly_the_parts(tmp_path: Path, size: int) -> None:
+    rng = random.Random(size)
+    data = rng.randbytes(size)
+    assert write_file(tmp_path / "object", split(data, rng)) == data
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(0, 3 * MIB), max_size=6), seed=st.integers(0, 1000))
+def test_any_parts_in_any_sizes(tmp_path_factory: pytest.TempPathFactory, sizes: list[int], seed: int) -> None:
+    rng = random.Random(seed)
+    parts = [rng.randbytes(size) for size in sizes]
+    path = tmp_path_factory.mktemp("direct") / "object"
+    assert write_file(path, parts) == b"".join(parts)
+
+
+def test_a_file_system_refusing_direct_io_gets_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tmpfs before Linux 6.6 and some FUSE file systems refuse O_DIRECT: the page cache takes over."""
+    real_fcntl = fcntl.fcntl
+
+    def refusing(fd: int, command: int, argument: int = 0) -> int:
+        if command == fcntl.F_SETFL and argument & direct_io._O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_fcntl(fd, command, argument)
+
+    monkeypatch.setattr(direct_io.fcntl, "fcntl", refusing)
+    data = random.Random(5).randbytes(6 * MIB + 7)
+    assert write_file(tmp_path / "object", [data]) == data
+
+
+@pytest.mark.parametrize("when", ["first", "tail"])
+def test_a_short_or_refused_direct_write_finishes_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A direct write that comes back short, or is refused for its alignment, part-way through the file."""
+    real_write = os.write
+    calls = {"n": 0}
+
+    def flaky(fd: int, data: memoryview) -> int:
+        calls["n"] += 1
+        direct = fcntl.fcntl(fd, fcntl.F_GETFL) & direct_io._O_DIRECT
+        if direct and when == "first" and calls["n"] == 1:
+            return real_write(fd, data[:4096])  # short
+        if direct and when == "tail" and len(data) < direct_io.BUFFER_SIZE:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_io.os, "write", flaky)
+    data = random.Random(9).randbytes(direct_io.BUFFER_SIZE + 5000)
+    assert write_file(tmp_path / "object", [data]) == data
+
+
+def test_other_write_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct_io.os, "write", full)
+    with pytest.raises(OSError) as raised:
+        write_file(tmp_path / "object", [bytes(2 * MIB)])
+    assert raised.value.errno == errno.ENOSPC
+
+
+def test_a_local_repository_writes_large_objects_whole(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "repo")
+    rng = random.Random(3)
+    parts = [rng.randbytes(size) for size in (80, 3 * MIB + 11, 1_000_001, 512)]
+    storage.put_parts("data/x/pack", parts)
+    assert storage.get("data/x/pack") == b"".join(parts)
+    assert storage.get_range("data/x/pack", 80, 100) == parts[1][:100]
+    assert [p.name for p in (tmp_path / "repo" / "data" / "x").iterdir()] == ["pack"]  # no temporary left
