@@ -27,6 +27,7 @@ from agent.ios.manifest_db import ManifestRow, manifest_db_bytes, read_manifest_
 from agent.ios.plists import PLIST_WRITE_ERRORS, dump_binary, load_plist_dict
 from agent.ios.records import FileRecord
 from agent.ios.safety import SkippedEntry, check_rows, file_id_problem
+from agent.storage.direct_io import DirectWriter
 
 INFO_PLIST = "Info.plist"
 STATUS_PLIST = "Status.plist"
@@ -316,9 +317,14 @@ class BackupWriter:
         target.parent.mkdir(exist_ok=True)
         partial = target.with_name(target.name + _PARTIAL_SUFFIX)
         try:
-            with open(partial, "wb") as handle:
-                for piece in pieces:
-                    handle.write(piece)
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                # Restored files go past the page cache: written once, read later if ever (storage/direct_io.py).
+                with DirectWriter(descriptor, record.size) as handle:
+                    for piece in pieces:
+                        handle.write(piece)
+            finally:
+                os.close(descriptor)
             if counted.total != record.size:
                 raise BackupFormatError(
                     f"{record.domain}/{record.relative_path}: got {counted.total} bytes, "

@@ -35,11 +35,15 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _local = threading.local()
 
 
-def _buffer() -> mmap.mmap:
+def _take_buffer() -> mmap.mmap:
+    """The thread's buffer, or a new one while it is in use (two files written side by side in one thread)."""
     buffer = getattr(_local, "buffer", None)
-    if buffer is None:
-        buffer = _local.buffer = mmap.mmap(-1, BUFFER_SIZE)  # anonymous mappings are page-aligned
-    return buffer
+    _local.buffer = None
+    return buffer if buffer is not None else mmap.mmap(-1, BUFFER_SIZE)  # anonymous mappings are page-aligned
+
+
+def _give_back(buffer: mmap.mmap) -> None:
+    _local.buffer = buffer
 
 
 def _set_direct(fd: int, on: bool) -> bool:
@@ -58,46 +62,76 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[written:]
 
 
-def write_parts(fd: int, parts: Sequence[bytes | memoryview]) -> None:
-    """Write the concatenation of `parts` at the start of the empty file `fd`, bypassing the page cache
-    where it pays and the file system allows."""
-    total = sum(memoryview(part).nbytes for part in parts)
-    if not _O_DIRECT or total < DIRECT_MIN_SIZE or not _set_direct(fd, True):
-        for part in parts:
-            _write_all(fd, memoryview(part))
-        return
-    buffer = _buffer()
-    view = memoryview(buffer)
-    filled = 0
-    written = 0
-    direct = True
-    try:
-        for part in parts:
-            source = memoryview(part).cast("B")
+class DirectWriter:
+    """Writes a stream into the empty file `fd`, past the page cache when `expected_size` says it pays and the
+    file system allows; `close` (or the end of a `with` block) writes the rest. The caller owns `fd`."""
+
+    def __init__(self, fd: int, expected_size: int) -> None:
+        self._fd = fd
+        self._direct = bool(_O_DIRECT) and expected_size >= DIRECT_MIN_SIZE and _set_direct(fd, True)
+        self._buffer: mmap.mmap | None = _take_buffer() if self._direct else None
+        self._filled = 0
+        self._written = 0
+
+    def __enter__(self) -> DirectWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._stop()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        with memoryview(data) as whole:
+            source = whole.cast("B") if whole.format != "B" or whole.ndim != 1 else whole
             while source:
-                if not direct:
-                    _write_all(fd, source)
-                    break
-                take = min(len(source), BUFFER_SIZE - filled)
-                copy_into(buffer, filled, source[:take])  # GIL released: packs are written beside the workers
-                filled += take
+                if self._buffer is None:
+                    _write_all(self._fd, source)
+                    return
+                take = min(len(source), BUFFER_SIZE - self._filled)
+                copy_into(self._buffer, self._filled, source[:take])  # GIL released: writes run beside the workers
+                self._filled += take
                 source = source[take:]
-                if filled == BUFFER_SIZE:
-                    direct = _flush_direct(fd, view, BUFFER_SIZE)
-                    written += BUFFER_SIZE
-                    filled = 0
-        if filled and direct:
-            whole = -(-filled // ALIGNMENT) * ALIGNMENT
-            view[filled:whole] = bytes(whole - filled)
-            direct = _flush_direct(fd, view, whole)
-            os.ftruncate(fd, written + filled)  # drop the zeros that completed the last block
-    finally:
-        view.release()
-    if direct:
-        _set_direct(fd, False)
+                if self._filled == BUFFER_SIZE:
+                    self._flush(BUFFER_SIZE)
+
+    def close(self) -> None:
+        if self._buffer is not None and self._filled:
+            with memoryview(self._buffer) as view:
+                whole = -(-self._filled // ALIGNMENT) * ALIGNMENT
+                view[self._filled : whole] = bytes(whole - self._filled)
+            total = self._written + self._filled
+            self._flush(whole)
+            os.ftruncate(self._fd, total)  # drop the zeros that completed the last block
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._buffer is not None:
+            _give_back(self._buffer)
+            self._buffer = None
+        if self._direct:
+            _set_direct(self._fd, False)
+            self._direct = False
+
+    def _flush(self, length: int) -> None:
+        assert self._buffer is not None
+        with memoryview(self._buffer) as view:
+            direct = _write_direct(self._fd, view, length)
+        self._written += length
+        self._filled = 0
+        if not direct:  # the rest goes through the page cache
+            self._stop()
 
 
-def _flush_direct(fd: int, view: memoryview, length: int) -> bool:
+def write_parts(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write the concatenation of `parts` at the start of the empty file `fd`."""
+    with DirectWriter(fd, sum(memoryview(part).nbytes for part in parts)) as writer:
+        for part in parts:
+            writer.write(part)
+
+
+def _write_direct(fd: int, view: memoryview, length: int) -> bool:
     """Write `view[:length]` (aligned) directly; on a refusal or a short write switch the file to the page
     cache, finish the buffer that way and return False."""
     try:
