@@ -6,6 +6,8 @@ import errno
 import fcntl
 import os
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,22 @@ def test_a_local_repository_writes_large_objects_whole(tmp_path: Path) -> None:
     assert storage.get("data/x/pack") == b"".join(parts)
     assert storage.get_range("data/x/pack", 80, 100) == parts[1][:100]
     assert [p.name for p in (tmp_path / "repo" / "data" / "x").iterdir()] == ["pack"]  # no temporary left
+
+
+def resident_bytes(path: Path) -> int:
+    """How much of a file the page cache holds, from util-linux's fincore (mincore(2))."""
+    result = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                            capture_output=True, text=True, check=True)
+    return int(result.stdout.strip())
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None or not direct_io._O_DIRECT, reason="needs fincore and O_DIRECT")
+def test_a_pack_does_not_stay_in_the_page_cache(tmp_path: Path) -> None:
+    """The point of it all: 8 MiB of pack leave at most the last block in the cache (a buffered write leaves all)."""
+    storage = LocalStorage(tmp_path / "repo")
+    data = random.Random(4).randbytes(8 * MIB + 100)
+    storage.put_parts("data/x/direct", [data])
+    buffered = tmp_path / "buffered"
+    buffered.write_bytes(data)
+    assert resident_bytes(buffered) >= 8 * MIB
+    assert resident_bytes(tmp_path / "repo" / "data" / "x" / "direct") <= 2 * direct_io.ALIGNMENT
