@@ -9,7 +9,17 @@ time) and `max_concurrent = N` (all at once). The devices are plugged in togethe
 Measured from the daemon's event log: wall time from the first backup's start to the last one's end, bytes
 received from the devices, and the daemon's CPU seconds. The simulator runs in this process, on the same
 cores as the daemon: with unthrottled cables the two compete, so that row is the host's ceiling rather
-than a device's. Results go to benchmarks/results/fleet-<time>.json and .md (gitignored).
+than a device's.
+
+    .venv/bin/python -m benchmarks.bench_fleet --capacity [--profile small] [--devices 6] [--rates 35]
+
+asks how many devices one host keeps at full speed: for N = 1, 2, … `--devices`, N devices on cables of the
+first rate are backed up all at once, and each device's own rate (its bytes over its backup's start to end)
+is compared with what one device alone gets through the same daemon and cable (N = 1). The figure is the
+largest N such that at every count up to it each device keeps at least 95 % of that; the nominal cable speed is printed beside it,
+since the simulator's per-file work can keep even one device below it.
+
+Results go to benchmarks/results/fleet-<time>.json and .md (gitignored).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 MB = 1_000_000
 PASSPHRASE = "benchmark passphrase"
 TIMEOUT_SECONDS = 3600.0
+FULL_SPEED = 0.95  # a device "runs at full speed" when it keeps this share of its rate alone
 
 
 @dataclass
@@ -49,6 +60,7 @@ class Run:
     wall_seconds: float
     daemon_cpu_seconds: float
     peak_running: int
+    device_rates: list[float]  # MB/s of each device's own backup, start to end
 
     @property
     def throughput(self) -> float:
@@ -109,11 +121,13 @@ class FleetBench:
         for udid in self.udids:
             self.sim.unplug(udid)
 
-    def measure(self, rate: float, max_concurrent: int) -> Run:
-        folder = self.workdir / f"rate{rate:g}-concurrent{max_concurrent}"
+    def measure(self, rate: float, max_concurrent: int, udids: list[str] | None = None) -> Run:
+        """Back up `udids` (default all) plugged in together, at most `max_concurrent` at a time."""
+        udids = self.udids if udids is None else udids
+        folder = self.workdir / f"rate{rate:g}-concurrent{max_concurrent}-devices{len(udids)}"
         env = self.environment(folder)
         self.coffer(env, "init")
-        for udid in self.udids:
+        for udid in udids:
             self.sim.set_transfer_rate(udid, int(rate * MB) if rate else None)
         config = folder / "coffer.toml"
         config.write_text(
@@ -128,34 +142,37 @@ class FleetBench:
         )  # fmt: skip
         try:
             self._wait(daemon, log, lambda events: any(e["event"] == "daemon_started" for e in events))
-            for udid in self.udids:
+            for udid in udids:
                 self.sim.plug(udid)
-            events = self._wait(daemon, log, self._all_done)
+            events = self._wait(daemon, log, lambda events: self._all_done(events, udids))
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=120)
-            for udid in self.udids:
+            for udid in udids:
                 self.sim.unplug(udid)
         failed = [e for e in events if e["event"] in ("backup_failed", "backup_waiting")]
         if failed:
             raise CofferError(f"a backup did not succeed: {failed[0]}")
         starts = [e["ts"] for e in events if e["event"] == "backup_started"]
         ends = [e for e in events if e["event"] == "backup_succeeded"]
+        started = {e["udid"]: e["ts"] for e in events if e["event"] == "backup_started"}
         return Run(
             rate_mb_s=rate,
             max_concurrent=max_concurrent,
-            devices=len(self.udids),
+            devices=len(udids),
             megabytes=sum(e["bytes"] for e in ends) / MB,
             wall_seconds=max(e["ts"] for e in ends) - min(starts),
             daemon_cpu_seconds=_cpu_of_children() - cpu_before,
             peak_running=max(e.get("running", 0) for e in events),
+            device_rates=[e["bytes"] / MB / (e["ts"] - started[e["udid"]]) for e in ends],
         )
 
-    def _all_done(self, events: list[dict[str, Any]]) -> bool:
+    @staticmethod
+    def _all_done(events: list[dict[str, Any]], udids: list[str]) -> bool:
         done = {
             e["udid"] for e in events if e["event"] in ("backup_succeeded", "backup_failed", "backup_waiting")
         }
-        return done >= set(self.udids)
+        return done >= set(udids)
 
     @staticmethod
     def _wait(daemon: subprocess.Popen[bytes], log: Path, ready: Any) -> list[dict[str, Any]]:
@@ -191,11 +208,48 @@ def markdown(profile: str, runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
+def devices_at_full_speed(runs: list[Run]) -> int:
+    """The largest N such that every run of 1 … N devices at once kept each device at FULL_SPEED of the
+    one-device rate: a count that passes once by luck after a failing one does not count."""
+    by_count = {r.devices: r for r in runs}
+    solo_rate = by_count[1].device_rates[0]
+    count = 0
+    while count + 1 in by_count and min(by_count[count + 1].device_rates) >= FULL_SPEED * solo_rate:
+        count += 1
+    return count
+
+
+def capacity_markdown(profile: str, runs: list[Run]) -> str:
+    rate = runs[0].rate_mb_s
+    solo = runs[0].device_rates[0]
+    lines = [
+        f"Fleet capacity, profile `{profile}`, cables of {rate:g} MB/s, {os.cpu_count()} cores",
+        "",
+        "| devices at once | slowest device (MB/s) | mean per device (MB/s) | share of one alone | all together (MB/s) | daemon CPU (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        mean = sum(run.device_rates) / len(run.device_rates)
+        lines.append(
+            f"| {run.devices} | {min(run.device_rates):.1f} | {mean:.1f} | {min(run.device_rates) / solo:.0%} | "
+            f"{run.throughput:.1f} | {run.daemon_cpu_seconds:.1f} |"
+        )
+    lines += [
+        "",
+        f"Devices at full speed at once: **{devices_at_full_speed(runs)}** (every device ≥ {FULL_SPEED:.0%} of the "
+        f"{solo:.1f} MB/s one device gets alone; the cable's nominal speed is {rate:g} MB/s)",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_fleet", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=("tiny", "small", "medium"), default="small")
     parser.add_argument("--devices", type=int, default=4)
     parser.add_argument("--rates", default="0,35", help="cable speeds in MB/s per device, 0 = unthrottled")
+    parser.add_argument(
+        "--capacity", action="store_true", help="find how many devices at once keep full speed (first rate only)"
+    )
     parser.add_argument(
         "--scratch", type=Path, default=None, help="where the repositories go (default: a temp folder)"
     )
@@ -213,17 +267,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             bench = FleetBench(workdir, sim, udids)
             bench.pair()
-            runs = [bench.measure(rate, concurrent) for rate in rates for concurrent in (1, args.devices)]
+            if args.capacity:
+                runs = [bench.measure(rates[0], n, udids[:n]) for n in range(1, args.devices + 1)]
+            else:
+                runs = [bench.measure(rate, concurrent) for rate in rates for concurrent in (1, args.devices)]
     except CofferError as exc:
         print(f"bench_fleet: {exc} (work folder kept: {workdir})", file=sys.stderr)
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
-    report = markdown(args.profile, runs)
+    report = capacity_markdown(args.profile, runs) if args.capacity else markdown(args.profile, runs)
     print(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     document = {"profile": args.profile, "machine": platform.platform(), "cores": os.cpu_count(),
                 "runs": [asdict(r) | {"throughput_mb_s": r.throughput} for r in runs]}  # fmt: skip
+    if args.capacity:
+        document["devices_at_full_speed"] = devices_at_full_speed(runs)
     (RESULTS / f"fleet-{stamp}.json").write_text(json.dumps(document, indent=2))
     (RESULTS / f"fleet-{stamp}.md").write_text(report + "\n")
     return 0
