@@ -28,6 +28,7 @@ from agent.ios.folder import PIECE_SIZE
 from agent.pipeline.chunker import DEFAULT_CHUNKER_PARAMS
 from agent.pipeline.writer import OPEN_BYTES_BUDGET, BlobWriter
 from agent.repository.config import PackSettings
+from agent.repository.pack_memory import KEEP_FREE, SEGMENT_SIZE
 from benchmarks.bench_index import build
 from benchmarks.datagen import DEFAULT_SEED, parse_size
 from benchmarks.dataset.backup import DEVICE, generate
@@ -73,6 +74,11 @@ def breakdown(data_bytes: int) -> list[Share]:
             "chunks being cut",
             workers * (chunk_max + PIECE_SIZE),
             f"{workers} workers × (chunk max {chunk_max / MIB:.0f} MiB + piece {PIECE_SIZE / MIB:.0f} MiB)",
+        ),
+        Share(
+            "free pack segments",
+            KEEP_FREE * SEGMENT_SIZE,
+            f"KEEP_FREE {KEEP_FREE} × segment {SEGMENT_SIZE / MIB:.0f} MiB (agent/repository/pack_memory.py)",
         ),
         Share(
             "chunk index",

@@ -3,9 +3,11 @@
 
 * `CutFinder`: the keyed content-defined chunker's cut rule (`agent.pipeline.chunker`): the gear hash, the
   AES-128 PRF of each candidate and the normalized cut decision, in one pass over each piece of a stream.
-* `gcm_seal` / `gcm_open`: AES-256-GCM through OpenSSL's libcrypto (EVP), for pack blobs.
+* `gcm_seal_into` / `gcm_open`: AES-256-GCM through OpenSSL's libcrypto (EVP), for pack blobs; a blob is
+  sealed straight into the pack's memory, across the segments it spans.
 * `ZstdCompressor` / `ZstdDecompressor`: libzstd, with a context (and scratch buffer) reused call after call.
-* `copy_into`: a memmove between Python buffers, so that filling a reused buffer does not hold the GIL.
+* `copy_into`: a memmove between Python buffers, so that filling a reused buffer does not hold the GIL;
+  `buffer_address`: where a buffer lies in memory (O_DIRECT writes need page-aligned sources).
 
 No primitive is written here: every cipher, hash and codec is the system library's. tests/test_native.py
 checks each against `cryptography`, `zstandard` and a pure-Python reference chunker.
@@ -214,30 +216,6 @@ cdef int _gcm_start(ssl.EVP_CIPHER_CTX *ctx, int encrypt, const uint8_t *key, co
     return not ad_length or ssl.EVP_CipherUpdate(ctx, NULL, &written, ad, ad_length) == 1
 
 
-cdef int _gcm_seal_with(ssl.EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
-                        int ad_length, int flag, const uint8_t *payload, int payload_length,
-                        uint8_t *out) noexcept nogil:
-    """Writes [flag byte] + payload encrypted, then the 16-byte tag, to `out`; returns 1 on success."""
-    cdef int written = 0
-    cdef int position = 0
-    cdef uint8_t flag_byte
-    if not _gcm_start(ctx, 1, key, nonce, ad, ad_length):
-        return 0
-    if flag >= 0:
-        flag_byte = <uint8_t> flag
-        if ssl.EVP_EncryptUpdate(ctx, out, &written, &flag_byte, 1) != 1:
-            return 0
-        position += written
-    if payload_length:
-        if ssl.EVP_EncryptUpdate(ctx, out + position, &written, payload, payload_length) != 1:
-            return 0
-        position += written
-    if ssl.EVP_EncryptFinal_ex(ctx, out + position, &written) != 1:
-        return 0
-    position += written
-    return ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_GET_TAG, GCM_TAG, out + position) == 1
-
-
 cdef int _gcm_open_with(ssl.EVP_CIPHER_CTX *ctx, const uint8_t *key, const uint8_t *nonce, const uint8_t *ad,
                         int ad_length, const uint8_t *sealed, int sealed_length, uint8_t *flag_out,
                         uint8_t *out) noexcept nogil:
@@ -268,35 +246,10 @@ cdef _check_gcm_arguments(const uint8_t[::1] key, const uint8_t[::1] nonce, Py_s
         raise ValueError("a blob must be shorter than 2 GiB")
 
 
-def gcm_seal(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
-             const uint8_t[::1] associated not None, int flag, const uint8_t[::1] payload not None):
-    """AES-256-GCM of (one `flag` byte, unless `flag` is -1) + `payload`, with the tag appended; the same bytes
-    as `AESGCM(key).encrypt(nonce, bytes([flag]) + payload, associated)`, without building that plaintext."""
-    cdef Py_ssize_t length = payload.shape[0]
-    _check_gcm_arguments(key, nonce, length)
-    if flag < -1 or flag > 255 or associated.shape[0] > INT_MAX:
-        raise ValueError("flag must be -1 or a byte value")
-    cdef object sealed = PyBytes_FromStringAndSize(NULL, length + (flag >= 0) + GCM_TAG)
-    cdef uint8_t *out = <uint8_t *> PyBytes_AS_STRING(sealed)
-    cdef const uint8_t *ad = &associated[0] if associated.shape[0] else NULL
-    cdef const uint8_t *data = &payload[0] if length else NULL
-    cdef int ad_length = <int> associated.shape[0]
-    cdef int ok = 0
-    cdef ssl.EVP_CIPHER_CTX *ctx
-    with nogil:
-        ctx = ssl.EVP_CIPHER_CTX_new()
-        if ctx != NULL:
-            ok = _gcm_seal_with(ctx, &key[0], &nonce[0], ad, ad_length, flag, data, <int> length, out)
-            ssl.EVP_CIPHER_CTX_free(ctx)
-    if not ok:
-        raise NativeLibraryError("libcrypto failed to encrypt with AES-256-GCM")
-    return sealed
-
-
 def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
              const uint8_t[::1] associated not None, const uint8_t[::1] sealed not None, bint flagged=False):
     """The plaintext of AES-256-GCM `sealed` (ciphertext + tag); AuthenticationError when it does not verify.
-    With `flagged`, `(flag, payload)`: the first plaintext byte apart, as `gcm_seal` with a flag wrote it."""
+    With `flagged`, `(flag, payload)`: the first plaintext byte apart, as `gcm_seal_into` with a flag wrote it."""
     cdef Py_ssize_t length = sealed.shape[0]
     _check_gcm_arguments(key, nonce, length)
     if length < GCM_TAG + flagged:
@@ -321,6 +274,126 @@ def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
     return (flag, plain) if flagged else plain
 
 
+cdef struct Region:
+    uint8_t *data
+    Py_ssize_t length
+
+
+cdef struct RegionCursor:
+    Region *regions
+    Py_ssize_t count
+    Py_ssize_t index
+    Py_ssize_t position
+
+
+cdef int _encrypt_scattered(ssl.EVP_CIPHER_CTX *ctx, RegionCursor *cursor, const uint8_t *source,
+                            Py_ssize_t length) noexcept nogil:
+    """Encrypt `length` bytes of `source` into the regions from the cursor on (GCM is a stream mode: libcrypto
+    gives back as many bytes as it takes)."""
+    cdef Py_ssize_t take
+    cdef int written = 0
+    cdef Region *region
+    while length:
+        if cursor.index >= cursor.count:
+            return 0
+        region = &cursor.regions[cursor.index]
+        take = region.length - cursor.position
+        if take > length:
+            take = length
+        if take:
+            if ssl.EVP_EncryptUpdate(ctx, region.data + cursor.position, &written, source, <int> take) != 1:
+                return 0
+            if written != take:
+                return 0
+        cursor.position += take
+        source += take
+        length -= take
+        if cursor.position == region.length:
+            cursor.index += 1
+            cursor.position = 0
+    return 1
+
+
+cdef void _copy_scattered(RegionCursor *cursor, const uint8_t *source, Py_ssize_t length) noexcept nogil:
+    cdef Py_ssize_t take
+    cdef Region *region
+    while length and cursor.index < cursor.count:
+        region = &cursor.regions[cursor.index]
+        take = region.length - cursor.position
+        if take > length:
+            take = length
+        memcpy(region.data + cursor.position, source, take)
+        cursor.position += take
+        source += take
+        length -= take
+        if cursor.position == region.length:
+            cursor.index += 1
+            cursor.position = 0
+
+
+def gcm_seal_into(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
+                  const uint8_t[::1] associated not None, int flag, const uint8_t[::1] payload not None,
+                  regions):
+    """AES-256-GCM of (one `flag` byte, unless `flag` is -1) + `payload`, tag appended: the same bytes as
+    `AESGCM(key).encrypt(nonce, bytes([flag]) + payload, associated)`, written into `regions` (writable
+    buffers, in order, whose lengths add up to the sealed length) without building that plaintext: a blob
+    goes straight to its place in a pack, across the pack's segments, with no allocation and no copy."""
+    cdef Py_ssize_t length = payload.shape[0]
+    _check_gcm_arguments(key, nonce, length)
+    if flag < -1 or flag > 255 or associated.shape[0] > INT_MAX:
+        raise ValueError("flag must be -1 or a byte value")
+    cdef list views = [memoryview(region).cast("B") for region in regions]
+    cdef Py_ssize_t count = len(views)
+    cdef Py_ssize_t total = 0
+    cdef Py_ssize_t i
+    cdef uint8_t[::1] target
+    cdef RegionCursor cursor
+    cdef uint8_t tag[GCM_TAG]
+    cdef uint8_t flag_byte = <uint8_t> (flag if flag >= 0 else 0)
+    cdef const uint8_t *ad = &associated[0] if associated.shape[0] else NULL
+    cdef const uint8_t *data = &payload[0] if length else NULL
+    cdef int ad_length = <int> associated.shape[0]
+    cdef int written = 0
+    cdef int ok = 0
+    cdef ssl.EVP_CIPHER_CTX *ctx
+    cursor.regions = <Region *> malloc(max(count, 1) * sizeof(Region))
+    if cursor.regions == NULL:
+        raise MemoryError()
+    try:
+        for i in range(count):
+            target = views[i]  # raises for a read-only buffer; `views` keeps every region's buffer exported
+            cursor.regions[i].length = target.shape[0]
+            cursor.regions[i].data = &target[0] if target.shape[0] else NULL
+            total += target.shape[0]
+        if total != length + (flag >= 0) + GCM_TAG:
+            raise ValueError(f"the regions hold {total} bytes, the sealed blob is {length + (flag >= 0) + GCM_TAG}")
+        cursor.count = count
+        cursor.index = 0
+        cursor.position = 0
+        with nogil:
+            ctx = ssl.EVP_CIPHER_CTX_new()
+            if ctx != NULL:
+                ok = _gcm_start(ctx, 1, &key[0], &nonce[0], ad, ad_length)
+                if ok and flag >= 0:
+                    ok = _encrypt_scattered(ctx, &cursor, &flag_byte, 1)
+                if ok:
+                    ok = _encrypt_scattered(ctx, &cursor, data, length)
+                if ok:
+                    ok = ssl.EVP_EncryptFinal_ex(ctx, tag, &written) == 1 and written == 0
+                if ok:
+                    ok = ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_GET_TAG, GCM_TAG, tag) == 1
+                if ok:
+                    _copy_scattered(&cursor, tag, GCM_TAG)
+                ssl.EVP_CIPHER_CTX_free(ctx)
+    finally:
+        free(cursor.regions)
+        target = None  # the typed view holds an export of the last region, which would keep it from release
+        for view in views:
+            view.release()
+    if not ok:
+        raise NativeLibraryError("libcrypto failed to encrypt with AES-256-GCM")
+
+
 # --- buffers ---------------------------------------------------------------------------------------------
 
 def copy_into(uint8_t[::1] target not None, Py_ssize_t offset, const uint8_t[::1] source not None):
@@ -331,6 +404,11 @@ def copy_into(uint8_t[::1] target not None, Py_ssize_t offset, const uint8_t[::1
     if length:
         with nogil:
             memmove(&target[offset], &source[0], length)
+
+
+def buffer_address(const uint8_t[::1] data not None):
+    """The address of the buffer's first byte (0 for an empty one)."""
+    return <size_t> &data[0] if data.shape[0] else 0
 
 
 # --- zstd ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ inputs. The cut finder is checked against the byte-by-byte reference in tests/te
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -23,11 +24,22 @@ NIST_AAD = bytes.fromhex("1e0889016f67601c8ebea4943bc23ad6")
 NIST_SEALED = bytes.fromhex("8995ae2e6df3dbf96fac7b7137bae67f" "eca5aa77d51d4a0a14d9c51e1da474ab")
 
 
+def sealed_length(flag: int, payload: bytes) -> int:
+    return len(payload) + (flag >= 0) + 16
+
+
+def seal(key: bytes, nonce: bytes, associated: bytes, flag: int, payload: bytes) -> bytes:
+    """`gcm_seal_into` one buffer, as a bytes result."""
+    out = bytearray(sealed_length(flag, payload))
+    native.gcm_seal_into(key, nonce, associated, flag, payload, [out])
+    return bytes(out)
+
+
 def test_gcm_seal_matches_the_nist_vector_and_opens_it() -> None:
-    assert native.gcm_seal(NIST_KEY, NIST_NONCE, NIST_AAD, -1, NIST_PLAIN) == NIST_SEALED
+    assert seal(NIST_KEY, NIST_NONCE, NIST_AAD, -1, NIST_PLAIN) == NIST_SEALED
     assert native.gcm_open(NIST_KEY, NIST_NONCE, NIST_AAD, NIST_SEALED) == NIST_PLAIN
     # With a flag byte: the same bytes as sealing the flag and the payload together.
-    flagged = native.gcm_seal(NIST_KEY, NIST_NONCE, NIST_AAD, NIST_PLAIN[0], NIST_PLAIN[1:])
+    flagged = seal(NIST_KEY, NIST_NONCE, NIST_AAD, NIST_PLAIN[0], NIST_PLAIN[1:])
     assert flagged == NIST_SEALED
     assert native.gcm_open(NIST_KEY, NIST_NONCE, NIST_AAD, NIST_SEALED, True) == (NIST_PLAIN[0], NIST_PLAIN[1:])
 
@@ -42,16 +54,42 @@ def test_gcm_seal_matches_the_nist_vector_and_opens_it() -> None:
 )
 def test_gcm_is_byte_identical_to_cryptography(key: bytes, nonce: bytes, associated: bytes, flag: int, payload: bytes) -> None:
     plaintext = (bytes([flag]) if flag >= 0 else b"") + payload
-    sealed = native.gcm_seal(key, nonce, associated, flag, payload)
+    sealed = seal(key, nonce, associated, flag, payload)
     assert sealed == AESGCM(key).encrypt(nonce, plaintext, associated)
     assert native.gcm_open(key, nonce, associated, sealed) == plaintext
     if flag >= 0:
         assert native.gcm_open(key, nonce, associated, sealed, True) == (flag, payload)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    payload=st.binary(max_size=3000),
+    flag=st.integers(-1, 255),
+    cuts=st.lists(st.integers(0, 3100), max_size=6),
+)
+def test_a_blob_sealed_across_regions_is_the_same_bytes(payload: bytes, flag: int, cuts: list[int]) -> None:
+    """How a pack seals a blob that spans segments: any split, empty regions included, the flag byte or the tag
+    cut anywhere."""
+    key, nonce = os.urandom(32), os.urandom(12)
+    expected = AESGCM(key).encrypt(nonce, (bytes([flag]) if flag >= 0 else b"") + payload, b"blob")
+    bounds = sorted({0, len(expected), *(min(cut, len(expected)) for cut in cuts)})
+    regions = [bytearray(end - start) for start, end in itertools.pairwise(bounds)]
+    native.gcm_seal_into(key, nonce, b"blob", flag, payload, regions)
+    assert b"".join(regions) == expected
+
+
+def test_sealing_into_regions_of_the_wrong_size_or_read_only_is_refused() -> None:
+    key, nonce, payload = os.urandom(32), os.urandom(12), b"x" * 100
+    for regions in ([bytearray(116)], [bytearray(118)], [bytearray(50), bytearray(50)]):
+        with pytest.raises(ValueError, match="the regions hold"):
+            native.gcm_seal_into(key, nonce, b"", 1, payload, regions)
+    with pytest.raises((TypeError, BufferError, ValueError)):
+        native.gcm_seal_into(key, nonce, b"", 1, payload, [bytes(117)])
+
+
 def test_gcm_open_refuses_every_alteration() -> None:
     key, nonce, payload = os.urandom(32), os.urandom(12), os.urandom(3000)
-    sealed = native.gcm_seal(key, nonce, b"blob", 1, payload)
+    sealed = seal(key, nonce, b"blob", 1, payload)
     for position in (0, 1, 1500, len(sealed) - 17, len(sealed) - 1):
         altered = bytearray(sealed)
         altered[position] ^= 0x40
@@ -63,9 +101,9 @@ def test_gcm_open_refuses_every_alteration() -> None:
     with pytest.raises(native.AuthenticationError):
         native.gcm_open(key, nonce, b"blob", sealed[:10])
     with pytest.raises(ValueError, match="32 bytes"):
-        native.gcm_seal(key[:16], nonce, b"", 0, payload)
+        seal(key[:16], nonce, b"", 0, payload)
     with pytest.raises(ValueError, match="12 bytes"):
-        native.gcm_seal(key, nonce[:8], b"", 0, payload)
+        seal(key, nonce[:8], b"", 0, payload)
 
 
 @settings(max_examples=100, deadline=None)
@@ -102,10 +140,11 @@ def test_per_byte_work_releases_the_gil(work: str) -> None:
     call released the GIL."""
     key, nonce = os.urandom(32), os.urandom(12)
     data = bytes(64 << 20)
-    sealed = native.gcm_seal(key, nonce, b"", 0, data)
+    sealed = seal(key, nonce, b"", 0, data)
     hard_to_compress = os.urandom(1 << 20) * 4
+    out = bytearray(len(sealed))
     calls = {
-        "seal": lambda: native.gcm_seal(key, nonce, b"", 0, data),
+        "seal": lambda: native.gcm_seal_into(key, nonce, b"", 0, data, [out]),
         "open": lambda: native.gcm_open(key, nonce, b"", sealed, True),
         "zstd": lambda: native.ZstdCompressor(19).compress_within(hard_to_compress, 1 << 30),
     }

@@ -144,6 +144,10 @@ class BlobWriter:
             # A space's second open pack may never have received a blob: such a pack is dropped, not
             # uploaded (an empty pack would say "this category had little new data").
             remaining = [(space, pack) for space, packs in self._open.items() for pack, _ in packs if pack.blobs]
+            for packs in self._open.values():
+                for pack, _ in packs:
+                    if not pack.blobs:
+                        pack.release()
             self._open.clear()
             self._open_bytes = 0
         for space, pack in remaining:
@@ -215,11 +219,14 @@ class BlobWriter:
 
     def _upload(self, pack: PackBuilder, space: str) -> None:
         try:
-            pack_id, parts = pack.finish()
-            size = sum(len(part) for part in parts)
-            tags = {"coffer-category": pack.tag}
-            put_parts_if_absent(self.repository.storage, self.repository.pack_name(space, pack_id), parts, tags)
-            del parts  # the pack's bytes go before its index entry is recorded
+            try:
+                pack_id, parts = pack.finish()
+                size = sum(len(part) for part in parts)
+                tags = {"coffer-category": pack.tag}
+                put_parts_if_absent(self.repository.storage, self.repository.pack_name(space, pack_id), parts, tags)
+                del parts
+            finally:
+                pack.release()  # the pack's memory goes back before its index entry is recorded
             record = PackRecord(pack_id, space, [(b.chunk_id, b.offset, b.length, b.raw_length) for b in pack.blobs])
             with self._lock:
                 self.index.add_pack(record)

@@ -32,6 +32,7 @@ from agent import _native as native
 from agent.errors import RepositoryDamagedError
 from agent.keys import padding as padding_module
 from agent.keys import primitives
+from agent.repository.pack_memory import PackMemory
 
 FOOTER = struct.Struct("<II")
 TRAILER_ENTRY = struct.Struct("<32sIII")  # chunk id, offset, length, raw length
@@ -66,18 +67,23 @@ class PackBuilder:
     Placing a blob (`reserve`, quick: it fixes the blob's offset, hence its nonce) is separate from encrypting
     it (`fill`, per byte), so that many threads encrypt blobs of one pack at once outside any shared lock. The
     blob's sealed length is known before encryption (flag byte + payload + tag). `finish` waits until every
-    reserved blob is filled. AES-256-GCM is libcrypto's, through the native extension.
+    reserved blob is filled. AES-256-GCM is libcrypto's, through the native extension, sealing each blob
+    straight into the pack's memory (`agent.repository.pack_memory`); `release` gives that memory back once
+    the pack is stored.
     """
 
     def __init__(self, category_public_key: bytes, tag: str) -> None:
         self._key = primitives.random_key()
         self._aead = AESGCM(self._key)  # the small trailer and footer
-        self._sealed_key = primitives.seal_to(category_public_key, self._key, purpose=b"pack key", associated=tag.encode())
-        self._sealed: dict[int, bytes] = {}  # blob offset -> sealed blob
+        sealed_key = primitives.seal_to(category_public_key, self._key, purpose=b"pack key", associated=tag.encode())
+        self._memory = PackMemory()
+        self._memory.reserve(len(sealed_key))
+        self._memory.write(0, sealed_key)
         self._filled = threading.Condition()
         self._unfilled = 0
         self._fill_failure: BaseException | None = None
-        self.size = len(self._sealed_key)
+        self._parts: list[memoryview] = []
+        self.size = len(sealed_key)
         self.blobs: list[PackedBlob] = []
         self.tag = tag
 
@@ -86,30 +92,32 @@ class PackBuilder:
         length = 1 + payload_length + primitives.TAG_SIZE
         blob = PackedBlob(chunk_id=chunk_id, offset=self.size, length=length, raw_length=raw_length)
         self.size += length
+        self._memory.reserve(self.size)
         self.blobs.append(blob)
         with self._filled:
             self._unfilled += 1
         return blob
 
-    def fill(self, blob: PackedBlob, payload: bytes, *, compressed: bool) -> None:
-        """Encrypt a reserved blob (nonce = its offset, unique within the pack); safe from any thread."""
-        sealed = b""
+    def fill(self, blob: PackedBlob, payload: bytes | memoryview, *, compressed: bool) -> None:
+        """Encrypt a reserved blob (nonce = its offset, unique within the pack) into its place; safe from any
+        thread."""
         try:
             flag = FLAG_ZSTD if compressed else FLAG_RAW
-            sealed = native.gcm_seal(self._key, _blob_nonce(blob.offset), _blob_ad(blob.chunk_id), flag, payload)
+            regions = self._memory.regions(blob.offset, blob.length)
+            native.gcm_seal_into(self._key, _blob_nonce(blob.offset), _blob_ad(blob.chunk_id), flag, payload, regions)
         except BaseException as exc:
             with self._filled:
                 self._fill_failure = exc
             raise
         finally:
             with self._filled:
-                self._sealed[blob.offset] = sealed
                 self._unfilled -= 1
                 self._filled.notify_all()
 
-    def finish(self) -> tuple[str, list[bytes]]:
+    def finish(self) -> tuple[str, list[bytes | memoryview]]:
         """Return (pack ID, the pack's bytes in parts); the ID is the BLAKE3 of the bytes
-        (`primitives.pack_digest`). The parts are not joined: a local folder writes them one after the other."""
+        (`primitives.pack_digest`). The parts are views of the pack's memory, valid until `release`: a local
+        folder writes them one after the other, with no copy."""
         with self._filled:
             self._filled.wait_for(lambda: self._unfilled == 0)
             if self._fill_failure is not None:
@@ -119,11 +127,19 @@ class PackBuilder:
         footer = self._aead.encrypt(FOOTER_NONCE, FOOTER.pack(self.size, len(trailer)), b"footer")
         body_length = self.size + len(trailer) + len(footer)
         padding = os.urandom(padding_module.object_size(body_length) - body_length)
-        parts = [self._sealed_key, *(self._sealed.pop(blob.offset) for blob in self.blobs), trailer, padding, footer]
+        self._parts = self._memory.parts(self.size)
+        parts: list[bytes | memoryview] = [*self._parts, trailer, padding, footer]
         digest = blake3(max_threads=1)  # releases the GIL over each part
         for part in parts:
             digest.update(part)
         return digest.hexdigest(), parts
+
+    def release(self) -> None:
+        """Give the pack's memory back for the next packs; the parts `finish` returned are no longer valid."""
+        for part in self._parts:
+            part.release()
+        self._parts = []
+        self._memory.release()
 
 
 def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, pack_name: str) -> bytes:

@@ -7,8 +7,9 @@ reporting), every such page also costs the host a fault: on the 2-core benchmark
 2 GB of packs took 5–12 CPU-seconds of kernel time buffered, 0.3 direct (benchmarks/README.md).
 
 With O_DIRECT the device reads the bytes straight from our buffer. The kernel then asks for aligned
-memory, offsets and lengths: the parts are copied into one reused, page-aligned buffer per thread
-and written a buffer at a time; the last, partial block is written whole and the file truncated to its
+memory, offsets and lengths: a part that lies page-aligned in memory (a pack's segments,
+agent/repository/pack_memory.py) is written from where it is, whole blocks of it; other parts are copied
+into one reused, page-aligned buffer per thread and written a buffer at a time; the last, partial block is written whole and the file truncated to its
 length. Where a file system refuses O_DIRECT (tmpfs before Linux 6.6, some network and FUSE file
 systems) or a write comes back short, the rest goes through the page cache: the bytes on disk are
 the same either way. The caller still fsyncs: O_DIRECT does not flush the device's cache or the
@@ -24,7 +25,7 @@ import os
 import threading
 from collections.abc import Sequence
 
-from agent._native import copy_into
+from agent._native import buffer_address, copy_into
 
 ALIGNMENT = 4096  # a multiple of every logical block size in use (512, 4096)
 BUFFER_SIZE = 4 << 20
@@ -89,6 +90,16 @@ class DirectWriter:
                 if self._buffer is None:
                     _write_all(self._fd, source)
                     return
+                if not self._filled and len(source) >= ALIGNMENT and buffer_address(source) % ALIGNMENT == 0:
+                    # The file is at an aligned offset (nothing waits in the buffer) and the part lies aligned
+                    # in memory: its whole blocks go from where they are, without a copy.
+                    whole = len(source) - len(source) % ALIGNMENT
+                    direct = _write_direct(self._fd, source, whole)
+                    self._written += whole
+                    source = source[whole:]
+                    if not direct:
+                        self._stop()
+                    continue
                 take = min(len(source), BUFFER_SIZE - self._filled)
                 copy_into(self._buffer, self._filled, source[:take])  # GIL released: writes run beside the workers
                 self._filled += take
