@@ -49,8 +49,13 @@ def _normal(path: str) -> str:
 
 
 class BackupMirror:
+    """The tree as a flat map of normalized paths, with each directory's children beside it: a device
+    moves and removes files one by one, thousands per backup (hundreds of thousands on a full iPhone), so
+    every operation costs the size of what it touches, not of the whole tree."""
+
     def __init__(self) -> None:
         self.entries: dict[str, MirrorEntry] = {"": MirrorEntry(is_dir=True)}
+        self._children: dict[str, set[str]] = {"": set()}  # directory -> the full names of its entries
 
     # --- queries ------------------------------------------------------------------
     def get(self, path: str) -> MirrorEntry | None:
@@ -68,11 +73,7 @@ class BackupMirror:
         if entry is None or not entry.is_dir:
             raise MirrorError(2, "No such file or directory", path)
         prefix = base + "/" if base else ""
-        return {
-            name[len(prefix) :]: e
-            for name, e in self.entries.items()
-            if name.startswith(prefix) and name != base and "/" not in name[len(prefix) :]
-        }
+        return {name[len(prefix) :]: self.entries[name] for name in self._children[base]}
 
     def blobs(self, udid: str) -> dict[str, BlobRef]:
         """The committed blobs `<udid>/xx/<fileID>`, by fileID."""
@@ -91,7 +92,7 @@ class BackupMirror:
             name = "/".join(parts[:depth])
             existing = self.entries.get(name)
             if existing is None:
-                self.entries[name] = MirrorEntry(is_dir=True)
+                self._add(name, MirrorEntry(is_dir=True))
             elif not existing.is_dir:
                 raise MirrorError(20, "Not a directory", name)
 
@@ -100,7 +101,9 @@ class BackupMirror:
         parent = posixpath.dirname(normal)
         if parent not in self.entries or not self.entries[parent].is_dir:
             raise MirrorError(2, "No such file or directory", parent)
-        self.entries[normal] = entry
+        if normal in self.entries:
+            self.remove(normal)  # a file written over, or a directory replaced: nothing of the old one stays
+        self._add(normal, entry)
 
     def put_data(self, path: str, data: bytes) -> None:
         self.mkdir(posixpath.dirname(_normal(path)))
@@ -110,28 +113,65 @@ class BackupMirror:
         src, dst = _normal(source), _normal(destination)
         if src not in self.entries:
             return  # as pymobiledevice3 does: a missing source is skipped
+        if src == dst:
+            return
+        if dst.startswith(src + "/") or src.startswith(dst + "/") or not dst:
+            # Into itself (rename(2) refuses it too), or over a folder that holds it: replacing that folder
+            # would delete the source before it moved.
+            raise MirrorError(22, "Invalid argument", destination)
         self.remove(dst)
         self.mkdir(posixpath.dirname(dst))
-        moved = {name: e for name, e in self.entries.items() if name == src or name.startswith(src + "/")}
-        for name, entry in moved.items():
-            del self.entries[name]
-            self.entries[dst + name[len(src) :]] = entry
+        moved = [(name, self.entries[name]) for name in self._subtree(src)]
+        for name in reversed([name for name, _ in moved]):
+            self._pop(name)
+        for name, entry in moved:  # parents before their children
+            self._add(dst + name[len(src) :], entry)
 
     def copy(self, source: str, destination: str) -> None:
         src, dst = _normal(source), _normal(destination)
-        if src not in self.entries:
+        if src not in self.entries or src == dst:
             return
+        if dst.startswith(src + "/"):
+            raise MirrorError(22, "Invalid argument", destination)
+        copied = [(name, self.entries[name]) for name in self._subtree(src)]
         self.mkdir(posixpath.dirname(dst))
-        for name, entry in list(self.entries.items()):
-            if name == src or name.startswith(src + "/"):
-                self.entries[dst + name[len(src) :]] = entry
+        for name, entry in copied:
+            target = dst + name[len(src) :]
+            if target in self.entries:
+                if self.entries[target].is_dir and entry.is_dir:
+                    continue  # merged into the existing directory
+                self.remove(target)
+            self._add(target, entry)
 
     def remove(self, path: str) -> list[MirrorEntry]:
         target = _normal(path)
         if not target:
             raise MirrorError(1, "Operation not permitted", path)
-        doomed = [name for name in self.entries if name == target or name.startswith(target + "/")]
-        return [self.entries.pop(name) for name in doomed]
+        if target not in self.entries:
+            return []
+        return [self._pop(name) for name in reversed(self._subtree(target))]  # children before parents
+
+    # --- the tree -------------------------------------------------------------------
+    def _subtree(self, name: str) -> list[str]:
+        """`name` and everything below it, each directory before its entries."""
+        found, pending = [], [name]
+        while pending:
+            current = pending.pop()
+            found.append(current)
+            pending.extend(self._children.get(current, ()))
+        return found
+
+    def _add(self, name: str, entry: MirrorEntry) -> None:
+        self.entries[name] = entry
+        self._children[posixpath.dirname(name)].add(name)
+        if entry.is_dir:
+            self._children.setdefault(name, set())
+
+    def _pop(self, name: str) -> MirrorEntry:
+        entry = self.entries.pop(name)
+        self._children[posixpath.dirname(name)].discard(name)
+        self._children.pop(name, None)
+        return entry
 
 
 def modification_date(entry: MirrorEntry) -> dt.datetime:
