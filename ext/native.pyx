@@ -286,10 +286,10 @@ cdef struct RegionCursor:
     Py_ssize_t position
 
 
-cdef int _encrypt_scattered(ssl.EVP_CIPHER_CTX *ctx, RegionCursor *cursor, const uint8_t *source,
-                            Py_ssize_t length) noexcept nogil:
-    """Encrypt `length` bytes of `source` into the regions from the cursor on (GCM is a stream mode: libcrypto
-    gives back as many bytes as it takes)."""
+cdef int _scatter(ssl.EVP_CIPHER_CTX *ctx, RegionCursor *cursor, const uint8_t *source,
+                  Py_ssize_t length) noexcept nogil:
+    """Put `length` bytes of `source` into the regions from the cursor on: encrypted through `ctx`, or as
+    they are when `ctx` is NULL (GCM is a stream mode: libcrypto gives back as many bytes as it takes)."""
     cdef Py_ssize_t take
     cdef int written = 0
     cdef Region *region
@@ -300,7 +300,9 @@ cdef int _encrypt_scattered(ssl.EVP_CIPHER_CTX *ctx, RegionCursor *cursor, const
         take = region.length - cursor.position
         if take > length:
             take = length
-        if take:
+        if take and ctx == NULL:
+            memcpy(region.data + cursor.position, source, take)
+        elif take:
             if ssl.EVP_EncryptUpdate(ctx, region.data + cursor.position, &written, source, <int> take) != 1:
                 return 0
             if written != take:
@@ -312,23 +314,6 @@ cdef int _encrypt_scattered(ssl.EVP_CIPHER_CTX *ctx, RegionCursor *cursor, const
             cursor.index += 1
             cursor.position = 0
     return 1
-
-
-cdef void _copy_scattered(RegionCursor *cursor, const uint8_t *source, Py_ssize_t length) noexcept nogil:
-    cdef Py_ssize_t take
-    cdef Region *region
-    while length and cursor.index < cursor.count:
-        region = &cursor.regions[cursor.index]
-        take = region.length - cursor.position
-        if take > length:
-            take = length
-        memcpy(region.data + cursor.position, source, take)
-        cursor.position += take
-        source += take
-        length -= take
-        if cursor.position == region.length:
-            cursor.index += 1
-            cursor.position = 0
 
 
 def gcm_seal_into(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
@@ -375,15 +360,15 @@ def gcm_seal_into(const uint8_t[::1] key not None, const uint8_t[::1] nonce not 
             if ctx != NULL:
                 ok = _gcm_start(ctx, 1, &key[0], &nonce[0], ad, ad_length)
                 if ok and flag >= 0:
-                    ok = _encrypt_scattered(ctx, &cursor, &flag_byte, 1)
+                    ok = _scatter(ctx, &cursor, &flag_byte, 1)
                 if ok:
-                    ok = _encrypt_scattered(ctx, &cursor, data, length)
+                    ok = _scatter(ctx, &cursor, data, length)
                 if ok:
                     ok = ssl.EVP_EncryptFinal_ex(ctx, tag, &written) == 1 and written == 0
                 if ok:
                     ok = ssl.EVP_CIPHER_CTX_ctrl(ctx, ssl.EVP_CTRL_GCM_GET_TAG, GCM_TAG, tag) == 1
                 if ok:
-                    _copy_scattered(&cursor, tag, GCM_TAG)
+                    ok = _scatter(NULL, &cursor, tag, GCM_TAG)
                 ssl.EVP_CIPHER_CTX_free(ctx)
     finally:
         free(cursor.regions)
