@@ -8,11 +8,11 @@ reporting), every such page also costs the host a fault: on the 2-core benchmark
 
 With O_DIRECT the device reads the bytes straight from our buffer. The kernel then asks for aligned
 memory, offsets and lengths: a part that lies page-aligned in memory (a pack's segments,
-agent/repository/pack_memory.py) is written from where it is, whole blocks of it; other parts are copied
-into one reused, page-aligned buffer per thread and written a buffer at a time; the last, partial block is written whole and the file truncated to its
-length. Where a file system refuses O_DIRECT (tmpfs before Linux 6.6, some network and FUSE file
-systems) or a write comes back short, the rest goes through the page cache: the bytes on disk are
-the same either way. The caller still fsyncs: O_DIRECT does not flush the device's cache or the
+agent/repository/pack_memory.py) is written from where it is, whole blocks of it; other parts are
+copied into one reused, page-aligned buffer per thread and written a buffer at a time; the last, partial
+block is written whole and the file truncated to its length. Where a file system refuses O_DIRECT
+(tmpfs before Linux 6.6, some network and FUSE file systems) or a write comes back short, the rest goes
+through the page cache: the bytes on disk are the same either way. The caller still fsyncs: O_DIRECT does not flush the device's cache or the
 file's metadata.
 """
 
