@@ -12,8 +12,8 @@ agent/repository/pack_memory.py) is written from where it is, whole blocks of it
 copied into one reused, page-aligned buffer per thread and written a buffer at a time; the last, partial
 block is written whole and the file truncated to its length. Where a file system refuses O_DIRECT
 (tmpfs before Linux 6.6, some network and FUSE file systems) or a write comes back short, the rest goes
-through the page cache: the bytes on disk are the same either way. The caller still fsyncs: O_DIRECT does not flush the device's cache or the
-file's metadata.
+through the page cache: the bytes on disk are the same either way. The caller still fsyncs: O_DIRECT
+does not flush the device's cache or the file's metadata.
 """
 
 from __future__ import annotations
