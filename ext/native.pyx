@@ -399,44 +399,55 @@ def buffer_address(const uint8_t[::1] data not None):
 # --- zstd ------------------------------------------------------------------------------------------------
 
 cdef class ZstdCompressor:
-    """A libzstd compression context and its scratch buffer, reused call after call; one thread at a time."""
+    """A libzstd compression context and its scratch buffer, reused call after call; one thread at a time.
+
+    A frame is returned as a view of the scratch buffer, not a fresh bytes object: a compressible chunk cost
+    an allocation of its compressed size (megabytes), and allocations that large either fault fresh pages or
+    grow malloc's arenas. The view is good until the next call; a caller releases it once the frame is used.
+    A call while an earlier view is still held gets a new buffer: a kept frame is never overwritten."""
 
     cdef zstd.ZSTD_CCtx *ctx
     cdef int level
-    cdef uint8_t *scratch
-    cdef size_t scratch_size
+    cdef bytearray scratch
 
     def __cinit__(self, int level):
         self.ctx = zstd.ZSTD_createCCtx()
         if self.ctx == NULL:
             raise MemoryError("libzstd could not create a compression context")
         self.level = level
+        self.scratch = bytearray()
 
     def __dealloc__(self):
         if self.ctx != NULL:
             zstd.ZSTD_freeCCtx(self.ctx)
-        free(self.scratch)
 
     def compress_within(self, const uint8_t[::1] data not None, size_t limit):
-        """The zstd frame of `data` if it is at most `limit` bytes, else None (storing raw pays better)."""
+        """A view of the zstd frame of `data` if it is at most `limit` bytes, else None (storing raw pays
+        better)."""
         cdef size_t length = data.shape[0]
         cdef size_t bound = zstd.ZSTD_compressBound(length)
-        cdef uint8_t *grown
-        if bound > self.scratch_size:
-            grown = <uint8_t *> realloc(self.scratch, bound)
-            if grown == NULL:
-                raise MemoryError("out of memory for a zstd buffer")
-            self.scratch = grown
-            self.scratch_size = bound
+        if <size_t> len(self.scratch) < bound or not _unshared(self.scratch):
+            self.scratch = bytearray(max(bound, <size_t> len(self.scratch)))
+        cdef uint8_t[::1] out = self.scratch
         cdef size_t written
         with nogil:
-            written = zstd.ZSTD_compressCCtx(self.ctx, self.scratch, bound, &data[0] if length else NULL, length,
+            written = zstd.ZSTD_compressCCtx(self.ctx, &out[0], bound, &data[0] if length else NULL, length,
                                              self.level)
         if zstd.ZSTD_isError(written):
             raise NativeLibraryError(f"libzstd failed to compress: {zstd.ZSTD_getErrorName(written).decode()}")
         if written > limit:
             return None
-        return PyBytes_FromStringAndSize(<char *> self.scratch, written)
+        return memoryview(self.scratch)[:written]
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyByteArrayObject:
+        Py_ssize_t ob_exports  # buffer views alive (CPython's bytearray refuses to resize while any is)
+
+
+cdef bint _unshared(bytearray buffer):
+    """Whether no view of `buffer` is alive."""
+    return (<PyByteArrayObject *> buffer).ob_exports == 0
 
 
 cdef class ZstdDecompressor:

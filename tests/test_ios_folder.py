@@ -12,6 +12,7 @@ from iphone_backup_decrypt import EncryptedBackup
 from pyiosbackup.backup import Backup
 
 from agent.errors import WrongSecretError
+from agent.ios.encryption import decrypt_manifest_db
 from agent.ios.folder import BackupFolder, BackupWriter
 from agent.ios.records import FileRecord
 
@@ -55,8 +56,7 @@ def test_encrypted_folder_opens_and_streams_plaintext(encrypted: BuiltBackup) ->
     assert read_all(folder) == encrypted.contents
     assert folder.device.udid == "00008030-001A2B3C4D5E6F70" and folder.device.product_version == "14.3"
     assert folder.manifest_plist == (encrypted.path / "Manifest.plist").read_bytes()
-    assert folder.manifest_db_bytes == (encrypted.path / "Manifest.db").read_bytes()
-    assert folder.plaintext_manifest_db != folder.manifest_db_bytes
+    assert folder.read_manifest_db() == (encrypted.path / "Manifest.db").read_bytes()
 
 
 def test_large_file_streams_in_pieces_of_about_a_mebibyte(encrypted: BuiltBackup) -> None:
@@ -72,7 +72,7 @@ def test_unencrypted_folder_opens_and_pyiosbackup_agrees(plain: BuiltBackup) -> 
     assert not folder.is_encrypted and folder.class_keys is None
     assert folder.records == plain.records
     assert read_all(folder) == plain.contents == pyiosbackup_contents(plain.path)
-    assert folder.plaintext_manifest_db == folder.manifest_db_bytes
+    assert folder.read_manifest_db() == (plain.path / "Manifest.db").read_bytes()
 
 
 def test_password_for_unencrypted_backup_is_ignored_with_a_warning(plain: BuiltBackup) -> None:
@@ -117,7 +117,7 @@ def test_reencrypting_with_the_original_keys_reproduces_every_byte(
             info_plist=folder.info_plist,
             status_plist=folder.status_plist,
             manifest_plist=folder.manifest_plist,
-            manifest_db_bytes=folder.manifest_db_bytes,
+            manifest_db_bytes=folder.read_manifest_db(),
             class_keys=folder.class_keys,
         )
         copy_folder(folder, writer)
@@ -133,7 +133,7 @@ def test_plain_copy_reproduces_every_byte(plain: BuiltBackup, tmp_path: Path) ->
         info_plist=folder.info_plist,
         status_plist=folder.status_plist,
         manifest_plist=folder.manifest_plist,
-        manifest_db_bytes=folder.manifest_db_bytes,
+        manifest_db_bytes=folder.read_manifest_db(),
     )
     copy_folder(folder, writer)
     assert_same_tree(plain.path, tmp_path / "copy")
@@ -141,19 +141,21 @@ def test_plain_copy_reproduces_every_byte(plain: BuiltBackup, tmp_path: Path) ->
 
 def test_decrypted_copy_is_a_valid_unencrypted_backup(encrypted: BuiltBackup, tmp_path: Path) -> None:
     folder = BackupFolder.open(encrypted.path, PASSWORD)
+    assert folder.class_keys is not None
+    plaintext_db = decrypt_manifest_db(folder.class_keys, folder.manifest["ManifestKey"], folder.read_manifest_db())
     target = tmp_path / "decrypted"
     writer = BackupWriter.decrypted(
         target,
         info_plist=folder.info_plist,
         status_plist=folder.status_plist,
         manifest_plist=folder.manifest_plist,
-        plaintext_manifest_db=folder.plaintext_manifest_db,
+        plaintext_manifest_db=plaintext_db,
     )
     copy_folder(folder, writer)
     manifest = plistlib.loads((target / "Manifest.plist").read_bytes())
     assert manifest["IsEncrypted"] is False and "ManifestKey" not in manifest
     assert manifest["BackupKeyBag"] == folder.manifest["BackupKeyBag"]
-    assert (target / "Manifest.db").read_bytes() == folder.plaintext_manifest_db
+    assert (target / "Manifest.db").read_bytes() == plaintext_db
     assert pyiosbackup_contents(target) == encrypted.contents
     reopened = BackupFolder.open(target)
     assert not reopened.is_encrypted and reopened.records == folder.records

@@ -263,6 +263,23 @@ def test_blob_changed_after_open_is_detected_while_streaming(plain: BuiltBackup)
         b"".join(folder.open_plaintext(record))
 
 
+@pytest.mark.parametrize("password", [None, PASSWORD])
+def test_manifest_db_changed_after_open_is_refused_not_paired_with_the_old_rows(
+    password: str | None, tmp_path: Path
+) -> None:
+    built = build_backup(tmp_path / "backup", password=password)
+    folder = BackupFolder.open(built.path, password)
+    before = folder.read_manifest_db()
+    assert before == (built.path / "Manifest.db").read_bytes()
+    plant_row(built, "0" * 40, "HomeDomain", "Library/planted")  # a row the records were not read from
+    with pytest.raises(BackupFormatError, match=re.escape(str(built.path / "Manifest.db")) + " changed"):
+        folder.read_manifest_db()
+    (built.path / "Manifest.db").unlink()
+    (built.path / "Manifest.db").symlink_to(built.path / "Info.plist")
+    with pytest.raises(BackupFormatError, match="not a regular file"):
+        folder.read_manifest_db()
+
+
 def test_top_level_symlinks_and_stray_directories_are_ignored_with_a_warning(
     plain: BuiltBackup, tmp_path: Path
 ) -> None:
@@ -282,7 +299,7 @@ def test_writer_refuses_unsafe_names(tmp_path: Path, plain: BuiltBackup) -> None
         info_plist=folder.info_plist,
         status_plist=folder.status_plist,
         manifest_plist=folder.manifest_plist,
-        manifest_db_bytes=folder.manifest_db_bytes,
+        manifest_db_bytes=folder.read_manifest_db(),
     )
     record = next(r for r in folder.records if r.file_id == SMS)
     record.file_id = "../" + SMS[3:]
@@ -301,7 +318,7 @@ def test_writer_rejects_content_of_the_wrong_size(tmp_path: Path, encrypted: Bui
         info_plist=folder.info_plist,
         status_plist=folder.status_plist,
         manifest_plist=folder.manifest_plist,
-        manifest_db_bytes=folder.manifest_db_bytes,
+        manifest_db_bytes=folder.read_manifest_db(),
         class_keys=folder.class_keys,
     )
     record = next(r for r in folder.records if r.file_id == SMS)

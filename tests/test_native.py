@@ -117,6 +117,26 @@ def test_zstd_interoperates_with_zstandard(data: bytes) -> None:
         assert native.ZstdDecompressor().decompress(zstandard.ZstdCompressor(level=3).compress(data), len(data)) == data
 
 
+def test_zstd_frames_are_views_a_later_call_never_overwrites_while_held() -> None:
+    compressor = native.ZstdCompressor(3)
+    first_text, second_text = b"first frame " * 5000, b"the second " * 7000
+    first = compressor.compress_within(first_text, len(first_text))
+    assert isinstance(first, memoryview)
+    kept = bytes(first)
+    second = compressor.compress_within(second_text, len(second_text))
+    assert second is not None and bytes(first) == kept  # held: the second frame went to a new buffer
+    assert zstandard.ZstdDecompressor().decompress(bytes(second)) == second_text
+    buffer = second.obj
+    first.release()
+    second.release()
+    third = compressor.compress_within(first_text, len(first_text))
+    assert third is not None and third.obj is buffer and bytes(third) == kept  # released: reused, no allocation
+    larger = os.urandom(50_000).hex().encode()  # needs more room than the buffer has
+    fourth = compressor.compress_within(larger, len(larger))
+    assert fourth is not None and zstandard.ZstdDecompressor().decompress(bytes(fourth)) == larger
+    assert bytes(third) == kept
+
+
 def test_zstd_gives_up_when_it_does_not_pay_and_refuses_bad_frames() -> None:
     compressor = native.ZstdCompressor(3)
     random_bytes = os.urandom(100_000)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress
 from agent.errors import CofferError, UsageError, WrongSecretError
 from agent.ios.categories import classify
-from agent.ios.folder import INFO_PLIST, MANIFEST_PLIST, BackupFolder
+from agent.ios.folder import INFO_PLIST, MANIFEST_DB, MANIFEST_PLIST, BackupFolder
 from agent.ios.identity import DeviceIdentity
 from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
@@ -126,9 +128,10 @@ def _import(
     use_files_cache: bool,
 ) -> CommitResult:
     builder = SnapshotBuilder(repository, writer)
+    manifest_db = builder.store_whole(folder.read_manifest_db(), MANIFEST_DB)
     cache = FilesCache(repository.config.repository_id, repository.device_tag(folder.device.udid))
-    files = []
-    for record in folder.records:
+    files: deque[tuple[FileRecord, str | None]] = deque()
+    for record in folder.take_records():
         if not record.is_file:
             builder.add(record, None)
             continue
@@ -158,7 +161,7 @@ def _import(
                 cache.remember(record.file_id, CachedFile(stamp, category, stored.size, stored.chunks))
 
         try:
-            for _ in bounded_map(store, files, workers=workers, in_flight=workers * 2):
+            for _ in bounded_map(store, _draining(files), workers=workers, in_flight=workers * 2):
                 pass
         except BaseException:
             # Keep what was uploaded indexed, so the next run resumes instead of starting over.
@@ -171,7 +174,7 @@ def _import(
         info_plist=folder.info_plist,
         status_plist=folder.status_plist,
         manifest_plist=folder.manifest_plist,
-        manifest_db=folder.manifest_db_bytes,
+        manifest_db=manifest_db,
         is_encrypted=folder.is_encrypted,
         skipped=folder.skipped,
         backup_password=backup_password if folder.is_encrypted else None,
@@ -184,3 +187,9 @@ def _import(
     )
     cache.save()
     return commit
+
+
+def _draining(items: deque[tuple[FileRecord, str | None]]) -> Iterator[tuple[FileRecord, str | None]]:
+    """The items, each let go as it is handed out: a stored file's row then lives on only in its snapshot part."""
+    while items:
+        yield items.popleft()

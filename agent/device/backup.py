@@ -45,6 +45,7 @@ from agent.ios.encryption import (
     encrypt_manifest_db,
     unwrap_file_key,
 )
+from agent.ios.folder import MANIFEST_DB
 from agent.ios.identity import DeviceIdentity
 from agent.ios.manifest_db import manifest_db_bytes, read_manifest_rows, records_from_bytes
 from agent.ios.plists import load_plist_dict
@@ -324,6 +325,7 @@ class DeviceBackup:
         records, skipped = checked.records, checked.skipped
         blobs = mirror.blobs(udid)
         builder = SnapshotBuilder(self.repository, writer, started=self._started_at)
+        stored_manifest_db = builder.store_whole(manifest_db, MANIFEST_DB)
         waiting: list[tuple[FileRecord, BlobRef]] = []
         kept: dict[str, BlobRef] = {}
         not_sent: list[SkippedEntry] = []
@@ -383,7 +385,7 @@ class DeviceBackup:
             info_plist=plistlib.dumps(info),
             status_plist=status_plist,
             manifest_plist=manifest_plist,
-            manifest_db=manifest_db,
+            manifest_db=stored_manifest_db,
             is_encrypted=encrypted,
             skipped=skipped + not_sent,
             backup_password=password if encrypted else None,

@@ -4,8 +4,10 @@ writing folders back: byte-exact, decrypted, or a subset of the rows."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +44,8 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 @dataclass
 class BackupFolder:
     """An opened backup folder. The plists are kept as raw bytes for byte-exact export, next to their parsed
-    dictionaries. `manifest_db_bytes` is Manifest.db as stored (encrypted or not), `plaintext_manifest_db` the
-    SQLite image; `records` are the usable rows, `skipped` the rows refused with a reason, `warnings` the
+    dictionaries. Manifest.db is not kept (on a device of many files it is large): `read_manifest_db` reads it
+    again, checked against the digest taken when the folder was opened; `records` are the usable rows, `skipped` the rows refused with a reason, `warnings` the
     oddities that did not stop a row. `other_files` are further top-level files to carry along on export."""
 
     path: Path
@@ -53,8 +55,7 @@ class BackupFolder:
     info: dict[str, Any]
     status: dict[str, Any]
     manifest: dict[str, Any]
-    manifest_db_bytes: bytes
-    plaintext_manifest_db: bytes
+    manifest_db_digest: bytes  # SHA-256 of Manifest.db as stored (encrypted or not)
     class_keys: ClassKeys | None
     device: DeviceIdentity
     records: list[FileRecord] = field(default_factory=list)
@@ -100,8 +101,7 @@ class BackupFolder:
             info=info,
             status=status,
             manifest=manifest,
-            manifest_db_bytes=stored_db,
-            plaintext_manifest_db=plaintext_db,
+            manifest_db_digest=hashlib.sha256(stored_db).digest(),
             class_keys=class_keys,
             device=DeviceIdentity.from_plists(info, manifest),
         )
@@ -110,6 +110,23 @@ class BackupFolder:
         folder._load_rows(read_manifest_rows(plaintext_db, str(path / MANIFEST_DB)))
         folder._scan_top_level()
         return folder
+
+    def take_records(self) -> list[FileRecord]:
+        """The usable rows, handed over: the folder keeps none, so a caller that drops each row once it is
+        stored holds only the rows still to store (on a device of many files, the bulk of import memory)."""
+        records, self.records = self.records, []
+        return records
+
+    def read_manifest_db(self) -> bytes:
+        """Manifest.db as stored (encrypted or not), the same bytes the records were read from: a Manifest.db
+        changed since `open` raises BackupFormatError instead of being paired with rows it does not hold."""
+        data = _read_metadata(self.path, MANIFEST_DB)
+        if hashlib.sha256(data).digest() != self.manifest_db_digest:
+            raise BackupFormatError(
+                f"{self.path / MANIFEST_DB} changed while Coffer was reading the backup: "
+                "let the backup finish, then run the command again"
+            )
+        return data
 
     def open_plaintext(self, record: FileRecord, *, reuse_buffer: bool = False) -> Iterator[bytes | memoryview]:
         """A file's plaintext in pieces of up to PIECE_SIZE, decrypted if the backup is encrypted. Raises
@@ -358,13 +375,26 @@ def decrypted_manifest_plist(manifest_plist: bytes, name: str = MANIFEST_PLIST) 
         raise BackupFormatError(f"{name} holds a value that cannot be written back into a property list ({error})") from error
 
 
+class _ReadBuffers(threading.local):
+    def __init__(self) -> None:
+        self.free: bytearray | None = None
+
+
+_read_buffers = _ReadBuffers()
+
+
 def _read_into_one_buffer(handle: BinaryIO, expected_size: int) -> Iterator[memoryview]:
-    # Sized for the file: most files of a backup are small, and zeroing a whole piece for each cost more than
-    # reading them (one byte more than expected, so a file that grew still ends in one read).
-    buffer = bytearray(min(PIECE_SIZE, expected_size + 1))
-    with memoryview(buffer) as view:
-        while count := handle.readinto(view):
-            yield view[:count]
+    # One piece-sized buffer per thread, reused file after file: a fresh megabyte per large file went through
+    # mmap (fresh pages) or grew malloc's arenas. A second file read in the same thread at the same time gets
+    # a buffer of its own. Reads stop at one byte more than expected, so a file that grew still ends in one read.
+    buffer = _read_buffers.free or bytearray(PIECE_SIZE)
+    _read_buffers.free = None
+    try:
+        with memoryview(buffer)[: min(PIECE_SIZE, expected_size + 1)] as view:
+            while count := handle.readinto(view):
+                yield view[:count]
+    finally:
+        _read_buffers.free = buffer
 
 
 class _Counter:

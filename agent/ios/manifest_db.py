@@ -60,7 +60,12 @@ def read_manifest_rows(data: bytes, name: str = "Manifest.db") -> list[ManifestR
         cursor = connection.execute(
             "SELECT fileID, domain, relativePath, flags, file FROM Files ORDER BY rowid"
         )
-        return [ManifestRow(*row) for row in cursor]
+        # Most rows share a domain with others: one string per domain instead of one per row (memory per file).
+        domains: dict[object, object] = {}
+        return [
+            ManifestRow(file_id, domains.setdefault(domain, domain), path, flags, blob)
+            for file_id, domain, path, flags, blob in cursor
+        ]
     except sqlite3.Error as error:
         raise BackupFormatError(f"{name} is not a valid Manifest.db ({error})") from error
     except UnicodeDecodeError as error:

@@ -21,7 +21,7 @@ def file_id_for(domain: str, relative_path: str) -> str:
     return hashlib.sha1(f"{domain}-{relative_path}".encode()).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)  # one per file of a backup: no per-instance dict
 class FileRecord:
     """A Manifest.db row. `blob` is the raw `file` column; the other fields are decoded from it.
     `wrapped_key` is the 44-byte EncryptionKey (u32 LE class || AES key wrap) of an encrypted backup's file."""

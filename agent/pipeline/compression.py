@@ -47,8 +47,9 @@ def _decompressor() -> ZstdDecompressor:
     return decompressor
 
 
-def compress(chunk: bytes) -> tuple[bytes, bool]:
-    """Return (payload, compressed); the payload is the chunk itself when zstd does not pay."""
+def compress(chunk: bytes | memoryview) -> tuple[bytes | memoryview, bool]:
+    """Return (payload, compressed); the payload is the chunk itself when zstd does not pay, else a view of
+    this thread's compressor buffer, good until its next call: release it once used."""
     packed = _compressor().compress_within(chunk, int(len(chunk) * (1 - MIN_SAVING)))
     if packed is None:
         return chunk, False

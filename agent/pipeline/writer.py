@@ -134,6 +134,8 @@ class BlobWriter:
         try:
             pack.fill(blob, payload, compressed=compressed)  # outside the lock: threads encrypt side by side
         finally:
+            if isinstance(payload, memoryview) and compressed:
+                payload.release()  # the thread's compressor writes its next frame into the same buffer
             for ready_pack, ready_space in ready:
                 self._submit(ready_pack, ready_space)
         return chunk_id, compressed

@@ -407,7 +407,8 @@ class Repository:
         return max(chains)[1] if chains else None
 
     def write_snapshot(self, header: SnapshotHeader, parts: dict[str, object], previous: str | None) -> str:
-        """Seal and store a snapshot; `parts` maps space → JSON-able content (missing spaces get empty parts)."""
+        """Seal and store a snapshot; `parts` maps space → JSON-able content or an `EncodedPart` (missing spaces
+        get empty parts)."""
         self.keys.require_write()
         assert self.keys.index_key is not None
         udid = header.device.get("udid", "")

@@ -33,7 +33,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-@dataclass
+@dataclass(slots=True)  # one per file of a backup: no per-instance dict
 class FileRow:
     """One Manifest.db entry and where its content lives."""
 
@@ -206,12 +206,67 @@ def _commitments(header: bytes, parts: dict[str, bytes]) -> dict[str, object]:
     }
 
 
+_JSON_LEVEL = 3
+
+
+def _json_bytes(doc: object) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
 def _compress_json(doc: object) -> bytes:
-    return zstandard.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), 3)
+    return zstandard.compress(_json_bytes(doc), _JSON_LEVEL)
 
 
 def _decompress_json(data: bytes) -> object:
-    return json.loads(zstandard.decompress(data))
+    # A streamed part is several frames (`PartEncoder`), which one-shot `zstandard.decompress` stops after.
+    return json.loads(zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(data))
+
+
+@dataclass(frozen=True)
+class EncodedPart:
+    """A part's content already serialized: compressed JSON, as `PartEncoder` streams it."""
+
+    data: bytes
+
+
+class PartEncoder:
+    """Serializes a part's list of items one at a time into compressed JSON, so a snapshot of many files never
+    holds its rows as objects, nor their whole JSON text: only the compressed bytes so far and one block of
+    text. Each block of `_BLOCK` bytes becomes a zstd frame of its own: a streaming context per part (one per
+    category) would hold about 1.5 MiB of tables and window each. Not thread-safe. The result decodes to the
+    same list as `_compress_json` of the whole list."""
+
+    _BLOCK = 256 << 10
+
+    def __init__(self) -> None:
+        self._text = bytearray(b"[")
+        self._frames: list[bytes] = []
+        self._empty = True
+
+    def add(self, encoded_item: bytes) -> None:
+        """Append one item, given as the bytes of `encode_item`."""
+        if not self._empty:
+            self._text += b","
+        self._text += encoded_item
+        self._empty = False
+        if len(self._text) >= self._BLOCK:
+            self._frames.append(zstandard.compress(self._text, _JSON_LEVEL))
+            self._text.clear()
+
+    def finish(self) -> EncodedPart:
+        self._text += b"]"
+        self._frames.append(zstandard.compress(self._text, _JSON_LEVEL))
+        return EncodedPart(b"".join(self._frames))
+
+
+def encode_item(item: object) -> bytes:
+    """One item of a part as JSON bytes: the per-row work, which callers may do outside any lock."""
+    return _json_bytes(item)
+
+
+def encode_part(content: object) -> bytes:
+    """A part's compressed JSON, from its content or from an `EncodedPart` already made."""
+    return content.data if isinstance(content, EncodedPart) else _compress_json(content)
 
 
 def seal_snapshot(
@@ -220,14 +275,14 @@ def seal_snapshot(
     chain: ChainRecord,
     header_public: bytes,
     header: SnapshotHeader,
-    parts: dict[str, tuple[bytes, object]],  # tag -> (public key, JSON-able content)
+    parts: dict[str, tuple[bytes, object]],  # tag -> (public key, JSON-able content or EncodedPart)
     stats_keys: dict[str, tuple[bytes, str]],  # tag -> (public key, space) of every category
 ) -> bytes:
     header_doc = header.to_json()
     stats = header_doc.pop("categories")
     sealed_header = primitives.seal_to(header_public, _compress_json(header_doc), purpose=b"snapshot header")
     sealed_parts = {
-        tag: primitives.seal_to(public, _compress_json(content), purpose=b"snapshot part", associated=tag.encode())
+        tag: primitives.seal_to(public, encode_part(content), purpose=b"snapshot part", associated=tag.encode())
         for tag, (public, content) in sorted(parts.items())
     }
     sealed_stats = {
