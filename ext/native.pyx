@@ -274,6 +274,36 @@ def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
     return (flag, plain) if flagged else plain
 
 
+def gcm_open_in_place(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
+                      const uint8_t[::1] associated not None, uint8_t[::1] sealed not None, bint flagged=False):
+    """As `gcm_open`, but the plaintext is written over `sealed` itself, a writable buffer the caller owns (a
+    blob just read): no output buffer to allocate and fault in. Returns the plaintext's length, or
+    `(flag, length)` with `flagged`; the plaintext is then `sealed[flagged:flagged + length]`. When it does
+    not verify (AuthenticationError), the buffer holds unauthenticated bytes: the caller drops it."""
+    cdef Py_ssize_t length = sealed.shape[0]
+    _check_gcm_arguments(key, nonce, length)
+    if length < GCM_TAG + flagged:
+        raise AuthenticationError("the sealed data is shorter than its tag")
+    cdef const uint8_t *ad = &associated[0] if associated.shape[0] else NULL
+    cdef int ad_length = <int> associated.shape[0]
+    cdef int result = 0
+    cdef uint8_t flag = 0
+    cdef ssl.EVP_CIPHER_CTX *ctx
+    with nogil:
+        ctx = ssl.EVP_CIPHER_CTX_new()
+        if ctx != NULL:
+            # GCM is a stream mode: libcrypto decrypts in place when output and input are the same bytes.
+            result = _gcm_open_with(ctx, &key[0], &nonce[0], ad, ad_length, &sealed[0], <int> length,
+                                    &flag if flagged else NULL, &sealed[0] + flagged)
+            ssl.EVP_CIPHER_CTX_free(ctx)
+    if result < 0:
+        raise AuthenticationError("AES-GCM authentication failed")
+    if result == 0:
+        raise NativeLibraryError("libcrypto failed to decrypt with AES-256-GCM")
+    cdef object plain_length = length - GCM_TAG - flagged
+    return (flag, plain_length) if flagged else plain_length
+
+
 cdef struct Region:
     uint8_t *data
     Py_ssize_t length

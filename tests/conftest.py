@@ -290,6 +290,10 @@ class RecordingStorage(LocalStorage):
         self.reads.append(name)
         return super().get_range(name, offset, length)
 
+    def get_range_writable(self, name: str, offset: int, length: int) -> bytearray:
+        self.reads.append(name)
+        return super().get_range_writable(name, offset, length)
+
 
 def sample_library(seed: int = 0) -> tuple[Entry, ...]:
     """About 6 MB of backup rows across categories, reproducible from `seed`: incompressible photos and a

@@ -111,6 +111,10 @@ def test_a_local_repository_writes_large_objects_whole(tmp_path: Path) -> None:
     storage.put_parts("data/x/pack", parts)
     assert storage.get("data/x/pack") == b"".join(parts)
     assert storage.get_range("data/x/pack", 80, 100) == parts[1][:100]
+    writable = storage.get_range_writable("data/x/pack", 80, 100)  # what a blob is decrypted in place in
+    assert isinstance(writable, bytearray) and writable == parts[1][:100]
+    whole = b"".join(parts)
+    assert storage.get_range_writable("data/x/pack", len(whole) - 5, 100) == whole[-5:]  # short only at the end
     assert [p.name for p in (tmp_path / "repo" / "data" / "x").iterdir()] == ["pack"]  # no temporary left
 
 

@@ -87,6 +87,38 @@ def test_sealing_into_regions_of_the_wrong_size_or_read_only_is_refused() -> Non
         native.gcm_seal_into(key, nonce, b"", 1, payload, [bytes(117)])
 
 
+@settings(max_examples=150, deadline=None)
+@given(payload=st.binary(max_size=3000), associated=st.binary(max_size=40), flag=st.integers(-1, 255))
+def test_gcm_opened_in_place_is_cryptographys_plaintext(payload: bytes, associated: bytes, flag: int) -> None:
+    """How a restore opens a blob it has just read: over its own bytes, with no output buffer."""
+    key, nonce = os.urandom(32), os.urandom(12)
+    flagged = flag >= 0
+    plaintext = (bytes([flag]) if flagged else b"") + payload
+    buffer = bytearray(AESGCM(key).encrypt(nonce, plaintext, associated))
+    opened = native.gcm_open_in_place(key, nonce, associated, buffer, flagged)
+    if flagged:
+        assert opened == (flag, len(payload))
+    else:
+        assert opened == len(payload)
+    assert bytes(buffer[int(flagged) : int(flagged) + len(payload)]) == payload
+
+
+def test_gcm_open_in_place_refuses_alterations_and_read_only_buffers() -> None:
+    key, nonce, payload = os.urandom(32), os.urandom(12), os.urandom(3000)
+    sealed = seal(key, nonce, b"blob", 1, payload)
+    for position in (0, 1, 1500, len(sealed) - 17, len(sealed) - 1):
+        altered = bytearray(sealed)
+        altered[position] ^= 0x40
+        with pytest.raises(native.AuthenticationError):
+            native.gcm_open_in_place(key, nonce, b"blob", altered, True)
+    with pytest.raises(native.AuthenticationError):
+        native.gcm_open_in_place(key, nonce, b"blub", bytearray(sealed), True)
+    with pytest.raises(native.AuthenticationError, match="shorter than its tag"):
+        native.gcm_open_in_place(key, nonce, b"blob", bytearray(16), True)
+    with pytest.raises((TypeError, BufferError, ValueError)):
+        native.gcm_open_in_place(key, nonce, b"blob", sealed, True)  # bytes: read-only
+
+
 def test_gcm_open_refuses_every_alteration() -> None:
     key, nonce, payload = os.urandom(32), os.urandom(12), os.urandom(3000)
     sealed = seal(key, nonce, b"blob", 1, payload)

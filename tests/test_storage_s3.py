@@ -79,6 +79,8 @@ def test_round_trip(s3: SeaweedServer, open_storage: Callable[..., S3Storage]) -
     assert storage.get_range("data/ab/pack1", 99_990, 100) == data[99_990:]  # short only at the end
     assert storage.get_range("data/ab/pack1", 100_000, 10) == b""
     assert storage.get_range("data/ab/pack1", 5, 0) == b""
+    writable = storage.get_range_writable("data/ab/pack1", 99_990, 100)
+    assert isinstance(writable, bytearray) and writable == data[99_990:]
     info = storage.stat("data/ab/pack1")
     assert (info.name, info.size) == ("data/ab/pack1", 100_000)
     assert abs(info.mtime - time.time()) < 300

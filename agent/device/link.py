@@ -175,9 +175,8 @@ class MirrorDeviceLink(DeviceLink):
                     sent += len(piece)
                     for start in range(0, len(piece), DOWNLOAD_FRAME):
                         frame = piece[start : start + DOWNLOAD_FRAME]
-                        await self._sendall(
-                            struct.pack(SIZE_FORMAT, len(frame) + 1) + struct.pack(CODE_FORMAT, CODE_FILE_DATA) + frame
-                        )
+                        header = struct.pack(SIZE_FORMAT, len(frame) + 1) + struct.pack(CODE_FORMAT, CODE_FILE_DATA)
+                        await self._sendall(b"".join((header, frame)))  # a piece may be a view (of a chunk read)
                 await self._sendall(struct.pack(SIZE_FORMAT, 1) + struct.pack(CODE_FORMAT, CODE_SUCCESS))
                 self._trace_file("host", path, sent, started)
             except OSError as exc:

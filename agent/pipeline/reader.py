@@ -70,17 +70,19 @@ class BlobReader:
                 self._pack_keys.popitem(last=False)
         return key
 
-    def _get_range(self, name: str, offset: int, length: int) -> bytes:
+    def _get_range(self, name: str, offset: int, length: int, *, writable: bool = False) -> bytes | bytearray:
+        storage = self.repository.storage
         try:
-            data = self.repository.storage.get_range(name, offset, length)
+            data = storage.get_range_writable(name, offset, length) if writable else storage.get_range(name, offset, length)
         except ObjectNotFoundError as exc:
             raise RepositoryDamagedError(f"pack {name} is missing") from exc
         if len(data) != length:
             raise RepositoryDamagedError(f"pack {name} is truncated")
         return data
 
-    def read(self, space: str, chunk_id: bytes) -> bytes:
-        """The verified plaintext of a chunk, from the first of its candidate locations that holds it."""
+    def read(self, space: str, chunk_id: bytes) -> bytes | memoryview:
+        """The verified plaintext of a chunk, from the first of its candidate locations that holds it: a view
+        of the buffer it was read and decrypted in when it was stored raw (that buffer is the chunk's own)."""
         failures: list[RepositoryDamagedError] = []
         for location in self.locate(space, chunk_id):
             try:
@@ -95,13 +97,13 @@ class BlobReader:
             raise failures[0]
         raise RepositoryDamagedError(f"{failures[0]} (and {len(failures) - 1} other locations fail too)")
 
-    def read_at(self, location: BlobLocation, chunk_id: bytes) -> bytes:
+    def read_at(self, location: BlobLocation, chunk_id: bytes) -> bytes | memoryview:
         """Read and verify the chunk at one location; damage (or a wrong location) raises RepositoryDamagedError."""
         name = self.repository.pack_name(location.space, location.pack)
         with self._lock:
             self.packs_touched.add(location.pack)
         key = self._pack_key(location, name)
-        sealed = self._get_range(name, location.offset, location.length)
+        sealed = self._get_range(name, location.offset, location.length, writable=True)  # decrypted in place
         payload, compressed = open_blob(key, location.offset, chunk_id, sealed, f"pack {name}")
         try:
             plain = compression.decompress(payload, location.raw_length) if compressed else payload
@@ -114,7 +116,7 @@ class BlobReader:
             raise RepositoryDamagedError(f"pack {name}: blob {chunk_id.hex()[:16]} does not match its ID")
         return plain
 
-    def read_stream(self, space: str, chunk_ids: Iterable[bytes]) -> Iterator[bytes]:
+    def read_stream(self, space: str, chunk_ids: Iterable[bytes]) -> Iterator[bytes | memoryview]:
         """Yield the plaintext of each chunk in order, prefetching as many ahead as the storage asks for."""
         ahead = self.repository.storage.read_ahead
         if ahead <= 0:

@@ -154,10 +154,20 @@ def open_pack_key(header: bytes, category_private_keys: list[bytes], tag: str, p
         raise RepositoryDamagedError(f"pack {pack_name}: its key does not open (damaged or not this category)") from exc
 
 
-def open_blob(pack_key: bytes, offset: int, chunk_id: bytes, sealed: bytes, where: str) -> tuple[bytes, bool]:
-    """Return (payload, compressed) of the blob stored at `offset`; damage raises RepositoryDamagedError."""
+def open_blob(
+    pack_key: bytes, offset: int, chunk_id: bytes, sealed: bytes | bytearray, where: str
+) -> tuple[bytes | memoryview, bool]:
+    """Return (payload, compressed) of the blob stored at `offset`; damage raises RepositoryDamagedError.
+
+    A `bytearray` (what a local folder reads into) is decrypted in place and the payload is a view of it:
+    no second buffer of the blob's size to allocate and fault in, which was half the page faults of a
+    restore. Other sealed bytes are decrypted into a new object."""
     try:
-        flag, payload = native.gcm_open(pack_key, _blob_nonce(offset), _blob_ad(chunk_id), sealed, True)
+        if isinstance(sealed, bytearray):
+            flag, length = native.gcm_open_in_place(pack_key, _blob_nonce(offset), _blob_ad(chunk_id), sealed, True)
+            payload: bytes | memoryview = memoryview(sealed)[1 : 1 + length]
+        else:
+            flag, payload = native.gcm_open(pack_key, _blob_nonce(offset), _blob_ad(chunk_id), sealed, True)
     except native.AuthenticationError as exc:
         raise RepositoryDamagedError(f"{where}: blob {chunk_id.hex()[:16]} fails authentication") from exc
     return payload, flag == FLAG_ZSTD

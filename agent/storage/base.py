@@ -61,6 +61,12 @@ class Storage(ABC):
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         """Return `length` bytes from `offset`; fewer only at the end of the object."""
 
+    def get_range_writable(self, name: str, offset: int, length: int) -> bytearray:
+        """As `get_range`, into a buffer the caller owns and may overwrite: a blob is decrypted in place.
+        Backends that can read straight into it override this; layers that watch or change reads override
+        both."""
+        return bytearray(self.get_range(name, offset, length))
+
     @abstractmethod
     def stat(self, name: str) -> ObjectInfo:
         """Return the object's info; `ObjectNotFoundError` if absent."""

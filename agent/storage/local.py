@@ -13,12 +13,15 @@ import errno
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from agent.errors import ObjectExistsError, ObjectNotFoundError, StorageError
 from agent.storage.base import ObjectInfo, Storage
 from agent.storage.direct_io import write_parts
+
+_Read = TypeVar("_Read", bytes, bytearray)
 
 TEMP_PREFIX = ".tmp-"
 STALE_TEMP_SECONDS = 24 * 3600
@@ -101,10 +104,22 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot read {name} from {self.root}: {_describe(exc)}") from exc
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
+        return self._read_range(name, lambda descriptor: os.pread(descriptor, length, offset))
+
+    def get_range_writable(self, name: str, offset: int, length: int) -> bytearray:
+        def read_into(descriptor: int) -> bytearray:
+            buffer = bytearray(length)
+            del buffer[os.preadv(descriptor, [buffer], offset) :]
+            return buffer
+
+        return self._read_range(name, read_into)
+
+    def _read_range(self, name: str, read: Callable[[int], _Read]) -> _Read:
+        # One system call per blob, no buffered reader.
         try:
             descriptor = os.open(self._path(name), os.O_RDONLY)
             try:
-                return os.pread(descriptor, length, offset)  # one system call per blob, no buffered reader
+                return read(descriptor)
             finally:
                 os.close(descriptor)
         except FileNotFoundError as exc:

@@ -25,6 +25,9 @@ class StorageWrapper(Storage):
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         return self.inner.get_range(name, offset, length)
 
+    def get_range_writable(self, name: str, offset: int, length: int) -> bytearray:
+        return self.inner.get_range_writable(name, offset, length)
+
     def stat(self, name: str) -> ObjectInfo:
         return self.inner.stat(name)
 
