@@ -246,16 +246,11 @@ cdef _check_gcm_arguments(const uint8_t[::1] key, const uint8_t[::1] nonce, Py_s
         raise ValueError("a blob must be shorter than 2 GiB")
 
 
-def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
-             const uint8_t[::1] associated not None, const uint8_t[::1] sealed not None, bint flagged=False):
-    """The plaintext of AES-256-GCM `sealed` (ciphertext + tag); AuthenticationError when it does not verify.
-    With `flagged`, `(flag, payload)`: the first plaintext byte apart, as `gcm_seal_into` with a flag wrote it."""
-    cdef Py_ssize_t length = sealed.shape[0]
-    _check_gcm_arguments(key, nonce, length)
-    if length < GCM_TAG + flagged:
-        raise AuthenticationError("the sealed data is shorter than its tag")
-    cdef object plain = PyBytes_FromStringAndSize(NULL, length - GCM_TAG - flagged)
-    cdef uint8_t *out = <uint8_t *> PyBytes_AS_STRING(plain)
+cdef uint8_t _gcm_open_to(const uint8_t[::1] key, const uint8_t[::1] nonce, const uint8_t[::1] associated,
+                          const uint8_t *sealed, Py_ssize_t length, bint flagged, uint8_t *out) except? 0:
+    """Decrypts `length` sealed bytes into `out` (which may be `sealed + flagged` itself: GCM is a stream mode,
+    and libcrypto decrypts in place when output and input are the same bytes); returns the flag byte.
+    Raises AuthenticationError when the tag does not verify."""
     cdef const uint8_t *ad = &associated[0] if associated.shape[0] else NULL
     cdef int ad_length = <int> associated.shape[0]
     cdef int result = 0
@@ -264,13 +259,32 @@ def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
     with nogil:
         ctx = ssl.EVP_CIPHER_CTX_new()
         if ctx != NULL:
-            result = _gcm_open_with(ctx, &key[0], &nonce[0], ad, ad_length, &sealed[0], <int> length,
+            result = _gcm_open_with(ctx, &key[0], &nonce[0], ad, ad_length, sealed, <int> length,
                                     &flag if flagged else NULL, out)
             ssl.EVP_CIPHER_CTX_free(ctx)
     if result < 0:
         raise AuthenticationError("AES-GCM authentication failed")
     if result == 0:
         raise NativeLibraryError("libcrypto failed to decrypt with AES-256-GCM")
+    return flag
+
+
+cdef Py_ssize_t _gcm_plain_length(const uint8_t[::1] key, const uint8_t[::1] nonce, Py_ssize_t length,
+                                  bint flagged) except -1:
+    _check_gcm_arguments(key, nonce, length)
+    if length < GCM_TAG + flagged:
+        raise AuthenticationError("the sealed data is shorter than its tag")
+    return length - GCM_TAG - flagged
+
+
+def gcm_open(const uint8_t[::1] key not None, const uint8_t[::1] nonce not None,
+             const uint8_t[::1] associated not None, const uint8_t[::1] sealed not None, bint flagged=False):
+    """The plaintext of AES-256-GCM `sealed` (ciphertext + tag); AuthenticationError when it does not verify.
+    With `flagged`, `(flag, payload)`: the first plaintext byte apart, as `gcm_seal_into` with a flag wrote it."""
+    cdef Py_ssize_t plain_length = _gcm_plain_length(key, nonce, sealed.shape[0], flagged)
+    cdef object plain = PyBytes_FromStringAndSize(NULL, plain_length)
+    cdef uint8_t flag = _gcm_open_to(key, nonce, associated, &sealed[0], sealed.shape[0], flagged,
+                                     <uint8_t *> PyBytes_AS_STRING(plain))
     return (flag, plain) if flagged else plain
 
 
@@ -280,28 +294,12 @@ def gcm_open_in_place(const uint8_t[::1] key not None, const uint8_t[::1] nonce 
     blob just read): no output buffer to allocate and fault in. Returns the plaintext's length, or
     `(flag, length)` with `flagged`; the plaintext is then `sealed[flagged:flagged + length]`. When it does
     not verify (AuthenticationError), the buffer holds unauthenticated bytes: the caller drops it."""
-    cdef Py_ssize_t length = sealed.shape[0]
-    _check_gcm_arguments(key, nonce, length)
-    if length < GCM_TAG + flagged:
-        raise AuthenticationError("the sealed data is shorter than its tag")
-    cdef const uint8_t *ad = &associated[0] if associated.shape[0] else NULL
-    cdef int ad_length = <int> associated.shape[0]
-    cdef int result = 0
-    cdef uint8_t flag = 0
-    cdef ssl.EVP_CIPHER_CTX *ctx
-    with nogil:
-        ctx = ssl.EVP_CIPHER_CTX_new()
-        if ctx != NULL:
-            # GCM is a stream mode: libcrypto decrypts in place when output and input are the same bytes.
-            result = _gcm_open_with(ctx, &key[0], &nonce[0], ad, ad_length, &sealed[0], <int> length,
-                                    &flag if flagged else NULL, &sealed[0] + flagged)
-            ssl.EVP_CIPHER_CTX_free(ctx)
-    if result < 0:
-        raise AuthenticationError("AES-GCM authentication failed")
-    if result == 0:
-        raise NativeLibraryError("libcrypto failed to decrypt with AES-256-GCM")
-    cdef object plain_length = length - GCM_TAG - flagged
-    return (flag, plain_length) if flagged else plain_length
+    cdef Py_ssize_t plain_length = _gcm_plain_length(key, nonce, sealed.shape[0], flagged)
+    cdef uint8_t flag = _gcm_open_to(key, nonce, associated, &sealed[0], sealed.shape[0], flagged,
+                                     &sealed[0] + flagged)
+    if flagged:
+        return flag, plain_length
+    return plain_length
 
 
 cdef struct Region:
