@@ -83,8 +83,8 @@ class SnapshotBuilder:
         return stats
 
     def store_whole(self, data: bytes, name: str) -> StoredFile:
-        """Store a whole file (Manifest.db, an extra top-level file) in the manifest space. Callers store
-        Manifest.db as soon as they have it, so its bytes are not held while the files are ingested."""
+        """Store a whole file (Manifest.db, an extra top-level file) in the manifest space. The import stores
+        Manifest.db before its files, so it does not hold the bytes while they are ingested."""
         stored = self.writer.store_file(MANIFEST_SPACE, [data], relative_path=name, sqlite_hint=name.endswith(".db"))
         return StoredFile(stored.size, stored.chunks)
 

@@ -45,8 +45,9 @@ _HEX_DIGITS = frozenset("0123456789abcdef")
 class BackupFolder:
     """An opened backup folder. The plists are kept as raw bytes for byte-exact export, next to their parsed
     dictionaries. Manifest.db is not kept (on a device of many files it is large): `read_manifest_db` reads it
-    again, checked against the digest taken when the folder was opened; `records` are the usable rows, `skipped` the rows refused with a reason, `warnings` the
-    oddities that did not stop a row. `other_files` are further top-level files to carry along on export."""
+    again, checked against the digest taken when the folder was opened. `records` are the usable rows,
+    `skipped` the rows refused with a reason, `warnings` the oddities that did not stop a row. `other_files`
+    are further top-level files to carry along on export."""
 
     path: Path
     info_plist: bytes

@@ -72,8 +72,9 @@ class BlobReader:
 
     def _get_range(self, name: str, offset: int, length: int, *, writable: bool = False) -> bytes | bytearray:
         storage = self.repository.storage
+        read = storage.get_range_writable if writable else storage.get_range
         try:
-            data = storage.get_range_writable(name, offset, length) if writable else storage.get_range(name, offset, length)
+            data = read(name, offset, length)
         except ObjectNotFoundError as exc:
             raise RepositoryDamagedError(f"pack {name} is missing") from exc
         if len(data) != length:
