@@ -28,6 +28,11 @@ cdef enum:
     HASH_WINDOW = 64
     GCM_TAG = 16
     GCM_NONCE = 12
+    # The chunker's scan: blocks of SCAN_BLOCK bytes, each hashed as SCAN_LANES stretches side by side (fewer
+    # bytes than SCAN_LANES * MIN_LANE_BYTES: one). Past a cut, at most a block's worth was hashed for nothing.
+    SCAN_BLOCK = 32 * 1024
+    SCAN_LANES = 4
+    MIN_LANE_BYTES = 256
 
 
 class AuthenticationError(Exception):
@@ -141,13 +146,96 @@ cdef class CutFinder:
         value[0] = v
         return 1
 
+    cdef int _judge(self, uint64_t i, uint64_t h, uint64_t first_loose, int *passes) noexcept nogil:
+        """Whether the candidate that ends at byte i (hash h) cuts: its PRF value under the threshold that holds
+        at its length. Returns 1, or 0 when libcrypto fails."""
+        cdef uint64_t v
+        if not self._prf_value(h, &v):
+            return 0
+        passes[0] = v < (self.strict_threshold if i < first_loose else self.loose_threshold)
+        return 1
+
+    cdef int _scan_block(self, const uint8_t *data, uint64_t stream_offset, uint64_t begin, uint64_t end,
+                         uint64_t first_loose, uint64_t *hash_state, uint64_t *cut) noexcept nogil:
+        """Hashes bytes [begin, end), every one of which may end a chunk, and finds the first whose candidate
+        passes: `cut` = its position + 1, or 0 if none does (then `hash_state` is the hash after byte end - 1).
+        Returns 1, or 0 when libcrypto fails.
+
+        The hash is one chain of dependent additions, about two cycles a byte on its own. A block of
+        SCAN_LANES * MIN_LANE_BYTES bytes or more is cut into four stretches hashed side by side, each from 64
+        bytes before its start (the hash forgets a byte after 64 positions, so that gives the stream's own
+        hash): four independent chains, which the CPU runs in parallel. The earliest stretch with a passing
+        candidate holds the cut."""
+        cdef uint64_t length = end - begin
+        cdef uint64_t mask = self.mask
+        cdef const uint64_t *gear = self.gear
+        cdef uint64_t stretch, k, j, lane, position
+        cdef uint64_t h0, h1, h2, h3
+        cdef uint64_t h[SCAN_LANES]
+        cdef uint64_t found[SCAN_LANES]
+        cdef const uint8_t *p0
+        cdef const uint8_t *p1
+        cdef const uint8_t *p2
+        cdef const uint8_t *p3
+        cdef int passes = 0
+        h0 = hash_state[0]
+        position = begin
+        if length >= SCAN_LANES * MIN_LANE_BYTES:
+            stretch = length // SCAN_LANES
+            p0 = data + (begin - stream_offset)
+            p1 = p0 + stretch
+            p2 = p1 + stretch
+            p3 = p2 + stretch
+            h1 = h2 = h3 = 0
+            for j in range(HASH_WINDOW):
+                h1 = (h1 << 1) + gear[(p1 - HASH_WINDOW)[j]]
+                h2 = (h2 << 1) + gear[(p2 - HASH_WINDOW)[j]]
+                h3 = (h3 << 1) + gear[(p3 - HASH_WINDOW)[j]]
+            found[0] = found[1] = found[2] = found[3] = 0
+            for k in range(stretch):
+                h0 = (h0 << 1) + gear[p0[k]]
+                h1 = (h1 << 1) + gear[p1[k]]
+                h2 = (h2 << 1) + gear[p2[k]]
+                h3 = (h3 << 1) + gear[p3[k]]
+                if ((h0 & mask) == 0) | ((h1 & mask) == 0) | ((h2 & mask) == 0) | ((h3 & mask) == 0):
+                    h[0] = h0
+                    h[1] = h1
+                    h[2] = h2
+                    h[3] = h3
+                    for lane in range(SCAN_LANES):
+                        if (h[lane] & mask) == 0 and not found[lane]:
+                            position = begin + lane * stretch + k
+                            if not self._judge(position, h[lane], first_loose, &passes):
+                                return 0
+                            if passes:
+                                found[lane] = position + 1
+                    if found[0]:
+                        cut[0] = found[0]  # nothing comes before the first stretch
+                        return 1
+            for lane in range(SCAN_LANES):
+                if found[lane]:
+                    cut[0] = found[lane]
+                    return 1
+            h0 = h3  # the last stretch goes on over the bytes the division left over
+            position = begin + SCAN_LANES * stretch
+        while position < end:
+            h0 = (h0 << 1) + gear[data[position - stream_offset]]
+            if (h0 & mask) == 0:
+                if not self._judge(position, h0, first_loose, &passes):
+                    return 0
+                if passes:
+                    cut[0] = position + 1
+                    return 1
+            position += 1
+        hash_state[0] = h0
+        cut[0] = 0
+        return 1
+
     cdef int _feed(self, const uint8_t *data, uint64_t length, uint64_t stream_offset, CutList *found) noexcept nogil:
         """Returns 1, or 0 when libcrypto fails or memory runs out."""
         cdef uint64_t data_end = stream_offset + length
-        cdef uint64_t forced, first_counted, first_loose, stop, i, h, v
-        cdef uint64_t mask = self.mask
+        cdef uint64_t forced, first_counted, first_loose, stop, i, h, block_end, cut
         cdef const uint64_t *gear = self.gear
-        cdef int cut_found
         while True:
             forced = self.chunk_start + self.max_size
             if self.scan_position == forced:
@@ -164,20 +252,21 @@ cdef class CutFinder:
             stop = forced if forced < data_end else data_end
             h = self.hash_state
             i = self.scan_position
-            cut_found = 0
-            while i < stop:
+            while i < stop and i < first_counted:  # the 63 bytes that only fill the hash window
                 h = (h << 1) + gear[data[i - stream_offset]]
-                if (h & mask) == 0 and i >= first_counted:
-                    if not self._prf_value(h, &v):
-                        return 0
-                    if v < (self.strict_threshold if i < first_loose else self.loose_threshold):
-                        cut_found = 1
-                        break
                 i += 1
-            if cut_found:
-                if not _append_cut(found, i + 1):
+            cut = 0
+            while i < stop:
+                block_end = i + SCAN_BLOCK if stop - i > SCAN_BLOCK else stop
+                if not self._scan_block(data, stream_offset, i, block_end, first_loose, &h, &cut):
                     return 0
-                self._start_chunk(i + 1)
+                if cut:
+                    break
+                i = block_end
+            if cut:
+                if not _append_cut(found, cut):
+                    return 0
+                self._start_chunk(cut)
             else:
                 self.hash_state = h
                 self.scan_position = i

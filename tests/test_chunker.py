@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import tracemalloc
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from conftest import runs_without_the_gil
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import _native
 from agent.errors import UsageError
@@ -33,33 +36,62 @@ def reference_cut_points(secret: bytes, params: ChunkerParams, data: bytes) -> l
     def hkdf(info: bytes, length: int) -> bytes:
         return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
-    gear_bytes = hkdf(b"coffer chunker gear v1", 2048)
-    gear = [int.from_bytes(gear_bytes[i * 8 : i * 8 + 8], "little") for i in range(256)]
-    prf = Cipher(algorithms.AES(hkdf(b"coffer chunker prf v1", 16)), modes.ECB()).encryptor()
     bits = 0
     while 64 << (bits + 1) <= params.avg_size:
         bits += 1
-    top_bits_mask = MASK64 ^ (MASK64 >> bits)
-    strict = 2**64 * 2**bits // (4 * params.avg_size)
-    loose = 2**64 * 4 * 2**bits // params.avg_size
+    rule = CutRule(
+        gear_table=hkdf(b"coffer chunker gear v1", 2048),
+        prf_key=hkdf(b"coffer chunker prf v1", 16),
+        mask=MASK64 ^ (MASK64 >> bits),
+        strict=2**64 * 2**bits // (4 * params.avg_size),
+        loose=2**64 * 4 * 2**bits // params.avg_size,
+        params=params,
+    )
+    return rule.cut_points(data)
 
-    cuts = []
-    start = 0
-    h = 0
-    for i, byte in enumerate(data):
-        h = ((h << 1) + gear[byte]) & MASK64
-        cut = i + 1
-        length = cut - start
-        cut_here = length == params.max_size
-        if not cut_here and i >= 63 and h & top_bits_mask == 0 and length >= params.min_size:
-            value = int.from_bytes(prf.update(h.to_bytes(8, "little") + bytes(8))[:8], "little")
-            cut_here = value < (strict if length < params.avg_size else loose)
-        if cut_here:
-            cuts.append(cut)
-            start = cut
-    if start < len(data):
-        cuts.append(len(data))
-    return cuts
+
+@dataclass(frozen=True)
+class CutRule:
+    """The cut rule with its constants given outright, as the native CutFinder takes them."""
+
+    gear_table: bytes
+    prf_key: bytes
+    mask: int
+    strict: int
+    loose: int
+    params: ChunkerParams
+
+    def native(self) -> _native.CutFinder:
+        p = self.params
+        return _native.CutFinder(
+            self.gear_table, self.prf_key, self.mask, self.strict, self.loose, p.min_size, p.avg_size, p.max_size
+        )
+
+    def cut_points(self, data: bytes) -> list[int]:
+        """Every chunk end, the last one being len(data)."""
+        cuts = self.settled_cuts(data)
+        return [*cuts, len(data)] if data and (not cuts or cuts[-1] != len(data)) else cuts
+
+    def settled_cuts(self, data: bytes) -> list[int]:
+        """The cuts the rule makes within `data` (the stream's end is no cut of its own)."""
+        gear = [int.from_bytes(self.gear_table[i * 8 : i * 8 + 8], "little") for i in range(256)]
+        prf = Cipher(algorithms.AES(self.prf_key), modes.ECB()).encryptor()
+        params = self.params
+        cuts = []
+        start = 0
+        h = 0
+        for i, byte in enumerate(data):
+            h = ((h << 1) + gear[byte]) & MASK64
+            cut = i + 1
+            length = cut - start
+            cut_here = length == params.max_size
+            if not cut_here and i >= 63 and h & self.mask == 0 and length >= params.min_size:
+                value = int.from_bytes(prf.update(h.to_bytes(8, "little") + bytes(8))[:8], "little")
+                cut_here = value < (self.strict if length < params.avg_size else self.loose)
+            if cut_here:
+                cuts.append(cut)
+                start = cut
+        return cuts
 
 
 def random_pieces(data: bytes, rng: random.Random, largest: int) -> Iterator[bytes | bytearray | memoryview]:
@@ -117,6 +149,87 @@ def test_native_matches_reference(params: ChunkerParams, key_seed: int) -> None:
         assert ends(streamed) == expected
         assert b"".join(streamed) == data
     assert len(expected) > 10
+
+
+@st.composite
+def cut_rule_cases(draw: st.DrawFn) -> tuple[CutRule, bytes, list[int]]:
+    """A cut rule with any constants, content mixing random bytes with runs of one value and repeated patterns,
+    and the sizes of the pieces it arrives in. Thresholds at the top let every candidate cut, so each cut shows
+    the hash at one position: a scan that carried a wrong hash over a block, stretch or piece edge (the native
+    scan hashes 32 KiB blocks as four stretches side by side) cuts elsewhere."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    bits = draw(st.integers(0, 16))
+    min_size = draw(st.integers(64, 6000))
+    avg_size = draw(st.integers(min_size, 40_000))
+    max_size = draw(st.integers(avg_size, 150_000))
+    threshold = st.one_of(st.just(MASK64), st.integers(0, MASK64))
+    rule = CutRule(
+        gear_table=rng.randbytes(2048),
+        prf_key=rng.randbytes(16),
+        mask=MASK64 ^ (MASK64 >> bits),
+        strict=draw(threshold),
+        loose=draw(threshold),
+        params=ChunkerParams(min_size, avg_size, max_size),
+    )
+    parts = []
+    for kind in draw(st.lists(st.sampled_from(["random", "run", "pattern"]), min_size=1, max_size=6)):
+        size = draw(st.integers(1, 60_000))
+        if kind == "random":
+            parts.append(rng.randbytes(size))
+        elif kind == "run":
+            parts.append(bytes([rng.randrange(256)]) * size)
+        else:
+            pattern = rng.randbytes(rng.randint(1, 300))
+            parts.append((pattern * (size // len(pattern) + 1))[:size])
+    return rule, b"".join(parts), draw(st.lists(st.integers(0, 70_000), max_size=8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut_rule_cases())
+def test_native_scan_matches_reference_for_any_rule(case: tuple[CutRule, bytes, list[int]]) -> None:
+    rule, data, piece_sizes = case
+    expected = rule.settled_cuts(data)
+    assert rule.native().feed(data, 0) == expected
+    finder, cuts, offset = rule.native(), [], 0
+    for size in [*piece_sizes, len(data)]:
+        piece = data[offset : offset + size]
+        cuts += finder.feed(piece, offset) if piece else []
+        offset += len(piece)
+    assert cuts == expected
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("block, stretch", [(1, 0), (2, 0), (3, 0), (0, 1), (1, 2), (2, 3)])
+@pytest.mark.parametrize("split", [None, -1, 0, 1])
+def test_the_hash_carries_over_block_stretch_and_piece_edges(
+    seed: int, block: int, stretch: int, split: int | None
+) -> None:
+    """A wrong hash carried over an edge of the scan lasts 63 bytes, so it is looked for there. The native scan
+    hashes 32 KiB blocks as four 8 KiB stretches side by side, and a stream's pieces one after the other. Here
+    every position is a candidate, none passes before avg_size (strict threshold 0) and half of them after it,
+    and the filler is a run of a byte whose constant hash fails. Random bytes fill the 64 bytes before an edge,
+    avg_size starts at the edge: the first cut lands in the 63 bytes after it, where each position's hash still
+    holds bytes from before the edge. The stream is also split into two pieces at (or next to) the edge."""
+    rng = random.Random(seed)
+    min_size = 1000
+    edge = min_size - 1 + block * 32 * 1024 + stretch * 8 * 1024  # the scan of the first chunk starts at min - 1
+    rule = CutRule(rng.randbytes(2048), rng.randbytes(16), mask=0, strict=0, loose=1 << 63,
+                   params=ChunkerParams(min_size, edge + 1, 400_000))
+    gear = [int.from_bytes(rule.gear_table[i * 8 : i * 8 + 8], "little") for i in range(256)]
+    prf = Cipher(algorithms.AES(rule.prf_key), modes.ECB()).encryptor()
+    filler = next(
+        b for b in range(256)
+        if int.from_bytes(prf.update(run_hash(gear, b).to_bytes(8, "little") + bytes(8))[:8], "little") >= 1 << 63
+    )
+    data = bytearray([filler]) * 200_000
+    data[edge - 64 : edge] = rng.randbytes(64)
+    expected = rule.settled_cuts(bytes(data))
+    assert edge < expected[0] <= edge + 63
+    if split is None:
+        assert rule.native().feed(data, 0) == expected
+    else:
+        finder = rule.native()
+        assert finder.feed(data[: edge + split], 0) + finder.feed(data[edge + split :], edge + split) == expected
 
 
 def test_streaming_equals_whole_buffer_and_reconstructs_input() -> None:
