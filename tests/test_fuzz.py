@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 FUZZ = Path(__file__).resolve().parent / "fuzz"
-HARNESSES = ("plist", "mbfile", "manifest_db", "folder")
+HARNESSES = ("plist", "bplist", "mbfile", "manifest_db", "folder")
 TOTAL_SECONDS = float(os.environ.get("COFFER_FUZZ_SECONDS", "120"))
 SEED = int(os.environ.get("COFFER_FUZZ_SEED", "1"))
 

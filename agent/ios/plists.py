@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.parsers.expat import ExpatError
 
+from agent._bplist import loads_measured as load_binary_plist
 from agent.errors import BackupFormatError
 from agent.ios.identity import DeviceIdentity
 
@@ -30,6 +31,7 @@ PLIST_ERRORS = (
 # What plistlib.dumps raises for values its reader accepted (non-string keys, integers beyond 64 bits).
 PLIST_WRITE_ERRORS = (TypeError, OverflowError, ValueError)
 
+BINARY_MAGIC = b"bplist00"  # what plistlib recognises a binary plist by
 STATUS_PLIST_VERSION = "3.3"
 MANIFEST_PLIST_VERSION = "10.0"
 SYSTEM_DOMAINS_VERSION = "24.0"
@@ -46,59 +48,28 @@ EXPANSION_SLACK = 1 << 20
 
 def load_plist(data: bytes, name: str) -> Any:
     """Parse a binary or XML plist; a truncated or malformed one, or one whose references expand into a cycle or
-    a far larger tree than its bytes, raises BackupFormatError naming `name`."""
+    a far larger tree than its bytes, raises BackupFormatError naming `name`. Binary plists (every MBFile record
+    of a Manifest.db) go through the native reader, which gives what plistlib gives, six times faster, and
+    measures the expansion as it reads (only the binary format has references; an XML tree is no larger than
+    its text)."""
+    expanded = 0
     try:
-        value = plistlib.loads(data)
+        if data.startswith(BINARY_MAGIC):
+            value, expanded = load_binary_plist(data)
+        else:
+            value = plistlib.loads(data)
     except PLIST_ERRORS as error:
         # plistlib's only AttributeError is its date pattern failing to match
         detail = "a <date> that is not a date" if isinstance(error, AttributeError) else repr(error)
         raise BackupFormatError(f"{name} is truncated or is not a valid property list ({detail})") from error
-    if data.startswith(b"bplist"):  # only the binary format has references; an XML tree is no larger than its text
-        _check_expansion(value, EXPANSION_FACTOR * len(data) + EXPANSION_SLACK, name)
+    if expanded < 0:
+        raise BackupFormatError(f"{name} holds a container that contains itself; it is not a property list a "
+                                "device writes")
+    limit = EXPANSION_FACTOR * len(data) + EXPANSION_SLACK
+    if expanded > limit:
+        raise BackupFormatError(f"{name} refers to its own objects so often that it would expand beyond "
+                                f"{limit:,} bytes; it is not a property list a device writes")
     return value
-
-
-def _check_expansion(root: Any, limit: int, name: str) -> None:
-    """Raise BackupFormatError when `root`, written out as a tree, would exceed `limit` (strings and data count
-    their length, everything else one) or refers to itself. Iterative, and each shared container is sized once.
-    Runs for every MBFile record of an import, hence the inlined type tests (plistlib builds plain dicts and
-    lists)."""
-    if type(root) is not dict and type(root) is not list:
-        return
-    sizes: dict[int, int] = {}  # id of a finished container -> its expanded size
-    open_ids: set[int] = set()  # containers entered but not finished: the path from the root
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        key = id(node)
-        children = node.values() if type(node) is dict else node
-        if finished:
-            open_ids.discard(key)
-            total = 1
-            for child in children:
-                kind = type(child)
-                if kind is dict or kind is list:
-                    total += sizes[id(child)]
-                elif kind is str or kind is bytes:
-                    total += len(child) or 1
-                else:
-                    total += 1
-            if total > limit:
-                raise BackupFormatError(f"{name} refers to its own objects so often that it would expand beyond "
-                                        f"{limit:,} bytes; it is not a property list a device writes")
-            sizes[key] = total
-            continue
-        if key in sizes:
-            continue
-        if key in open_ids:
-            raise BackupFormatError(f"{name} holds a container that contains itself; it is not a property list a "
-                                    "device writes")
-        open_ids.add(key)
-        stack.append((node, True))
-        for child in children:
-            kind = type(child)
-            if (kind is dict or kind is list) and id(child) not in sizes:
-                stack.append((child, False))
 
 
 def load_plist_dict(data: bytes, name: str) -> dict[str, Any]:

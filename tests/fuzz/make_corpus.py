@@ -57,12 +57,17 @@ def main() -> None:
                       digest=bytes(20)),
     ]
     _write("mbfile", mbfiles)
-    _write("plist", [
+    plists = [
         info_plist_bytes(),
         build_status_plist(date=FIXED_DATE, backup_uuid="5E1A4F2C-0000-4000-8000-000000000001"),
         build_manifest_plist(device=DEVICE, backup_keybag=b"keybag", manifest_key=bytes(44), date=FIXED_DATE),
         plistlib.dumps({"Date": FIXED_DATE, "Data": b"\x00\x01", "Real": 1.5, "List": [1, "two", True]}),
-    ])
+    ]
+    _write("plist", plists)
+    every_type = {"Date": FIXED_DATE.replace(tzinfo=None), "Data": b"\x00" * 20, "Reals": [1.5, -0.0, 1e300], "Ints": [0, -1, 1 << 63, 255],
+                  "UID": plistlib.UID(7), "Text": "caf\u00e9 \U0001f600", "Empty": [{}, "", b""], "None": [True, False]}
+    _write("bplist", [*mbfiles, *(p for p in plists if p.startswith(b"bplist00")),
+                      plistlib.dumps(every_type, fmt=plistlib.FMT_BINARY)])
     records = [
         FileRecord.create("HomeDomain", "", 2),
         FileRecord.create("HomeDomain", "Library/SMS/sms.db", 1, size=4096),
