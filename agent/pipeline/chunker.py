@@ -33,7 +33,9 @@ can be recovered from observed chunk sizes, so the cut decision goes through a P
    chance of a cut before 1 MiB, then 256 KiB on average).
 
 Steps 2 to 4 run in the native extension (`agent._native.CutFinder`): one call per piece
-of the stream, with the GIL released over the whole piece. tests/test_chunker.py holds
+of the stream, with the GIL released over the whole piece. It hashes 32 KiB at a time as four
+stretches side by side (each from 64 bytes before its start, which gives the same hash), and
+the earliest stretch with a passing candidate holds the cut. tests/test_chunker.py holds
 the byte-by-byte reference it is checked against.
 
 SQLite files (`is_sqlite_name`) dedup far better when cut at page boundaries, since
