@@ -221,7 +221,7 @@ def test_the_hash_carries_over_block_stretch_and_piece_edges(
         b for b in range(256)
         if int.from_bytes(prf.update(run_hash(gear, b).to_bytes(8, "little") + bytes(8))[:8], "little") >= 1 << 63
     )
-    data = bytearray([filler]) * 200_000
+    data = bytearray([filler]) * (edge + 256)
     data[edge - 64 : edge] = rng.randbytes(64)
     expected = rule.settled_cuts(bytes(data))
     assert edge < expected[0] <= edge + 63
