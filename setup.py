@@ -1,6 +1,6 @@
-"""Builds the Cython extensions from `ext/`: `agent._bplist` (the binary plist reader) and `agent._native`,
-linked against the system's libcrypto (OpenSSL) and libzstd: their headers come from libssl-dev and libzstd-dev on Debian (.ci/setup installs them; README lists
-the packages for other systems)."""
+"""Builds the Cython extensions from `ext/`: `agent._bplist` (the binary plist reader, Python's C API only) and
+`agent._native`, linked against the system's libcrypto (OpenSSL) and libzstd: their headers come from libssl-dev
+and libzstd-dev on Debian (.ci/setup installs them; README lists the packages for other systems)."""
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup

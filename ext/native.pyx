@@ -28,8 +28,8 @@ cdef enum:
     HASH_WINDOW = 64
     GCM_TAG = 16
     GCM_NONCE = 12
-    # The chunker's scan: blocks of SCAN_BLOCK bytes, each hashed as SCAN_LANES stretches side by side (fewer
-    # bytes than SCAN_LANES * MIN_LANE_BYTES: one). Past a cut, at most a block's worth was hashed for nothing.
+    # The chunker's scan: blocks of SCAN_BLOCK bytes, each hashed as SCAN_LANES stretches side by side (a block
+    # shorter than SCAN_LANES * MIN_LANE_BYTES as one). Past a cut, at most a block was hashed for nothing.
     SCAN_BLOCK = 32 * 1024
     SCAN_LANES = 4
     MIN_LANE_BYTES = 256

@@ -64,8 +64,9 @@ def main() -> None:
         plistlib.dumps({"Date": FIXED_DATE, "Data": b"\x00\x01", "Real": 1.5, "List": [1, "two", True]}),
     ]
     _write("plist", plists)
-    every_type = {"Date": FIXED_DATE.replace(tzinfo=None), "Data": b"\x00" * 20, "Reals": [1.5, -0.0, 1e300], "Ints": [0, -1, 1 << 63, 255],
-                  "UID": plistlib.UID(7), "Text": "caf\u00e9 \U0001f600", "Empty": [{}, "", b""], "None": [True, False]}
+    every_type = {"Date": FIXED_DATE.replace(tzinfo=None), "Data": b"\x00" * 20, "Reals": [1.5, -0.0, 1e300],
+                  "Ints": [0, -1, 1 << 63, 255], "UID": plistlib.UID(7), "Text": "caf\u00e9 \U0001f600",
+                  "Empty": [{}, "", b""], "Bools": [True, False]}
     _write("bplist", [*mbfiles, *(p for p in plists if p.startswith(b"bplist00")),
                       plistlib.dumps(every_type, fmt=plistlib.FMT_BINARY)])
     records = [
