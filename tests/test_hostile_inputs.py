@@ -5,6 +5,7 @@ the row as skipped while the rest of the backup is imported and restored."""
 from __future__ import annotations
 
 import plistlib
+import struct
 from pathlib import Path
 
 import pytest
@@ -140,15 +141,27 @@ def test_mbfile_integers_wider_than_64_bits_are_skipped_before_they_reach_a_rest
         encode_mbfile(**decode_mbfile(record.blob))
 
 
+def _object_offset(data: bytes, encoded: bytes) -> int:
+    """Where the object encoded as `encoded` starts in a binary plist, found through its offset table (the same
+    bytes may also occur by chance inside the random data or a blob)."""
+    offset_size, _, count, _, table = struct.unpack(">6xBBQQQ", data[-32:])
+    for index in range(count):
+        start = table + index * offset_size
+        offset = int.from_bytes(data[start:start + offset_size], "big")
+        if data[offset:offset + len(encoded)] == encoded:
+            return offset
+    raise AssertionError(f"no object {encoded!r} in the plist")
+
+
 def _manifest_plist_with(built: BuiltBackup, hostile: str) -> None:
     """Manifest.plist holding what plistlib reads but cannot write back (found by tests/fuzz/fuzz_plist.py)."""
     path = built.path / "Manifest.plist"
     manifest = plistlib.loads(path.read_bytes())
     if hostile == "integer-key":  # a binary plist dictionary may have any object as a key
         manifest["Lockdown"]["Q"] = 1
-        data = plistlib.dumps(manifest, fmt=plistlib.FMT_BINARY)
-        assert data.count(b"\x51Q") == 1
-        path.write_bytes(data.replace(b"\x51Q", b"\x10Q"))  # the 1-character string "Q" becomes the integer 81
+        data = bytearray(plistlib.dumps(manifest, fmt=plistlib.FMT_BINARY))
+        data[_object_offset(data, b"\x51Q")] = 0x10  # the 1-character string "Q" becomes the integer 81
+        path.write_bytes(data)
         assert 81 in plistlib.loads(path.read_bytes())["Lockdown"]
     else:  # an XML integer beyond 64 bits
         manifest["Applications"] = {"big": 1}
