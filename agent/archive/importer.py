@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import os
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from agent.ios.categories import classify
 from agent.ios.folder import INFO_PLIST, MANIFEST_DB, MANIFEST_PLIST, BackupFolder
 from agent.ios.identity import DeviceIdentity
 from agent.ios.plists import load_plist_dict
-from agent.ios.records import FileRecord
+from agent.ios.records import FileRecord, PackedRecords
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
 from agent.repository import locks
@@ -83,10 +82,11 @@ def import_folder(
 ) -> ImportResult:
     folder, backup_password = _open_folder(repository, locate_backup_folder(path), backup_password)
     # Announce the backup before reading the index, so prune never deletes a pack this run may reuse.
-    with locks.running_backup(repository):
+    cache = FilesCache(repository.config.repository_id, repository.device_tag(folder.device.udid))
+    with locks.running_backup(repository), cache:
         writer = BlobWriter(repository, index_for_backup(repository))
         commit = _import(
-            repository, folder, writer, backup_password, progress, workers or default_workers(), use_files_cache
+            repository, folder, writer, cache, backup_password, progress, workers or default_workers(), use_files_cache
         )
     return ImportResult(commit, writer.stats, len(folder.skipped), folder.warnings)
 
@@ -122,6 +122,7 @@ def _import(
     repository: Repository,
     folder: BackupFolder,
     writer: BlobWriter,
+    cache: FilesCache,
     backup_password: str | None,
     progress: bool,
     workers: int,
@@ -129,23 +130,27 @@ def _import(
 ) -> CommitResult:
     builder = SnapshotBuilder(repository, writer)
     manifest_db = builder.store_whole(folder.read_manifest_db(), MANIFEST_DB)
-    cache = FilesCache(repository.config.repository_id, repository.device_tag(folder.device.udid))
-    files: deque[tuple[FileRecord, str | None]] = deque()
+    # The files to read, packed like the folder's rows (memory per file is most of what grows with a device).
+    files = PackedRecords()
+    stamps: deque[str | None] = deque()
+    to_read = 0
     for record in folder.take_records():
         if not record.is_file:
             builder.add(record, None)
             continue
         stamp = fingerprint(record, folder.path / record.blob_name)
-        cached = cache.lookup(record.file_id, stamp, writer.index) if use_files_cache else None
+        cached = cache.lookup(record, stamp, writer.index) if use_files_cache else None
         if cached is not None:
             builder.add(record, StoredStream(cached.chunks, cached.size), cached.category)
             cache.remember(record.file_id, cached)
             writer.stats.files_unchanged += 1
             writer.stats.unchanged_bytes += cached.size
         else:
-            files.append((record, stamp))
+            files.append(record)
+            stamps.append(stamp)
+            to_read += record.size
 
-    with Progress("import", sum(r.size for r, _ in files), enabled=progress) as bar:
+    with Progress("import", to_read, enabled=progress) as bar:
 
         def store(item: tuple[FileRecord, str | None]) -> None:
             record, stamp = item
@@ -161,7 +166,8 @@ def _import(
                 cache.remember(record.file_id, CachedFile(stamp, category, stored.size, stored.chunks))
 
         try:
-            for _ in bounded_map(store, _draining(files), workers=workers, in_flight=workers * 2):
+            queue = ((record, stamps.popleft()) for record in files.drain())
+            for _ in bounded_map(store, queue, workers=workers, in_flight=workers * 2):
                 pass
         except BaseException:
             # Keep what was uploaded indexed, so the next run resumes instead of starting over.
@@ -187,9 +193,3 @@ def _import(
     )
     cache.save()
     return commit
-
-
-def _draining(items: deque[tuple[FileRecord, str | None]]) -> Iterator[tuple[FileRecord, str | None]]:
-    """The items, each let go as it is handed out: a stored file's row then lives on only in its snapshot part."""
-    while items:
-        yield items.popleft()

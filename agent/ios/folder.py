@@ -25,10 +25,10 @@ from agent.ios.encryption import (
     unwrap_file_key,
 )
 from agent.ios.identity import DeviceIdentity
-from agent.ios.manifest_db import ManifestRow, manifest_db_bytes, read_manifest_rows, write_atomically
+from agent.ios.manifest_db import ManifestRow, iter_manifest_rows, manifest_db_bytes, write_atomically
 from agent.ios.plists import PLIST_WRITE_ERRORS, dump_binary, load_plist_dict
-from agent.ios.records import FileRecord
-from agent.ios.safety import SkippedEntry, check_rows, file_id_problem
+from agent.ios.records import FileRecord, PackedRecords
+from agent.ios.safety import CheckedRows, SkippedEntry, file_id_problem, iter_checked_rows
 from agent.storage.direct_io import DirectWriter
 
 INFO_PLIST = "Info.plist"
@@ -59,7 +59,7 @@ class BackupFolder:
     manifest_db_digest: bytes  # SHA-256 of Manifest.db as stored (encrypted or not)
     class_keys: ClassKeys | None
     device: DeviceIdentity
-    records: list[FileRecord] = field(default_factory=list)
+    records: PackedRecords = field(default_factory=PackedRecords)
     skipped: list[SkippedEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     other_files: list[str] = field(default_factory=list)
@@ -108,15 +108,15 @@ class BackupFolder:
         )
         if password is not None and class_keys is None:
             folder.warnings.append("a backup password was given, but this backup is not encrypted")
-        folder._load_rows(read_manifest_rows(plaintext_db, str(path / MANIFEST_DB)))
+        folder._load_rows(iter_manifest_rows(plaintext_db, str(path / MANIFEST_DB)))
         folder._scan_top_level()
         return folder
 
-    def take_records(self) -> list[FileRecord]:
-        """The usable rows, handed over: the folder keeps none, so a caller that drops each row once it is
-        stored holds only the rows still to store (on a device of many files, the bulk of import memory)."""
-        records, self.records = self.records, []
-        return records
+    def take_records(self) -> Iterator[FileRecord]:
+        """The usable rows, handed over one by one: the folder keeps none, so a caller that drops each row once
+        it is stored holds only the rows still to store (on a device of many files, the bulk of import
+        memory)."""
+        return self.records.drain()
 
     def read_manifest_db(self) -> bytes:
         """Manifest.db as stored (encrypted or not), the same bytes the records were read from: a Manifest.db
@@ -164,16 +164,17 @@ class BackupFolder:
                     f"{blob_path} changed: it no longer has its recorded size of {record.size} bytes"
                 )
 
-    def _load_rows(self, rows: list[ManifestRow]) -> None:
-        checked = check_rows(rows)
-        self.skipped.extend(checked.skipped)
-        self.warnings.extend(checked.warnings)
-        for record in checked.records:
+    def _load_rows(self, rows: Iterable[ManifestRow]) -> None:
+        checked = CheckedRows()
+        unusable: list[SkippedEntry] = []
+        for record in iter_checked_rows(rows, checked):
             usable, reason = self._check_file(record) if record.is_file else (record, "")
             if usable is None:
-                self.skipped.append(SkippedEntry(record.file_id, record.domain, record.relative_path, reason))
+                unusable.append(SkippedEntry(record.file_id, record.domain, record.relative_path, reason))
             else:
                 self.records.append(usable)
+        self.skipped.extend(checked.skipped + unusable)
+        self.warnings.extend(checked.warnings)
 
     def _check_file(self, record: FileRecord) -> tuple[FileRecord | None, str]:
         expected = record.size

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,12 @@ class ManifestRow:
 def read_manifest_rows(data: bytes, name: str = "Manifest.db") -> list[ManifestRow]:
     """Every Files row in storage order. Not a SQLite database, or no Files table of the expected shape:
     BackupFormatError naming `name`."""
+    return list(iter_manifest_rows(data, name))
+
+
+def iter_manifest_rows(data: bytes, name: str = "Manifest.db") -> Iterator[ManifestRow]:
+    """The Files rows in storage order, read one at a time (a large Manifest.db is not held as rows); errors
+    as `read_manifest_rows`, raised when met."""
     if not data.startswith(_SQLITE_MAGIC) or len(data) < 100:
         raise BackupFormatError(f"{name} is not a SQLite database (wrong password, damage or not a backup?)")
     if data[18:20] == _WAL_FORMAT:
@@ -62,10 +68,8 @@ def read_manifest_rows(data: bytes, name: str = "Manifest.db") -> list[ManifestR
         )
         # Most rows share a domain with others: one string per domain instead of one per row (memory per file).
         domains: dict[object, object] = {}
-        return [
-            ManifestRow(file_id, domains.setdefault(domain, domain), path, flags, blob)
-            for file_id, domain, path, flags, blob in cursor
-        ]
+        for file_id, domain, path, flags, blob in cursor:
+            yield ManifestRow(file_id, domains.setdefault(domain, domain), path, flags, blob)
     except sqlite3.Error as error:
         raise BackupFormatError(f"{name} is not a valid Manifest.db ({error})") from error
     except UnicodeDecodeError as error:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -103,6 +103,13 @@ def check_rows(rows: Iterable[ManifestRow]) -> CheckedRows:
     """Validate every row of a Manifest.db (typed columns, safe names, known flags, unique fileIDs, a readable
     MBFile record); what a backup folder or a device sends is hostile input until this says otherwise."""
     checked = CheckedRows()
+    checked.records.extend(iter_checked_rows(rows, checked))
+    return checked
+
+
+def iter_checked_rows(rows: Iterable[ManifestRow], checked: CheckedRows) -> Iterator[FileRecord]:
+    """`check_rows` one row at a time: yields the usable records and adds skips and warnings to `checked` as
+    they are met (for a caller that keeps the records in its own form)."""
     seen: set[str] = set()
     for row in rows:
         record, reason = _check_row(row, seen, checked.warnings)
@@ -110,5 +117,4 @@ def check_rows(rows: Iterable[ManifestRow]) -> CheckedRows:
             checked.skipped.append(SkippedEntry(_text(row.file_id), _text(row.domain), _text(row.relative_path), reason))
         else:
             seen.add(record.file_id)
-            checked.records.append(record)
-    return checked
+            yield record
