@@ -37,7 +37,7 @@ from agent.commands import (
 )
 from agent.commands.context import Context
 from agent.errors import CofferError, UsageError
-from agent.pipeline.memory import limit_malloc_arenas
+from agent.pipeline.memory import tune_malloc
 from agent.units import parse_size
 
 EXIT_INTERRUPTED = 130
@@ -155,7 +155,7 @@ def _fail(message: str, exit_code: int, ctx: Context | None, argv: Sequence[str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    limit_malloc_arenas()
+    tune_malloc()
     arguments = list(sys.argv[1:] if argv is None else argv)
     ctx = None
     args = None
