@@ -47,10 +47,15 @@ from agent.ios.encryption import (
 )
 from agent.ios.folder import MANIFEST_DB
 from agent.ios.identity import DeviceIdentity
-from agent.ios.manifest_db import manifest_db_bytes, read_manifest_rows, records_from_bytes
+from agent.ios.manifest_db import (
+    iter_manifest_rows,
+    manifest_db_bytes,
+    read_manifest_rows,
+    records_from_bytes,
+)
 from agent.ios.plists import load_plist_dict
-from agent.ios.records import FileRecord
-from agent.ios.safety import SkippedEntry, check_rows
+from agent.ios.records import FileRecord, PackedRecords
+from agent.ios.safety import CheckedRows, SkippedEntry, iter_checked_rows
 from agent.paths import staging_root
 from agent.pipeline.chunker import is_sqlite_name
 from agent.pipeline.writer import BlobWriter, StoredStream, WriterStats
@@ -321,15 +326,15 @@ class DeviceBackup:
         if password is not None and password != self.recorded:
             record_password(self.repository, self.udid, password)  # given or a fallback: from now on, the newest
         plaintext_db = decrypt_manifest_db(class_keys, manifest["ManifestKey"], manifest_db) if class_keys else manifest_db
-        checked = check_rows(read_manifest_rows(plaintext_db))
-        records, skipped = checked.records, checked.skipped
+        checked = CheckedRows()
         blobs = mirror.blobs(udid)
         builder = SnapshotBuilder(self.repository, writer, started=self._started_at)
         stored_manifest_db = builder.store_whole(manifest_db, MANIFEST_DB)
-        waiting: list[tuple[FileRecord, BlobRef]] = []
+        # Files still to be stored, packed (a device can list hundreds of thousands); their refs beside them.
+        waiting, waiting_refs, waiting_bytes = PackedRecords(), list[BlobRef](), 0
         kept: dict[str, BlobRef] = {}
         not_sent: list[SkippedEntry] = []
-        for record in records:
+        for record in iter_checked_rows(iter_manifest_rows(plaintext_db), checked):
             if not record.is_file:
                 if host.is_wanted(classify(record.domain, record.relative_path).value):
                     builder.add(record, None)
@@ -339,7 +344,9 @@ class DeviceBackup:
                 reason = host.unsent.get(record.file_id, "the device listed it but did not send it")
                 not_sent.append(SkippedEntry(record.file_id, record.domain, record.relative_path, reason))
             elif ref.staged is not None:
-                waiting.append((record, ref))
+                waiting.append(record)
+                waiting_refs.append(ref)
+                waiting_bytes += record.size
             else:
                 if not ref.excluded and host.is_wanted(str(ref.category)):
                     builder.add(record, StoredStream(ref.chunks, ref.plain_size), ref.category)
@@ -367,8 +374,9 @@ class DeviceBackup:
             builder.add(record, stored, category)
             kept[record.file_id] = ref
 
-        with Progress("ingest", sum(record.size for record, _ in waiting), enabled=self.options.progress) as ingest_bar:
-            for _ in bounded_map(ingest, waiting, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2):
+        with Progress("ingest", waiting_bytes, enabled=self.options.progress) as ingest_bar:
+            items = zip(waiting.drain(), waiting_refs, strict=True)
+            for _ in bounded_map(ingest, items, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2):
                 pass
         if host.wanted is not None:
             self.notes.append(f"only these categories were stored: {', '.join(sorted(host.wanted))}")
@@ -387,7 +395,7 @@ class DeviceBackup:
             manifest_plist=manifest_plist,
             manifest_db=stored_manifest_db,
             is_encrypted=encrypted,
-            skipped=skipped + not_sent,
+            skipped=checked.skipped + not_sent,
             backup_password=password if encrypted else None,
             other_files={},
             complete=complete,

@@ -63,9 +63,9 @@ def safe_relative_path(domain: str, relative_path: str) -> PurePosixPath | None:
 
 @dataclass
 class CheckedRows:
-    """Manifest.db rows sorted into usable records and reported skips (never a crash, never silent)."""
+    """What `iter_checked_rows` reported about the rows it did not yield or yielded with doubts (never a crash,
+    never silent)."""
 
-    records: list[FileRecord] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -99,17 +99,11 @@ def _check_row(row: ManifestRow, seen: set[str], warnings: list[str]) -> tuple[F
     return record, ""
 
 
-def check_rows(rows: Iterable[ManifestRow]) -> CheckedRows:
-    """Validate every row of a Manifest.db (typed columns, safe names, known flags, unique fileIDs, a readable
-    MBFile record); what a backup folder or a device sends is hostile input until this says otherwise."""
-    checked = CheckedRows()
-    checked.records.extend(iter_checked_rows(rows, checked))
-    return checked
-
-
 def iter_checked_rows(rows: Iterable[ManifestRow], checked: CheckedRows) -> Iterator[FileRecord]:
-    """`check_rows` one row at a time: yields the usable records and adds skips and warnings to `checked` as
-    they are met (for a caller that keeps the records in its own form)."""
+    """Validate the rows of a Manifest.db one at a time (typed columns, safe names, known flags, unique fileIDs,
+    a readable MBFile record): yields the usable records and adds skips and warnings to `checked` as they are
+    met. What a backup folder or a device sends is hostile input until this says otherwise; the caller keeps
+    the records in its own form (agent.ios.records.PackedRecords)."""
     seen: set[str] = set()
     for row in rows:
         record, reason = _check_row(row, seen, checked.warnings)
