@@ -250,6 +250,7 @@ class BackupWriter:
             STATUS_PLIST: status_plist,
         }
         self._class_keys = class_keys
+        self._made_folders: set[str] = set()  # the `xx/` folders made so far (one mkdir each, not one per file)
         path.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -333,7 +334,9 @@ class BackupWriter:
                 )
             pieces = encrypt_stream(unwrap_file_key(self._class_keys, record.wrapped_key), counted)
         target = self.path / record.blob_name
-        target.parent.mkdir(exist_ok=True)
+        if record.file_id[:2] not in self._made_folders:
+            target.parent.mkdir(exist_ok=True)  # two threads may both make it: exist_ok
+            self._made_folders.add(record.file_id[:2])
         partial = target.with_name(target.name + _PARTIAL_SUFFIX)
         try:
             descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
@@ -350,8 +353,9 @@ class BackupWriter:
                     f"the manifest records {record.size}"
                 )
             os.replace(partial, target)
-        finally:
+        except BaseException:
             partial.unlink(missing_ok=True)
+            raise
 
     def write_other_file(self, name: str, data: bytes) -> None:
         """Write an extra top-level file (one `BackupFolder.other_files` entry)."""
