@@ -27,6 +27,7 @@ from agent.ios.manifest_db import manifest_db_bytes, records_from_bytes
 from agent.ios.records import FLAG_FILE, FileRecord
 from agent.sim.control import SimControl
 from agent.sim.server import SimServer
+from agent.sim.verify import backup_digest
 
 _seeds = itertools.count(900)
 
@@ -99,6 +100,47 @@ def test_a_file_the_device_cannot_send_is_recorded_and_sent_next_time(
     assert victim.key in device.backups[-1].uploaded  # asked for again, though unchanged on the device
     listed = {(e["domain"], e["path"]) for e in usb("--json", "ls", again["short_id"]).json()}
     assert ("HomeDomain", victim.relative_path) in listed
+
+
+def test_rows_a_compromised_device_forges_are_skipped_and_the_rest_restores_exactly(
+    usb: CofferCli, sim: SimServer, control: SimControl, tmp_path: Path
+) -> None:
+    """The attacker is the device: its Manifest.db lists a path out of its domain, a fileID that is a path,
+    a domain out of the backup, unknown flags and an unreadable record. Each is reported as
+    skipped, never stored, and what the device really holds comes back byte for byte, to a folder and to a
+    replacement device, with no forged row handed on."""
+    udid = _device(sim)
+    device = sim.device(udid)
+    control.fault(udid, hostile_rows=True)
+    document = usb("--json", "backup", "--udid", udid).json()
+    assert document["ok"] and document["not_sent"] == [], document
+    reasons = {s["path"]: s["reason"] for s in document["skipped"]}
+    assert reasons == {
+        "../../../../tmp/coffer-forged-escape": "relativePath has a '..' component",
+        "Library/forged-file-id": "fileID is not 40 lowercase hex digits",
+        "Library/forged-flags": "unknown flags value 16",
+        "Library/forged-domain": "domain is empty or contains '/', NUL or a dot name",
+        "Library/forged-record": reasons.get("Library/forged-record", ""),
+    }, document["skipped"]
+    assert reasons["Library/forged-record"].startswith("unreadable file record"), reasons
+    listed = {e["path"] for e in usb("--json", "ls", document["short_id"]).json()}
+    assert not {path for path in listed if "forged" in path}
+
+    out = tmp_path / "exported"
+    usb("export", document["short_id"], str(out))
+    sent = {f.key for f in device.filesystem.files() if not f.encrypted_only}  # the device's backup is not encrypted
+    expected = {key: digest for key, digest in device.filesystem.snapshot_digest().items() if key in sent}
+    assert backup_digest(out) == expected  # the exported Manifest.db lists no forged row
+    assert not Path("/tmp/coffer-forged-escape").exists()
+
+    replacement = _device(sim)  # restoring hands an honest device none of them either
+    usb("--json", "restore", document["short_id"], "--to-udid", replacement, "--yes")
+    restored = sim.device(replacement).filesystem.snapshot_digest()
+    assert {key: digest for key, digest in restored.items() if key in expected} == expected
+    assert not [key for key in restored if "forged" in key], restored.keys()
+
+    control.clear_faults(udid)
+    _nothing_lost(usb, udid)
 
 
 def test_a_stale_device_snapshot_says_restart_the_device(usb: CofferCli, sim: SimServer, control: SimControl) -> None:

@@ -24,7 +24,6 @@ from agent.ios.plists import load_plist_dict
 from agent.ios.records import FileRecord
 from agent.keys.keyset import MANIFEST_SPACE
 from agent.pipeline.reader import BlobReader
-from agent.repository.repair import has_lost_files
 from agent.repository.repository import Repository, SnapshotEntry
 from agent.repository.snapshot import FileRow, ManifestPart
 
@@ -81,7 +80,7 @@ def _make_writer(
             raise AccessDeniedError(f"this needs the full key{hint}")
         manifest = read_manifest_part(repository, view.entry.snapshot_id)
         class_keys = class_keys_for(header.manifest_plist, manifest) if header.is_encrypted else None
-    if not whole or has_lost_files(header):  # `repair` removed rows: the original Manifest.db would list them
+    if not whole or header.lists_unstored_rows:  # the original Manifest.db would list rows this folder lacks
         records = [record for _, _, record in view.records()]
         writer = BackupWriter.subset(
             target, manifest_plist=header.manifest_plist, records=records, class_keys=class_keys, decrypt=decrypt, **common

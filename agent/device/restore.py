@@ -50,7 +50,6 @@ from agent.ios.records import FileRecord
 from agent.keys.keyset import MANIFEST_SPACE
 from agent.pipeline.reader import BlobReader
 from agent.repository.device_secrets import record_password
-from agent.repository.repair import has_lost_files
 from agent.repository.repository import Repository
 from agent.repository.snapshot import FileRow
 
@@ -349,8 +348,8 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
         )
     else:
         password = read_manifest_part(repository, source_view.entry.snapshot_id).backup_password
-        # After `repair` removed lost files, the original Manifest.db lists them: rebuild it from the rows left.
-        lost = has_lost_files(header)
+        # The original Manifest.db may list rows the snapshot lacks (skipped, not sent, lost): then rebuild it.
+        lost = header.lists_unstored_rows
         plan = _plan_from(
             repository,
             [(source_view, chosen)],

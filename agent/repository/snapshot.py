@@ -95,6 +95,14 @@ class SnapshotHeader:
     role: str = "backup"  # "backup" (USB), "import", "safety" (the target's own data, taken before a restore)
     recorded: float = 0.0  # when the snapshot was written: orders snapshots of the same backup date
 
+    @property
+    def lists_unstored_rows(self) -> bool:
+        """Whether the Manifest.db stored with this snapshot lists rows the snapshot does not hold: rows skipped
+        as unsafe or unreadable (what a hostile folder or device forged), files the device did not send, files
+        `repair` found lost. Exports and restores then rebuild Manifest.db from the rows held, so that no folder
+        or device is handed a row without its file, nor a forged row at all."""
+        return bool(self.skipped)
+
     def to_json(self) -> dict[str, object]:
         return {
             "time": self.time, "device": self.device, "source": self.source, "host": self.host,

@@ -15,6 +15,7 @@ the device's own wording, so a host sees on the wire what it would see in the fi
 | `usb_speed` | bits per second | the `ConnectionSpeed` usbmuxd reports (480000000 USB 2, 5000000000 USB 3) |
 | `password_protected` | `locked` or `passcode` | what lockdown's `PasswordProtected` value means on this device: "locked now" or "has a passcode" |
 | `passcode_set` | true / false | whether the device has a passcode at all (lockdown `PasswordConfigured`) |
+| `hostile_rows` | true | the Manifest.db it sends also lists rows a compromised device could forge (`forged_rows`): a path out of its domain, a fileID that is a path, a domain out of the backup, unknown flags, an unreadable MBFile record; no content is sent for them |
 
 Faults are runtime state: a restarted simulator serves devices without them. `clear` lifts them all.
 """
@@ -25,6 +26,9 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from agent.ios.mbfile import MODE_FILE, encode_mbfile
+from agent.ios.records import FLAG_FILE, FileRecord, file_id_for
 
 USB2_SPEED = 480_000_000
 USB3_SPEED = 5_000_000_000
@@ -57,6 +61,7 @@ class DeviceFaults:
     usb_speed: int = USB2_SPEED
     password_protected: str = "locked"
     passcode_set: bool = True
+    hostile_rows: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
         """Switch modes on or off from a control request; ValueError names a bad mode or value."""
@@ -74,7 +79,7 @@ class DeviceFaults:
 
 
 def _checked(name: str, value: Any) -> Any:
-    if name in ("stale_snapshot", "lock_during_pause", "passcode_set"):
+    if name in ("stale_snapshot", "lock_during_pause", "passcode_set", "hostile_rows"):
         if not isinstance(value, bool):
             raise ValueError(f"fault {name} is true or false")
         return value
@@ -119,3 +124,24 @@ def parse_cli_fault(text: str) -> dict[str, Any]:
     except ValueError:
         value = raw
     return {name: value}
+
+
+FORGED_DOMAIN = "HomeDomain"
+
+
+def forged_rows() -> list[FileRecord]:
+    """The rows `hostile_rows` adds after the device's own: each names itself in its relativePath
+    (`forged-...`), and none has content on the wire. (A second row with a real file's fileID cannot be
+    sent: fileID is Manifest.db's primary key.)"""
+
+    def blob(path: str) -> bytes:
+        return encode_mbfile(relative_path=path, mode=MODE_FILE, size=5)
+
+    return [
+        FileRecord.create(FORGED_DOMAIN, "../../../../tmp/coffer-forged-escape", FLAG_FILE, size=5),
+        FileRecord("../Manifest.db", FORGED_DOMAIN, "Library/forged-file-id", FLAG_FILE, blob("Library/forged-file-id")),
+        FileRecord.create(FORGED_DOMAIN, "Library/forged-flags", 16, size=5),
+        FileRecord.create("../" + FORGED_DOMAIN, "Library/forged-domain", FLAG_FILE, size=5),
+        FileRecord(file_id_for(FORGED_DOMAIN, "Library/forged-record"), FORGED_DOMAIN, "Library/forged-record",
+                   FLAG_FILE, b"not an MBFile record"),
+    ]

@@ -40,6 +40,7 @@ from agent.ios.records import FLAG_DIRECTORY, FLAG_FILE, FLAG_SYMLINK, FileRecor
 from agent.sim.content import FileKind, SimFile
 from agent.sim.device import SimulatedDevice
 from agent.sim.device_paths import device_path
+from agent.sim.faults import forged_rows
 from agent.sim.mobilebackup import errors
 from agent.sim.mobilebackup.device_link import DeviceLinkChannel, Upload
 from agent.sim.mobilebackup.versions import version_tuple
@@ -287,7 +288,8 @@ class BackupEngine:
             manifest_key=manifest_key,
             applications={app: application_entry(app) for app in self.device.installed_apps()},
         )
-        manifest_db = manifest_db_bytes(plan.records)
+        listed = plan.records + forged_rows() if self.device.faults.hostile_rows else plan.records
+        manifest_db = manifest_db_bytes(listed)
         if self.class_keys is not None and manifest_key is not None:
             manifest_db = encrypt_manifest_db(self.class_keys, manifest_key, manifest_db)
         await self._upload_metadata(
