@@ -102,17 +102,19 @@ def test_a_file_the_device_cannot_send_is_recorded_and_sent_next_time(
     assert ("HomeDomain", victim.relative_path) in listed
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "device-encrypted"])
 def test_rows_a_compromised_device_forges_are_skipped_and_the_rest_restores_exactly(
-    usb: CofferCli, sim: SimServer, control: SimControl, tmp_path: Path
+    usb: CofferCli, sim: SimServer, control: SimControl, tmp_path: Path, encrypted: bool
 ) -> None:
     """The attacker is the device: its Manifest.db lists a path out of its domain, a fileID that is a path,
     a domain out of the backup, unknown flags and an unreadable record. Each is reported as
     skipped, never stored, and what the device really holds comes back byte for byte, to a folder and to a
-    replacement device, with no forged row handed on."""
+    replacement device, with no forged row handed on. Encrypted, the rebuilt Manifest.db is encrypted again
+    with the backup's own keys and opens with its password."""
     udid = _device(sim)
     device = sim.device(udid)
     control.fault(udid, hostile_rows=True)
-    document = usb("--json", "backup", "--udid", udid).json()
+    document = usb("--json", "backup", "--udid", udid, *(["--enable-device-encryption"] if encrypted else [])).json()
     assert document["ok"] and document["not_sent"] == [], document
     reasons = {s["path"]: s["reason"] for s in document["skipped"]}
     assert reasons == {
@@ -128,9 +130,10 @@ def test_rows_a_compromised_device_forges_are_skipped_and_the_rest_restores_exac
 
     out = tmp_path / "exported"
     usb("export", document["short_id"], str(out))
-    sent = {f.key for f in device.filesystem.files() if not f.encrypted_only}  # the device's backup is not encrypted
+    sent = {f.key for f in device.filesystem.files() if encrypted or not f.encrypted_only}
     expected = {key: digest for key, digest in device.filesystem.snapshot_digest().items() if key in sent}
-    assert backup_digest(out) == expected  # the exported Manifest.db lists no forged row
+    # The exported Manifest.db lists no forged row, and every row it lists has its file.
+    assert backup_digest(out, device.backup_password if encrypted else None) == expected
     assert not Path("/tmp/coffer-forged-escape").exists()
 
     replacement = _device(sim)  # restoring hands an honest device none of them either
