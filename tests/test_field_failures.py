@@ -117,14 +117,13 @@ def test_rows_a_compromised_device_forges_are_skipped_and_the_rest_restores_exac
     document = usb("--json", "backup", "--udid", udid, *(["--enable-device-encryption"] if encrypted else [])).json()
     assert document["ok"] and document["not_sent"] == [], document
     reasons = {s["path"]: s["reason"] for s in document["skipped"]}
+    assert reasons.pop("Library/forged-record", "").startswith("unreadable file record"), document["skipped"]
     assert reasons == {
         "../../../../tmp/coffer-forged-escape": "relativePath has a '..' component",
         "Library/forged-file-id": "fileID is not 40 lowercase hex digits",
         "Library/forged-flags": "unknown flags value 16",
         "Library/forged-domain": "domain is empty or contains '/', NUL or a dot name",
-        "Library/forged-record": reasons.get("Library/forged-record", ""),
     }, document["skipped"]
-    assert reasons["Library/forged-record"].startswith("unreadable file record"), reasons
     listed = {e["path"] for e in usb("--json", "ls", document["short_id"]).json()}
     assert not {path for path in listed if "forged" in path}
 

@@ -331,7 +331,9 @@ class DeviceBackup:
         builder = SnapshotBuilder(self.repository, writer, started=self._started_at)
         stored_manifest_db = builder.store_whole(manifest_db, MANIFEST_DB)
         # Files still to be stored, packed (a device can list hundreds of thousands); their refs beside them.
-        waiting, waiting_refs, waiting_bytes = PackedRecords(), list[BlobRef](), 0
+        waiting = PackedRecords()
+        waiting_refs: list[BlobRef] = []
+        waiting_bytes = 0
         kept: dict[str, BlobRef] = {}
         not_sent: list[SkippedEntry] = []
         for record in iter_checked_rows(iter_manifest_rows(plaintext_db), checked):

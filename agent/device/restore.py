@@ -349,14 +349,14 @@ def restore_snapshot(repository: Repository, reference: str, target: str, option
     else:
         password = read_manifest_part(repository, source_view.entry.snapshot_id).backup_password
         # The original Manifest.db may list rows the snapshot lacks (skipped, not sent, lost): then rebuild it.
-        lost = header.lists_unstored_rows
+        rebuild_db = header.lists_unstored_rows
         plan = _plan_from(
             repository,
             [(source_view, chosen)],
             source_view,
-            target_keys=_snapshot_keys(repository, source_view) if lost else None,
+            target_keys=_snapshot_keys(repository, source_view) if rebuild_db else None,
             password=password,
-            keep_original_db=not lost,
+            keep_original_db=not rebuild_db,
         )
     restore_options = _device_options(options)
     if load_plist_dict(plan.manifest_plist, "Manifest.plist").get("IsEncrypted"):
