@@ -7,7 +7,9 @@ the folder up with each tool into its own fresh repository (full), restore that 
 with each tool (restore: Coffer `export`, `restic restore`, `borg extract`), change the folder as a day of
 use would, back it up again (incremental), and, for restic and borg, once more into a copy of their
 post-full repository with their files cache off (incremental, re-read: what Coffer always does). Each
-backup and restore is measured for wall time, CPU time and peak RSS, and each repository for its size. The order of the tools rotates from phase
+backup and restore is measured for wall time, CPU time and peak RSS, and each repository for its size; just
+before each, the tool's start-up is measured (a command that only opens the repository), and throughput is
+reported gross and net of it. The order of the tools rotates from phase
 to phase. Prints a Markdown table with the figures and Coffer's ratios, and writes them as JSON (and the
 table as Markdown) to benchmarks/results/. See benchmarks/README.md.
 """
@@ -47,6 +49,7 @@ WARM_UP_SIZE = 24 * MIB
 # Input, three repositories, two forked ones, a restored copy and staging: what the scratch folder needs,
 # in data set sizes.
 _SCRATCH_FACTOR = 8
+_STARTUP_RUNS = 3
 
 
 class Benchmark:
@@ -123,9 +126,15 @@ class Benchmark:
         """Run one tool's command, check it succeeded, and record it with its repository afterwards."""
         log = self.logs / f"{tool.name}-{phase.replace(', ', '-')}.log"
         before = tree_size(tool.repository(home)).apparent_bytes
+        startup = self._startup(tool, home, log)
         result = run_measured(command.argv, env=command.env, log=log, cwd=command.cwd)
         if result.exit_code != 0:
             raise CofferError(f"{tool.name} failed in the {phase} phase (exit {result.exit_code}); see {log}")
+        if startup >= result.wall_seconds:
+            raise CofferError(
+                f"{tool.name}'s start-up ({startup:.2f} s) took longer than its {phase} run "
+                f"({result.wall_seconds:.2f} s): the data set is too small to measure, choose a larger --size"
+            )
         repository = tree_size(tool.repository(home))
         run = Run(
             phase,
@@ -134,16 +143,31 @@ class Benchmark:
             size.files,
             size.apparent_bytes,
             result,
+            startup,
             repository,
             repository.apparent_bytes - before,
         )
         self.runs.append(run)
         print(
             f"  {phase:<20} {tool.name:<7} {result.wall_seconds:7.1f} s wall {run.throughput:7.1f} MiB/s "
+            f"{run.net_throughput:7.1f} net "
             f"{result.cpu_seconds:7.1f} s CPU  repo {repository.apparent_bytes / MIB:,.0f} MiB "
             f"(load {result.load_before:.1f})",
             flush=True,
         )
+
+    @staticmethod
+    def _startup(tool: Tool, home: Path, log: Path) -> float:
+        """The tool's start-up on this repository now: the quickest of `_STARTUP_RUNS` runs of a command that
+        only opens it (the quickest, so that noise makes the net figure smaller, not larger)."""
+        command = tool.startup_command(home)
+        times = []
+        for _ in range(_STARTUP_RUNS):
+            result = run_measured(command.argv, env=command.env, log=log, cwd=command.cwd)
+            if result.exit_code != 0:
+                raise CofferError(f"{tool.name} could not open its repository (exit {result.exit_code}); see {log}")
+            times.append(result.wall_seconds)
+        return min(times)
 
     def fork_homes(self, tools: list[Tool]) -> None:
         for tool in tools:

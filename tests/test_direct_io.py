@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import random
 import shutil
@@ -94,13 +95,17 @@ def test_a_short_or_refused_direct_write_finishes_through_the_page_cache(
     assert write_file(tmp_path / "object", [data]) == data
 
 
-def test_other_write_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(fd: int, data: memoryview) -> int:
+@pytest.mark.parametrize("aligned", [False, True])
+def test_other_write_errors_are_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aligned: bool) -> None:
+    def full(fd: int, data: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    # Both calls fail: whether a part goes by write or writev depends on where it happens to lie in memory.
     monkeypatch.setattr(direct_io.os, "write", full)
+    monkeypatch.setattr(direct_io.os, "writev", full)
+    parts = aligned_parts(random.Random(1), [2 * MIB]) if aligned else [bytes(2 * MIB)]
     with pytest.raises(OSError) as raised:
-        write_file(tmp_path / "object", [bytes(2 * MIB)])
+        write_file(tmp_path / "object", parts)
     assert raised.value.errno == errno.ENOSPC
 
 
@@ -135,3 +140,49 @@ def test_a_pack_does_not_stay_in_the_page_cache(tmp_path: Path) -> None:
     buffered.write_bytes(data)
     assert resident_bytes(buffered) >= 8 * MIB
     assert resident_bytes(tmp_path / "repo" / "data" / "x" / "direct") <= 2 * direct_io.ALIGNMENT
+
+
+def aligned_parts(rng: random.Random, sizes: list[int]) -> list[memoryview]:
+    """Parts that lie page-aligned in memory, as a pack's segments do (anonymous mappings)."""
+    parts = []
+    for size in sizes:
+        mapping = mmap.mmap(-1, size)
+        mapping.write(rng.randbytes(size))
+        parts.append(memoryview(mapping))
+    return parts
+
+
+def test_whole_aligned_segments_go_out_in_one_writev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack's full segments: one request for all of them; the partial last one and the small parts after it
+    take the buffered direct path."""
+    vectors: list[int] = []
+    real_writev = os.writev
+
+    def counting(fd: int, buffers: list[memoryview]) -> int:
+        vectors.append(len(buffers))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(direct_io.os, "writev", counting)
+    rng = random.Random(11)
+    parts: list[bytes | memoryview] = [*aligned_parts(rng, [MIB] * 6 + [5 * 4096]), rng.randbytes(3000), b"footer"]
+    expected = b"".join(bytes(part) for part in parts)
+    assert write_file(tmp_path / "pack", parts) == expected
+    if direct_io._O_DIRECT:
+        assert vectors == [7]
+
+
+@pytest.mark.parametrize("outcome", ["short", "refused"])
+def test_a_short_or_refused_writev_finishes_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    real_writev = os.writev
+
+    def failing(fd: int, buffers: list[memoryview]) -> int:
+        if outcome == "refused":
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_writev(fd, buffers[:1])  # short: only the first block went
+
+    monkeypatch.setattr(direct_io.os, "writev", failing)
+    rng = random.Random(12)
+    parts: list[bytes | memoryview] = [*aligned_parts(rng, [MIB] * 4), rng.randbytes(MIB + 17), *aligned_parts(rng, [MIB] * 2)]
+    assert write_file(tmp_path / "pack", parts) == b"".join(bytes(part) for part in parts)

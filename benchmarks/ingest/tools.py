@@ -3,7 +3,7 @@
 Every tool keeps all its state in one home folder given by the benchmark (repository, cache, config), so a
 run never touches the user's ~/.cache, and copying the home folder forks a repository together with its
 cache. All three encrypt (Coffer always, restic always, borg with repokey-blake2) and all three compress
-(Coffer zstd level 3 where it pays, restic `--compression auto`, borg `-C zstd,3`).
+(Coffer zstd level 1 where it pays, restic `--compression auto`, borg `-C zstd,3`).
 
 A restore writes the snapshot named by the backup's `snapshot` into a new folder: Coffer `export latest`
 (an iTunes-style backup folder), `restic restore latest --target`, `borg extract` run inside the folder.
@@ -77,6 +77,11 @@ class Tool(ABC):
     def backup_command(self, home: Path, data: Path, snapshot: str, *, reread: bool) -> Command: ...
 
     @abstractmethod
+    def startup_command(self, home: Path) -> Command:
+        """A command that opens the repository (process start, key derivation, repository listing) and does
+        nothing else: its time is what the benchmark takes as the tool's start-up, and reports net of."""
+
+    @abstractmethod
     def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
         """Write the latest snapshot (`snapshot`: the name its backup gave it) into the new folder
         `target`."""
@@ -98,9 +103,12 @@ class Coffer(Tool):
     version_arguments = ("-m", "agent", "--version")
 
     def environment(self, home: Path) -> dict[str, str]:
-        # A half-second key derivation keeps `init` quick; it is not part of what is measured.
+        # A half-second key derivation keeps `init` quick; it is not part of what is measured. Python may write
+        # its bytecode cache, as an installed package has one (Debian's borg does): a machine that says
+        # PYTHONDONTWRITEBYTECODE would otherwise have Coffer compile its modules on every start.
+        inherited = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
         return {
-            **os.environ,
+            **inherited,
             "PYTHONPATH": str(PROJECT_ROOT),
             "COFFER_PASSWORD": PASSWORD,
             "COFFER_KDF_TARGET_SECONDS": "0.5",
@@ -119,6 +127,9 @@ class Coffer(Tool):
             [*self._coffer(home), "--quiet", "--json", "import", *(["--force"] if reread else []), str(data)],
             self.environment(home),
         )
+
+    def startup_command(self, home: Path) -> Command:
+        return Command([*self._coffer(home), "--quiet", "--json", "snapshots"], self.environment(home))
 
     def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
         return Command(
@@ -157,6 +168,9 @@ class Restic(Tool):
         ]
         return Command([*argv, *(["--force"] if reread else []), str(data)], self.environment(home))
 
+    def startup_command(self, home: Path) -> Command:
+        return Command(["restic", "snapshots", "--quiet"], self.environment(home))
+
     def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
         return Command(
             ["restic", "restore", "--quiet", "latest", "--target", str(target)], self.environment(home)
@@ -190,6 +204,9 @@ class Borg(Tool):
             *(["--files-cache", "disabled"] if reread else []),
         ]
         return Command([*argv, f"::{snapshot}", str(data)], self.environment(home))
+
+    def startup_command(self, home: Path) -> Command:
+        return Command(["borg", "list"], self.environment(home))
 
     def restore_command(self, home: Path, target: Path, snapshot: str) -> Command:
         # borg 1.2 has no `latest`: the archive is named after the phase that made it.
