@@ -10,7 +10,6 @@ keeps its own and reuses it chunk after chunk.
 from __future__ import annotations
 
 import threading
-from pathlib import PurePosixPath
 
 from agent._native import ZstdCompressor, ZstdDataError, ZstdDecompressor
 
@@ -25,7 +24,11 @@ INCOMPRESSIBLE_SUFFIXES = frozenset(
 
 
 def likely_compressible(relative_path: str) -> bool:
-    return PurePosixPath(relative_path).suffix.lower() not in INCOMPRESSIBLE_SUFFIXES
+    # PurePosixPath(relative_path).suffix, without building a path object per file.
+    name = relative_path.rstrip("/").rpartition("/")[2]
+    dot = name.rfind(".")
+    suffix = name[dot:] if 0 < dot < len(name) - 1 else ""
+    return suffix.lower() not in INCOMPRESSIBLE_SUFFIXES
 
 
 # A frame that does not decompress, or not to the length the index records.

@@ -187,7 +187,7 @@ class BlobWriter:
                 pack = PackBuilder(public, self.repository.tag(space))
                 packs.append((pack, self._target_size()))
                 self._open_bytes += pack.size
-            slot = self._random.randrange(len(packs))
+            slot = self._random.randrange(len(packs)) if len(packs) > 1 else 0  # a draw is a getrandom call
             pack, target = packs[slot]
             blob = pack.reserve(chunk_id, payload_length, raw_length=raw_length)
             self._open_bytes += blob.length

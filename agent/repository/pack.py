@@ -75,15 +75,16 @@ class PackBuilder:
     def __init__(self, category_public_key: bytes, tag: str) -> None:
         self._key = primitives.random_key()
         self._aead = AESGCM(self._key)  # the small trailer and footer
-        sealed_key = primitives.seal_to(category_public_key, self._key, purpose=b"pack key", associated=tag.encode())
+        # The key is sealed to the category in `finish`, on the upload thread: a writer makes packs while it
+        # holds the lock every chunk takes, and an X25519 exchange there held up every worker.
+        self._category_public_key = category_public_key
         self._memory = PackMemory()
-        self._memory.reserve(len(sealed_key))
-        self._memory.write(0, sealed_key)
+        self._memory.reserve(SEALED_KEY_SIZE)
         self._filled = threading.Condition()
         self._unfilled = 0
         self._fill_failure: BaseException | None = None
         self._parts: list[memoryview] = []
-        self.size = len(sealed_key)
+        self.size = SEALED_KEY_SIZE
         self.blobs: list[PackedBlob] = []
         self.tag = tag
 
@@ -122,6 +123,11 @@ class PackBuilder:
             self._filled.wait_for(lambda: self._unfilled == 0)
             if self._fill_failure is not None:
                 raise self._fill_failure
+        sealed_key = primitives.seal_to(
+            self._category_public_key, self._key, purpose=b"pack key", associated=self.tag.encode()
+        )
+        assert len(sealed_key) == SEALED_KEY_SIZE
+        self._memory.write(0, sealed_key)
         listing = b"".join(TRAILER_ENTRY.pack(b.chunk_id, b.offset, b.length, b.raw_length) for b in self.blobs)
         trailer = self._aead.encrypt(TRAILER_NONCE, zstandard.compress(listing), b"trailer")
         footer = self._aead.encrypt(FOOTER_NONCE, FOOTER.pack(self.size, len(trailer)), b"footer")
