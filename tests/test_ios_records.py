@@ -74,3 +74,25 @@ def test_a_row_costs_a_fraction_of_its_record() -> None:
         tracemalloc.stop()
     assert held < 20_000 * 100
     assert packed[12_345] == made[12_345]
+
+
+def test_a_row_comes_back_without_parsing_its_mbfile_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading rows back is on every import's path twice: the decoded fields travel with the row. A row whose
+    integers do not fit 64 bits (a plist integer may be 128) is parsed again, and comes back the same."""
+    usual = FileRecord.create("HomeDomain", "Library/a.plist", FLAG_FILE, size=12, mtime=-5, inode=7,
+                              wrapped_key=bytes(range(44)), protection_class=3)
+    link = FileRecord.create("HomeDomain", "Library/link", FLAG_SYMLINK, target="Library/a.plist")
+    huge = FileRecord.create("HomeDomain", "Library/b", FLAG_FILE, size=1, inode=2**64 - 1)
+    packed = PackedRecords()
+    for record in (usual, link, huge):
+        packed.append(record)
+    parsed: list[bytes] = []
+    real_from_row = FileRecord.from_row.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[FileRecord], file_id: str, domain: str, path: str, flags: int, blob: bytes) -> FileRecord:
+        parsed.append(blob)
+        return real_from_row(cls, file_id, domain, path, flags, blob)
+
+    monkeypatch.setattr(FileRecord, "from_row", classmethod(counting))
+    assert list(packed.drain()) == [usual, link, huge]
+    assert parsed == [huge.blob]

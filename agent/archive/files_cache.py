@@ -51,10 +51,10 @@ class CachedFile:
     chunks: list[bytes]
 
 
-def fingerprint(record: FileRecord, blob: Path) -> str | None:
+def fingerprint(record: FileRecord, blob: str | Path) -> str | None:
     """What must not change for a file to be reused: its Manifest.db record and its blob's stat."""
     try:
-        st = blob.stat()
+        st = os.stat(blob)
     except OSError:
         return None
     identity = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()

@@ -138,7 +138,7 @@ def _import(
         if not record.is_file:
             builder.add(record, None)
             continue
-        stamp = fingerprint(record, folder.path / record.blob_name)
+        stamp = fingerprint(record, folder.blob_path(record))
         cached = cache.lookup(record, stamp, writer.index) if use_files_cache else None
         if cached is not None:
             builder.add(record, StoredStream(cached.chunks, cached.size), cached.category)

@@ -64,10 +64,19 @@ class BackupFolder:
     warnings: list[str] = field(default_factory=list)
     other_files: list[str] = field(default_factory=list)
     _blob_directories: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
+    _root: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._root = os.fspath(self.path)
 
     @property
     def is_encrypted(self) -> bool:
         return self.class_keys is not None
+
+    def blob_path(self, record: FileRecord) -> str:
+        """Where a record's blob lies, as a string: joined once per file, and a Path join parses both sides
+        (a tenth of an import's time per file went into pathlib)."""
+        return f"{self._root}/{record.file_id[:2]}/{record.file_id}"
 
     @classmethod
     def open(cls, path: Path, password: str | None = None) -> BackupFolder:
@@ -137,7 +146,7 @@ class BackupFolder:
         overwrites (no allocation per piece): a caller that keeps a piece past the next one must copy it."""
         if not record.is_file:
             raise ValueError(f"{record.domain}/{record.relative_path} is not a regular file")
-        blob_path = self.path / record.blob_name
+        blob_path = self.blob_path(record)
         try:
             # O_NOFOLLOW: a blob swapped for a symlink after `open` checked it is refused, not followed.
             descriptor = os.open(blob_path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -189,7 +198,7 @@ class BackupFolder:
         if not self._is_blob_directory(record.file_id[:2]):
             return None, "blob directory is missing or is not a real directory"
         try:
-            status = os.lstat(self.path / record.blob_name)
+            status = os.lstat(self.blob_path(record))
         except FileNotFoundError:
             return None, "blob missing from the backup folder"
         except OSError as error:

@@ -97,7 +97,15 @@ class FileRecord:
         return f"{self.file_id[:2]}/{self.file_id}"
 
 
-_PACKED_HEAD = struct.Struct("<20sBII")  # fileID (raw), flags, domain number, length of the relativePath's UTF-8
+# fileID (raw), flags, domain number, length of the relativePath's UTF-8, whether the decoded fields follow it
+_PACKED_HEAD = struct.Struct("<20sBIIB")
+# The record's decoded integers, then its wrapped key and its symlink target, each length-prefixed (all ones:
+# none). A record whose integers do not fit (a plist integer may be up to 128 bits) is decoded again instead.
+_FIELDS = struct.Struct("<9q")
+_KEY_LENGTH = struct.Struct("<H")
+_TARGET_LENGTH = struct.Struct("<I")
+_NONE_KEY = 0xFFFF
+_NONE_TARGET = 0xFFFFFFFF
 _ROW_LENGTH = struct.Struct("<I")
 _BATCH_ROWS = 256
 _BATCH_LEVEL = 1
@@ -112,7 +120,9 @@ class PackedRecords(Sequence[FileRecord]):
     resident size grew with the number of files. Here a row is its fields in one bytes object (a domain is
     stored once), and every 256 rows are compressed together: MBFile records differ little, so a row costs
     about 50 bytes instead of 560 (16,441 rows of the 8 GB benchmark folder: 0.8 MiB; as objects, 20 MiB).
-    Compressing them all takes 8 ms; decoding a record again costs one MBFile read (about 10 µs).
+    Compressing them all takes 8 ms. A row also holds the fields decoded from its MBFile record, so that
+    reading it back needs no MBFile parse: an import reads each row back twice (the folder's rows, then its
+    queue of files to read), and parsing them again was a quarter of its time per file.
     Only rows that `FileRecord.from_row` has read belong here: fileIDs are 40 lowercase hex digits."""
 
     def __init__(self) -> None:
@@ -126,8 +136,9 @@ class PackedRecords(Sequence[FileRecord]):
         if number == len(self._domains):
             self._domains.append(record.domain)
         path = record.relative_path.encode("utf-8", "surrogatepass")
-        head = _PACKED_HEAD.pack(bytes.fromhex(record.file_id), record.flags, number, len(path))
-        self._open.append(head + path + record.blob)
+        fields = _packed_fields(record)
+        head = _PACKED_HEAD.pack(bytes.fromhex(record.file_id), record.flags, number, len(path), fields is not None)
+        self._open.append(head + path + (fields or b"") + record.blob)
         if len(self._open) == _BATCH_ROWS:
             batch = b"".join(_ROW_LENGTH.pack(len(row)) + row for row in self._open)
             # A copy of the frame: python-zstandard's result keeps a buffer of the input's size behind it.
@@ -174,10 +185,52 @@ class PackedRecords(Sequence[FileRecord]):
         yield from map(self._unpack, last)
 
     def _unpack(self, row: bytes) -> FileRecord:
-        file_id, flags, number, path_length = _PACKED_HEAD.unpack_from(row)
-        start = _PACKED_HEAD.size
-        path = row[start : start + path_length].decode("utf-8", "surrogatepass")
-        return FileRecord.from_row(file_id.hex(), self._domains[number], path, flags, row[start + path_length :])
+        file_id, flags, number, path_length, has_fields = _PACKED_HEAD.unpack_from(row)
+        at = _PACKED_HEAD.size
+        path = row[at : at + path_length].decode("utf-8", "surrogatepass")
+        at += path_length
+        if not has_fields:
+            return FileRecord.from_row(file_id.hex(), self._domains[number], path, flags, row[at:])
+        size, mode, mtime, protection_class, uid, gid, inode, birth, ctime = _FIELDS.unpack_from(row, at)
+        at += _FIELDS.size
+        (key_length,) = _KEY_LENGTH.unpack_from(row, at)
+        at += _KEY_LENGTH.size
+        wrapped_key = None if key_length == _NONE_KEY else row[at : at + key_length]
+        at += 0 if wrapped_key is None else key_length
+        (target_length,) = _TARGET_LENGTH.unpack_from(row, at)
+        at += _TARGET_LENGTH.size
+        target = None
+        if target_length != _NONE_TARGET:
+            target = row[at : at + target_length].decode("utf-8", "surrogatepass")
+            at += target_length
+        return FileRecord(
+            file_id.hex(), self._domains[number], path, flags, row[at:], size=size, mode=mode, mtime=mtime,
+            protection_class=protection_class, wrapped_key=wrapped_key, target=target, uid=uid, gid=gid,
+            inode=inode, birth=birth, ctime=ctime,
+        )
+
+
+def _packed_fields(record: FileRecord) -> bytes | None:
+    """The record's decoded fields as `_unpack` reads them, or None when they do not fit (then it parses the
+    MBFile record again)."""
+    key, target = record.wrapped_key, record.target
+    encoded_target = None if target is None else target.encode("utf-8", "surrogatepass")
+    if (key is not None and len(key) >= _NONE_KEY) or (encoded_target is not None and len(encoded_target) >= _NONE_TARGET):
+        return None
+    try:
+        integers = _FIELDS.pack(
+            record.size, record.mode, record.mtime, record.protection_class, record.uid, record.gid, record.inode,
+            record.birth, record.ctime,
+        )
+    except struct.error:
+        return None
+    return b"".join([
+        integers,
+        _KEY_LENGTH.pack(_NONE_KEY if key is None else len(key)),
+        key or b"",
+        _TARGET_LENGTH.pack(_NONE_TARGET if encoded_target is None else len(encoded_target)),
+        encoded_target or b"",
+    ])
 
 
 def _rows_of(frame: bytes) -> list[bytes]:

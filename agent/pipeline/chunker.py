@@ -153,12 +153,12 @@ class ChunkerParams:
 DEFAULT_CHUNKER_PARAMS = ChunkerParams()
 
 
+_SQLITE_NAME_ENDINGS = tuple(suffix + companion for suffix in _SQLITE_SUFFIXES for companion in _SQLITE_COMPANIONS)
+
+
 def is_sqlite_name(relative_path: str) -> bool:
     """True for names SQLite databases and their -wal/-shm/-journal companions use."""
-    name = relative_path.lower()
-    return any(
-        name.endswith(suffix + companion) for suffix in _SQLITE_SUFFIXES for companion in _SQLITE_COMPANIONS
-    )
+    return relative_path.lower().endswith(_SQLITE_NAME_ENDINGS)
 
 
 class _Cuts(Protocol):

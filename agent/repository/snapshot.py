@@ -217,8 +217,12 @@ def _commitments(header: bytes, parts: dict[str, bytes]) -> dict[str, object]:
 _JSON_LEVEL = 3
 
 
+# One encoder for every call: `json.dumps` with separators builds a new one each time (once per file's row).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _json_bytes(doc: object) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(doc).encode("utf-8")
 
 
 def _compress_json(doc: object) -> bytes:
