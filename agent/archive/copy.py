@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from agent.archive.importer import default_workers
-from agent.archive.parallel import bounded_map
+from agent.archive.parallel import SMALL_FILE, bounded_map
 from agent.archive.progress import Progress
 from agent.errors import UsageError
 from agent.keys.keyset import HEADER_SPACE, MANIFEST_SPACE
@@ -60,6 +60,10 @@ class CopyResult:
         self.new_bytes += sum(space.new_bytes for space in stats.spaces.values())
         self.uploaded_bytes += stats.uploaded_bytes
         self.packs += stats.packs_uploaded
+
+
+def _small_row(item: tuple[str, FileRow]) -> bool:
+    return item[1].size < SMALL_FILE
 
 
 def select_snapshots(source: Repository, references: list[str]) -> list[SnapshotEntry]:
@@ -161,7 +165,9 @@ class _Copier:
                 row.chunks = self._translate(space, row.chunks, row.relative_path, writer, result)
                 bar.advance(row.size)
 
-            for _ in bounded_map(copy_row, files, workers=self.workers, in_flight=self.workers * 2):
+            for _ in bounded_map(
+                copy_row, files, workers=self.workers, in_flight=self.workers * 2, alone=_small_row
+            ):
                 pass
         for space, space_rows in rows.items():
             parts[space] = [row.to_json() for row in space_rows]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.archive.damage import damaged_entry
-from agent.archive.parallel import bounded_map
+from agent.archive.parallel import SMALL_FILE, bounded_map
 from agent.archive.partial_marker import mark_partial
 from agent.archive.progress import Progress
 from agent.archive.view import SnapshotView, open_view, read_manifest_part
@@ -109,6 +109,10 @@ def _write_other_files(writer: BackupWriter, reader: BlobReader, manifest: Manif
         writer.write_other_file(name, _read_whole(reader, MANIFEST_SPACE, stored.chunks))
 
 
+def _small_file(item: tuple[str, FileRow, FileRecord]) -> bool:
+    return item[1].size < SMALL_FILE
+
+
 def export_snapshot(
     repository: Repository,
     reference: str | SnapshotEntry,
@@ -138,7 +142,9 @@ def export_snapshot(
                 return damaged_entry(category, record, exc)
             return None
 
-        damaged = [d for d in bounded_map(write, files, workers=workers, in_flight=workers * 2) if d]
+        damaged = [
+            d for d in bounded_map(write, files, workers=workers, in_flight=workers * 2, alone=_small_file) if d
+        ]
         writer.finish()
     lost = {(d["domain"], d["path"]) for d in damaged}
     written = [row for _, row, record in files if (record.domain, record.relative_path) not in lost]

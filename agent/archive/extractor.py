@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.archive.damage import damaged_entry
 from agent.archive.exporter import create_target
-from agent.archive.parallel import bounded_map
+from agent.archive.parallel import SMALL_FILE, bounded_map
 from agent.archive.progress import Progress
 from agent.archive.view import open_view
 from agent.errors import RepositoryDamagedError
@@ -45,6 +45,10 @@ def _matches(glob: str | None, domain: str, relative_path: str) -> bool:
 
 def _inside(root: Path, path: Path) -> bool:
     return os.path.commonpath([root, path.resolve()]) == str(root)
+
+
+def _small_file(item: tuple[str, FileRow, FileRecord, Path]) -> bool:
+    return item[1].size < SMALL_FILE
 
 
 def _without_collisions(
@@ -125,7 +129,9 @@ def extract_snapshot(
                     os.unlink(temporary)
             return None
 
-        result.damaged = [d for d in bounded_map(write, chosen, workers=workers, in_flight=workers * 2) if d]
+        result.damaged = [
+            d for d in bounded_map(write, chosen, workers=workers, in_flight=workers * 2, alone=_small_file) if d
+        ]
     lost = {(d["domain"], d["path"]) for d in result.damaged}
     written = [row for _, row, record, _ in chosen if (record.domain, record.relative_path) not in lost]
     result.files = len(written)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.files_cache import CachedFile, FilesCache, fingerprint
-from agent.archive.parallel import bounded_map
+from agent.archive.parallel import SMALL_FILE, bounded_map
 from agent.archive.partial_marker import is_marked_partial
 from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress
@@ -118,6 +118,10 @@ def _folder_udid(path: Path) -> str:
     return DeviceIdentity.from_plists(plists[1], plists[0]).udid
 
 
+def _small_file(item: tuple[FileRecord, str | None]) -> bool:
+    return item[0].size < SMALL_FILE
+
+
 def _import(
     repository: Repository,
     folder: BackupFolder,
@@ -167,7 +171,7 @@ def _import(
 
         try:
             queue = ((record, stamps.popleft()) for record in files.drain())
-            for _ in bounded_map(store, queue, workers=workers, in_flight=workers * 2):
+            for _ in bounded_map(store, queue, workers=workers, in_flight=workers * 2, alone=_small_file):
                 pass
         except BaseException:
             # Keep what was uploaded indexed, so the next run resumes instead of starting over.

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.archive.builder import CommitResult, SnapshotBuilder
-from agent.archive.parallel import bounded_map
+from agent.archive.parallel import SMALL_FILE, bounded_map
 from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress, estimate_device_total
 from agent.device.connect import lockdown_session, translate
@@ -91,6 +91,10 @@ class BackupOptions:
     progress: bool = False
     categories: list[str] | None = None  # store only these (the device still sends everything)
     role: str = "backup"  # "safety" for the target's own backup taken before a restore
+
+
+def _small_file(item: tuple[FileRecord, BlobRef]) -> bool:
+    return item[0].size < SMALL_FILE
 
 
 def _seed_mirror(udid: str, state: DeviceState | None) -> BackupMirror:
@@ -378,7 +382,9 @@ class DeviceBackup:
 
         with Progress("ingest", waiting_bytes, enabled=self.options.progress) as ingest_bar:
             items = zip(waiting.drain(), waiting_refs, strict=True)
-            for _ in bounded_map(ingest, items, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2):
+            for _ in bounded_map(
+                ingest, items, workers=INGEST_WORKERS, in_flight=INGEST_WORKERS * 2, alone=_small_file
+            ):
                 pass
         if host.wanted is not None:
             self.notes.append(f"only these categories were stored: {', '.join(sorted(host.wanted))}")
