@@ -74,3 +74,31 @@ def test_a_queue_of_small_items_does_not_hold_back_a_large_one() -> None:
     release.set()
     consumer.join(10)
     assert started["results"] == 5
+
+
+def test_large_items_after_a_long_run_of_small_ones_start_while_the_small_ones_run() -> None:
+    """The feeder reads ahead past a backlog of small items (more than either bound) to keep the pool busy."""
+    started: dict[str, float] = {}
+    release = threading.Event()
+
+    def work(item: str) -> str:
+        started[item] = time.monotonic()
+        if item.startswith("small"):
+            release.wait(5)
+        return item
+
+    items = [*(f"small-{n}" for n in range(40)), "large-a", "large-b"]
+    results: list[str] = []
+    consumer = threading.Thread(
+        target=lambda: results.extend(
+            bounded_map(work, items, workers=2, in_flight=2, alone=lambda item: item.startswith("small"))
+        )
+    )
+    consumer.start()
+    deadline = time.monotonic() + 5
+    while not {"large-a", "large-b"} <= set(started) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert {"large-a", "large-b"} <= set(started), "the large items waited behind the small ones"
+    release.set()
+    consumer.join(10)
+    assert results == items
