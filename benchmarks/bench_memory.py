@@ -13,18 +13,22 @@ benchmarks/results/. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import shutil
 import sys
 import time
+import tracemalloc
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.archive.importer import default_workers
+from agent.archive.parallel import LOOK_AHEAD, SMALL_FILE
 from agent.errors import CofferError, UsageError
 from agent.ios.folder import PIECE_SIZE
+from agent.ios.records import FLAG_FILE, FileRecord
 from agent.pipeline.chunker import DEFAULT_CHUNKER_PARAMS
 from agent.pipeline.writer import OPEN_BYTES_BUDGET, BlobWriter
 from agent.repository.config import PackSettings
@@ -53,6 +57,25 @@ class Share:
     rule: str
 
 
+@functools.cache
+def _row_bytes() -> int:
+    """What one waiting item of an import holds: a file's record and its files-cache stamp (measured once)."""
+    tracemalloc.start()
+    try:
+        rows = [
+            (
+                FileRecord.create("CameraRollDomain", f"Media/DCIM/100APPLE/IMG_{n:05}.HEIC", FLAG_FILE, size=n * 977,
+                                  mtime=1_700_000_000 + n, inode=100_000 + n, protection_class=3),
+                f"{n:032x}",
+            )
+            for n in range(1000)
+        ]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return held // len(rows)
+
+
 def breakdown(data_bytes: int) -> list[Share]:
     """Where `coffer import` of `data_bytes` keeps its memory, by the bounds the code sets.
 
@@ -63,6 +86,7 @@ def breakdown(data_bytes: int) -> list[Share]:
     chunk_max = DEFAULT_CHUNKER_PARAMS.max_size
     workers = default_workers()
     chunks = max(1, data_bytes // DEFAULT_CHUNKER_PARAMS.avg_size)
+    row_bytes = _row_bytes()
     return [
         Share("open packs", OPEN_BYTES_BUDGET, "OPEN_BYTES_BUDGET (agent/pipeline/writer.py)"),
         Share(
@@ -74,6 +98,17 @@ def breakdown(data_bytes: int) -> list[Share]:
             "chunks being cut",
             workers * (chunk_max + PIECE_SIZE),
             f"{workers} workers × (chunk max {chunk_max / MIB:.0f} MiB + piece {PIECE_SIZE / MIB:.0f} MiB)",
+        ),
+        Share(
+            "small files being cut",
+            SMALL_FILE + PIECE_SIZE,
+            f"the small-file thread × (file under {SMALL_FILE / MIB:.0f} MiB + piece {PIECE_SIZE / MIB:.0f} MiB) "
+            "(agent/archive/parallel.py)",
+        ),
+        Share(
+            "rows read ahead",
+            LOOK_AHEAD * row_bytes,
+            f"LOOK_AHEAD {LOOK_AHEAD:,} × {row_bytes:,} B, a file row waiting (measured, tracemalloc)",
         ),
         Share(
             "free pack segments",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.archive.parallel import LOOK_AHEAD
 from agent.pipeline.writer import OPEN_BYTES_BUDGET
 from agent.repository.config import PackSettings
 from benchmarks import bench_index
@@ -36,11 +37,13 @@ def test_bench_index_refuses_to_time_an_index_that_answers_wrongly() -> None:
 def test_the_memory_breakdown_follows_the_code_and_only_the_index_grows_with_the_data() -> None:
     small, large = breakdown(1 << 30), breakdown(8 << 30)
     names = [share.name for share in small]
-    assert names == ["open packs", "packs being stored", "chunks being cut", "free pack segments", "chunk index"]
+    assert names == ["open packs", "packs being stored", "chunks being cut", "small files being cut", "rows read ahead",
+                     "free pack segments", "chunk index"]
     assert small[0].bytes == OPEN_BYTES_BUDGET
     assert small[1].bytes % PackSettings().max_size == 0
-    assert [share.bytes for share in small[:4]] == [share.bytes for share in large[:4]]
-    assert large[4].bytes > small[4].bytes
+    assert [share.bytes for share in small[:6]] == [share.bytes for share in large[:6]]
+    assert large[6].bytes > small[6].bytes
+    assert 300 < small[4].bytes / LOOK_AHEAD < 4096  # a waiting file row: hundreds of bytes, not megabytes
     total = sum(share.bytes for share in small) / (1 << 20)
     assert f"| **bounded total** | {total:,.1f} |" in breakdown_table(small, 50 << 20)
 

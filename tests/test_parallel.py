@@ -52,8 +52,16 @@ def test_a_failure_in_either_lane_ends_the_run_with_it() -> None:
             list(bounded_map(work, range(20), workers=2, in_flight=2, alone=small))
 
 
-def test_a_queue_of_small_items_does_not_hold_back_a_large_one() -> None:
-    """The small lane is busy with a long backlog; a large item after it still starts on the pool at once."""
+@pytest.mark.parametrize(
+    ("small", "large", "in_flight"),
+    [(4, ["large"], 4), (40, ["large-a", "large-b"], 2)],
+    ids=["a-full-lane", "a-backlog-beyond-both-bounds"],
+)
+def test_large_items_after_small_ones_start_while_the_small_ones_run(
+    small: int, large: list[str], in_flight: int
+) -> None:
+    """The small lane is busy with a backlog (in the second case longer than either bound): the large items
+    after it still start on the pool at once, the feeder reading ahead for them."""
     started: dict[str, float] = {}
     release = threading.Event()
 
@@ -63,42 +71,18 @@ def test_a_queue_of_small_items_does_not_hold_back_a_large_one() -> None:
             release.wait(5)
         return item
 
-    items = [*(f"small-{n}" for n in range(4)), "large"]
-    results = bounded_map(work, items, workers=2, in_flight=4, alone=lambda item: item.startswith("small"))
-    consumer = threading.Thread(target=lambda: started.setdefault("results", len(list(results))))
-    consumer.start()
-    deadline = time.monotonic() + 5
-    while "large" not in started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert "large" in started, "the large item waited behind the small ones"
-    release.set()
-    consumer.join(10)
-    assert started["results"] == 5
-
-
-def test_large_items_after_a_long_run_of_small_ones_start_while_the_small_ones_run() -> None:
-    """The feeder reads ahead past a backlog of small items (more than either bound) to keep the pool busy."""
-    started: dict[str, float] = {}
-    release = threading.Event()
-
-    def work(item: str) -> str:
-        started[item] = time.monotonic()
-        if item.startswith("small"):
-            release.wait(5)
-        return item
-
-    items = [*(f"small-{n}" for n in range(40)), "large-a", "large-b"]
+    items = [*(f"small-{n}" for n in range(small)), *large]
     results: list[str] = []
     consumer = threading.Thread(
         target=lambda: results.extend(
-            bounded_map(work, items, workers=2, in_flight=2, alone=lambda item: item.startswith("small"))
+            bounded_map(work, items, workers=2, in_flight=in_flight, alone=lambda item: item.startswith("small"))
         )
     )
     consumer.start()
     deadline = time.monotonic() + 5
-    while not {"large-a", "large-b"} <= set(started) and time.monotonic() < deadline:
+    while not set(large) <= set(started) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert {"large-a", "large-b"} <= set(started), "the large items waited behind the small ones"
+    assert set(large) <= set(started), "the large items waited behind the small ones"
     release.set()
     consumer.join(10)
     assert results == items
