@@ -50,8 +50,6 @@ WARM_UP_SIZE = 24 * MIB
 # The baseline took each tool's best of two rounds in rotated order: single runs on this shared
 # machine ranged from 1.1x to 2.4x.
 DEFAULT_ROUNDS = 2
-# Input, three repositories, two forked ones, a restored copy and staging: what the scratch folder needs,
-# in data set sizes.
 _STARTUP_RUNS = 3
 # ext4 without a journal skips inodes freed less than 30 s ago, 60 s while their block is dirty.
 _RECENTLY_DELETED_SECONDS = 61

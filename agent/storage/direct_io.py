@@ -180,13 +180,25 @@ def write_parts(fd: int, parts: Sequence[bytes | memoryview]) -> None:
                     blocks.append(view)
                     continue
                 view.release()
-                writer.write_blocks(blocks)
-                blocks = []
+                _write_and_release(writer, blocks)
                 writer.write(part)
-            writer.write_blocks(blocks)
+            _write_and_release(writer, blocks)
         finally:
-            for view in blocks:
-                view.release()
+            _release(blocks)
+
+
+def _write_and_release(writer: DirectWriter, blocks: list[memoryview]) -> None:
+    """Write the gathered blocks, then let go of their views and empty the list."""
+    try:
+        writer.write_blocks(blocks)
+    finally:
+        _release(blocks)
+
+
+def _release(views: list[memoryview]) -> None:
+    for view in views:
+        view.release()
+    views.clear()
 
 
 def _whole_blocks(view: memoryview) -> bool:

@@ -7,8 +7,8 @@ Coffer uses less.
 
 Throughput is reported twice: gross (input over the command's wall time) and net of start-up (over the wall
 time less the tool's start-up, measured in the same run as a command that only opens the repository: process
-start, key derivation, listing). The ratios compare net throughput, as DESIGN.md §5 states its targets; the
-gross ratio is beside it.
+start, key derivation, listing). The ratios compare net throughput, as issue 14 states the targets of DESIGN.md
+§5; the gross ratio is beside it.
 """
 
 from __future__ import annotations
