@@ -31,6 +31,7 @@ from typing import Any
 from agent.errors import CofferError, UsageError
 from benchmarks.datagen import DEFAULT_SEED, DEFAULT_SIZE, describe, parse_size
 from benchmarks.dataset.backup import DEVICE, generate, mutate
+from benchmarks.ingest.floor import MODES, WITH_WRITES, FloorResult, measure_floor
 from benchmarks.ingest.measure import (
     MIB,
     TreeSize,
@@ -40,7 +41,7 @@ from benchmarks.ingest.measure import (
     run_measured,
     tree_size,
 )
-from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, RESTORE, Run, markdown
+from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, RESTORE, Run, floor_markdown, markdown
 from benchmarks.ingest.tools import PROJECT_ROOT, TOOLS, Command, Tool
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -56,9 +57,10 @@ _RECENTLY_DELETED_SECONDS = 61
 
 
 def scratch_factor(rounds: int) -> int:
-    """Data set sizes the scratch folder needs: the input, three repositories and three restored copies per
-    round (nothing is deleted before the end: see `Benchmark.restore`), two forked repositories, growth."""
-    return 4 + 6 * rounds
+    """Data set sizes the scratch folder needs: the input, three repositories, three restored copies and the
+    floor's two sets of packs per round (nothing is deleted before the end: see `Benchmark.restore`), two forked
+    repositories, growth."""
+    return 4 + 8 * rounds
 
 
 class Benchmark:
@@ -71,6 +73,7 @@ class Benchmark:
         self.data = scratch / "input" / DEVICE.udid
         self.logs = scratch / "logs"
         self.runs: list[Run] = []
+        self.floors: list[FloorResult] = []
         self.warm_up: dict[str, float] = {}
         self.round = 1  # the full backup and its restore run once per round, each into new repositories
         self._last_deletion = time.monotonic()
@@ -136,6 +139,31 @@ class Benchmark:
                     f"{tool.name} restored {restored:,} bytes of {size.apparent_bytes:,} into {target}; "
                     f"see {self.logs / f'{tool.name}-{RESTORE}.log'}"
                 )
+
+    def measure_floors(self) -> None:
+        """The per-byte floor on the same folder (benchmarks/ingest/floor.py), each mode once: Coffer's components
+        with the packs written, without writing them, and the pack writes alone, as many bytes as the first."""
+        self.settle()
+        environment = TOOLS["coffer"].environment(self.scratch)
+        written: FloorResult | None = None
+        for mode in MODES:
+            scratch = self.scratch / "floor" / f"round-{self.round}" / mode.replace(", ", "-").replace(" ", "-")
+            floor = measure_floor(
+                self.data,
+                scratch,
+                mode,
+                env=environment,
+                log=self.logs / "floor.log",
+                disk_bytes=written.stored_bytes if written is not None else 0,
+            )
+            if mode == WITH_WRITES:
+                written = floor
+            self.floors.append(floor)
+            print(
+                f"  {self.round} floor: {mode:<30} {floor.wall_seconds:7.2f} s wall {floor.throughput:7.1f} MiB/s "
+                f"{floor.cpu_seconds:7.1f} s CPU",
+                flush=True,
+            )
 
     @staticmethod
     def _order(tools: list[Tool], rotation: int) -> list[tuple[int, Tool]]:
@@ -266,6 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             tool.init(benchmark.home(tool, FULL), benchmark.logs / f"{tool.name}-init.log")
         benchmark.run_phase(FULL, tools, 2 * number - 2)
         benchmark.restore(tools, 2 * number - 1)
+        benchmark.measure_floors()
     rereaders = [tool for tool in tools if tool.has_files_cache] if not args.no_reread else []
     benchmark.fork_homes(rereaders)
     day = mutate(benchmark.data, args.seed)
@@ -285,7 +314,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "day_of_use": dataclasses.asdict(day),
         "warm_up_seconds": benchmark.warm_up,
         "runs": [dataclasses.asdict(run) | {"throughput_mib_s": run.throughput} for run in benchmark.runs],
-        "markdown": markdown(benchmark.runs),
+        "floor": [dataclasses.asdict(floor) | {"throughput_mib_s": floor.throughput} for floor in benchmark.floors],
+        "markdown": markdown(benchmark.runs) + floor_markdown(benchmark.floors, benchmark.runs),
     }
 
 

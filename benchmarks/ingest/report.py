@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmarks.ingest.floor import CPU_ONLY, DISK_ONLY, WITH_WRITES, FloorResult
 from benchmarks.ingest.measure import MIB, Measurement, TreeSize
 
 FULL = "full"
@@ -161,8 +162,16 @@ def markdown(runs: list[Run]) -> str:
         ],
     )
     relative = _table(
-        ["phase", "Coffer ÷", "throughput, net", "throughput, gross", "CPU time", "peak RSS", "repo size",
-         "added bytes"],
+        [
+            "phase",
+            "Coffer ÷",
+            "throughput, net",
+            "throughput, gross",
+            "CPU time",
+            "peak RSS",
+            "repo size",
+            "added bytes",
+        ],
         [
             [
                 ratio.phase,
@@ -177,6 +186,57 @@ def markdown(runs: list[Run]) -> str:
             for ratio in ratios(runs)
         ],
     )
+    return f"{absolute}\n\nRatios, Coffer ÷ other tool (same run, same input, each tool's best round):\n\n{relative}\n"
+
+
+def best_floors(floors: list[FloorResult]) -> dict[str, FloorResult]:
+    """The quickest run of each floor mode."""
+    best: dict[str, FloorResult] = {}
+    for floor in floors:
+        if floor.mode not in best or floor.throughput > best[floor.mode].throughput:
+            best[floor.mode] = floor
+    return best
+
+
+def floor_markdown(floors: list[FloorResult], runs: list[Run]) -> str:
+    """The floor's runs, then the best with its packs written against each tool's best full backup."""
+    if not floors:
+        return ""
+    table = _table(
+        ["floor", "workers", "MiB", "wall s", "MiB/s", "CPU s"],
+        [
+            [
+                floor.mode,
+                str(floor.workers),
+                _mib(floor.input_bytes),
+                f"{floor.wall_seconds:.2f}",
+                f"{floor.throughput:.1f}",
+                f"{floor.cpu_seconds:.2f}",
+            ]
+            for floor in floors
+        ],
+    )
+    best = best_floors(floors)
+    lines = []
+    written = best.get(WITH_WRITES)
+    for (phase, tool), run in sorted(best_runs(runs).items()):
+        if phase != FULL or written is None:
+            continue
+        if tool == REFERENCE:
+            lines.append(
+                f"- Coffer's full backup reaches {run.net_throughput / written.throughput:.0%} of the floor "
+                f"({run.net_throughput:.1f} MiB/s net)"
+            )
+        else:
+            lines.append(
+                f"- the floor is {written.throughput / run.net_throughput:.2f}× {tool}'s full backup "
+                f"({run.net_throughput:.1f} MiB/s net)"
+            )
+    for mode in (CPU_ONLY, DISK_ONLY):
+        if mode in best:
+            lines.append(f"- {mode}: {best[mode].throughput:.1f} MiB/s at best")
+    summary = "\n".join(lines)
     return (
-        f"{absolute}\n\nRatios, Coffer ÷ other tool (same run, same input, each tool's best round):\n\n{relative}\n"
+        f"\nThe per-byte floor (benchmarks/ingest/floor.py: Coffer's components on the same folder with no import "
+        f"around them):\n\n{table}\n\nThe best floor with its packs written:\n\n{summary}\n"
     )
