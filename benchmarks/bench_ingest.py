@@ -36,9 +36,9 @@ from benchmarks.ingest.measure import (
     MIB,
     TreeSize,
     check_scratch_space,
-    read_through,
     run_header,
     run_measured,
+    same_start,
     tree_size,
 )
 from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, RESTORE, Run, floor_markdown, markdown
@@ -77,6 +77,7 @@ class Benchmark:
         self.warm_up: dict[str, float] = {}
         self.round = 1  # the full backup and its restore run once per round, each into new repositories
         self._last_deletion = time.monotonic()
+        self.caches_dropped = True  # whether every run started with the page cache emptied (`same_start`)
 
     def deleted(self) -> None:
         """Say that files were just deleted (the data set generator deletes its staging folder)."""
@@ -107,38 +108,41 @@ class Benchmark:
 
     def run_phase(self, phase: str, tools: list[Tool], rotation: int) -> None:
         """Back the folder up with every tool, in the order `rotation` gives."""
-        read_through(self.data)  # every tool finds the input in the page cache, not just the last one
         self.settle()
         size = tree_size(self.data)
         slug = phase.replace(", ", "-")
         for position, tool in self._order(tools, rotation):
             home = self.home(tool, phase)
             command = tool.backup_command(home, self.data, slug, reread=phase == REREAD)
-            self._measure(phase, tool, position, home, command, size)
+            self._measure(phase, tool, position, home, command, size, warm=[self.data, home])
 
     def restore(self, tools: list[Tool], rotation: int) -> None:
         """Restore the full backup with every tool into a new folder, measured like a backup.
 
-        Throughput is the backed-up input per wall second; the repository is unchanged (nothing added). Every
-        repository is read through first: Coffer writes its packs past the page cache, restic and borg through
-        it, and a restore should not be measured on whose repository the cache happened to keep. Nothing the
+        Throughput is the backed-up input per wall second; the repository is unchanged (nothing added). Each
+        tool's home is read into the page cache just before its restore (`same_start`): Coffer writes its packs
+        past the page cache, restic and borg through it, and a restore should not be measured on whose
+        repository the cache happened to keep. Nothing the
         benchmark wrote is deleted before its end: on an ext4 without a journal, as here, creating files in the
         minute after thousands were deleted costs a scan of the recently freed inodes (`recently_deleted`),
         which made the restore measured after a deletion up to 1.6× slower."""
         size = tree_size(self.data)
-        for tool in tools:
-            read_through(tool.repository(self.home(tool, FULL)))
         for position, tool in self._order(tools, rotation):
             home = self.home(tool, FULL)
             target = self.scratch / "restore" / f"round-{self.round}" / tool.name
             target.mkdir(parents=True)
-            self._measure(RESTORE, tool, position, home, tool.restore_command(home, target, FULL), size)
+            command = tool.restore_command(home, target, FULL)
+            self._measure(RESTORE, tool, position, home, command, size, warm=[home])
             restored = tree_size(target).apparent_bytes
             if restored < size.apparent_bytes:  # a restore that wrote less cannot count as fast
                 raise CofferError(
                     f"{tool.name} restored {restored:,} bytes of {size.apparent_bytes:,} into {target}; "
                     f"see {self.logs / f'{tool.name}-{RESTORE}.log'}"
                 )
+
+    def _same_start(self, warm: list[Path]) -> None:
+        dropped, _ = same_start(warm)
+        self.caches_dropped = self.caches_dropped and dropped
 
     def measure_floors(self) -> None:
         """The per-byte floor on the same folder (benchmarks/ingest/floor.py), each mode once: Coffer's components
@@ -147,7 +151,10 @@ class Benchmark:
         environment = TOOLS["coffer"].environment(self.scratch)
         written: FloorResult | None = None
         for mode in MODES:
-            scratch = self.scratch / "floor" / f"round-{self.round}" / mode.replace(", ", "-").replace(" ", "-")
+            self._same_start([self.data])
+            scratch = (
+                self.scratch / "floor" / f"round-{self.round}" / mode.replace(", ", "-").replace(" ", "-")
+            )
             floor = measure_floor(
                 self.data,
                 scratch,
@@ -171,11 +178,21 @@ class Benchmark:
         return list(enumerate(tools[shift:] + tools[:shift], start=1))
 
     def _measure(
-        self, phase: str, tool: Tool, position: int, home: Path, command: Command, size: TreeSize
+        self,
+        phase: str,
+        tool: Tool,
+        position: int,
+        home: Path,
+        command: Command,
+        size: TreeSize,
+        *,
+        warm: list[Path],
     ) -> None:
-        """Run one tool's command, check it succeeded, and record it with its repository afterwards."""
+        """Run one tool's command from the same start as every other (`same_start`, with `warm` in the page
+        cache), check it succeeded, and record it with its repository afterwards."""
         log = self.logs / f"{tool.name}-{phase.replace(', ', '-')}.log"
         before = tree_size(tool.repository(home)).apparent_bytes
+        self._same_start(warm)
         startup = self._startup(tool, home, log)
         result = run_measured(command.argv, env=command.env, log=log, cwd=command.cwd)
         if result.exit_code != 0:
@@ -216,7 +233,9 @@ class Benchmark:
         for _ in range(_STARTUP_RUNS):
             result = run_measured(command.argv, env=command.env, log=log, cwd=command.cwd)
             if result.exit_code != 0:
-                raise CofferError(f"{tool.name} could not open its repository (exit {result.exit_code}); see {log}")
+                raise CofferError(
+                    f"{tool.name} could not open its repository (exit {result.exit_code}); see {log}"
+                )
             times.append(result.wall_seconds)
         return min(times)
 
@@ -277,8 +296,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.rounds < 1:
         raise UsageError("--rounds must be at least 1")
     versions = {tool.name: tool.version() for tool in tools}  # a missing tool stops us here, with the fix
-    check_scratch_space(args.scratch, scratch_factor(args.rounds) * size, f"a {size / (1 << 30):.1f} GiB data set",
-                        "choose a smaller --size or another --scratch")
+    check_scratch_space(
+        args.scratch,
+        scratch_factor(args.rounds) * size,
+        f"a {size / (1 << 30):.1f} GiB data set",
+        "choose a smaller --size or another --scratch",
+    )
     benchmark = Benchmark(args.scratch, tools, args.seed)
     benchmark.logs.mkdir(parents=True)
     started_at, started = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
@@ -309,12 +332,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **run_header(started_at, started, args.size, args.seed),
         "coffer_commit": _git_commit(),
         "rounds": args.rounds,
+        "page_cache_emptied_before_each_run": benchmark.caches_dropped,
         "versions": versions,
         "dataset": dataclasses.asdict(dataset),
         "day_of_use": dataclasses.asdict(day),
         "warm_up_seconds": benchmark.warm_up,
         "runs": [dataclasses.asdict(run) | {"throughput_mib_s": run.throughput} for run in benchmark.runs],
-        "floor": [dataclasses.asdict(floor) | {"throughput_mib_s": floor.throughput} for floor in benchmark.floors],
+        "floor": [
+            dataclasses.asdict(floor) | {"throughput_mib_s": floor.throughput} for floor in benchmark.floors
+        ],
         "markdown": markdown(benchmark.runs) + floor_markdown(benchmark.floors, benchmark.runs),
     }
 

@@ -97,6 +97,27 @@ def read_through(root: Path) -> int:
     return total
 
 
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def same_start(warm: Sequence[Path]) -> tuple[bool, int]:
+    """Put the machine in the same state before every measured run, whichever tool ran before it.
+
+    Dirty pages are written out first: restic and borg restore through the page cache and return before their
+    data is on disk, and whoever ran next paid for the write-back. Then the page cache is emptied, where the
+    kernel lets us (root): once the cache has filled the machine's memory, every fresh page a process touches
+    costs a reclaim, which made the second round of a run up to 1.5× slower than its first for Coffer and for
+    the floor, restic 1.3×. Last, `warm` (the input, the tool's home) is read back, so every run finds what
+    it reads in the page cache, as the first did. Returns whether the cache was emptied, and the bytes read."""
+    os.sync()
+    try:
+        DROP_CACHES.write_text("3\n")
+        dropped = True
+    except OSError:  # not root, or a container that hides /proc/sys: the runs still start with nothing dirty
+        dropped = False
+    return dropped, sum(read_through(path) for path in warm)
+
+
 def run_header(started_at: str, started: float, size: str, seed: int) -> dict[str, object]:
     """The fields every results file begins with: when, how long, what data, which machine."""
     return {

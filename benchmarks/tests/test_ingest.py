@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from agent.errors import UsageError
 from benchmarks.dataset.backup import generate
-from benchmarks.ingest.measure import MIB, Measurement, TreeSize, run_measured, tree_size
+from benchmarks.ingest.measure import MIB, Measurement, TreeSize, run_measured, same_start, tree_size
 from benchmarks.ingest.report import FULL, INCREMENTAL, REREAD, RESTORE, Run, markdown, ratios
 from benchmarks.ingest.tools import TOOLS, Tool
 
@@ -156,3 +157,14 @@ def test_a_missing_tool_is_reported_with_the_install_command(monkeypatch: pytest
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(UsageError, match="apt-get install -y restic borgbackup"):
         TOOLS["restic"].version()
+
+
+def test_every_run_starts_with_nothing_dirty_and_what_it_reads_in_the_page_cache(tmp_path: Path) -> None:
+    (tmp_path / "input" / "sub").mkdir(parents=True)
+    (tmp_path / "input" / "sub" / "file").write_bytes(b"x" * 70_000)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "repo").write_bytes(b"y" * 5)
+    dropped, read = same_start([tmp_path / "input", tmp_path / "home"])
+    assert read == 70_005
+    # Emptying the cache needs root; whether it happened is what the results file records.
+    assert dropped == os.access("/proc/sys/vm/drop_caches", os.W_OK)
