@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.archive.importer import default_workers
-from agent.archive.parallel import LOOK_AHEAD, SMALL_FILE
+from agent.archive.parallel import LOOK_AHEAD, SMALL_INGEST_FILE
 from agent.errors import CofferError, UsageError
 from agent.ios.folder import PIECE_SIZE
 from agent.ios.records import FLAG_FILE, FileRecord
@@ -101,8 +101,8 @@ def breakdown(data_bytes: int) -> list[Share]:
         ),
         Share(
             "small files being cut",
-            SMALL_FILE + PIECE_SIZE,
-            f"the small-file thread × (file under {SMALL_FILE / MIB:.0f} MiB + piece {PIECE_SIZE / MIB:.0f} MiB) "
+            SMALL_INGEST_FILE + PIECE_SIZE,
+            f"the small-file thread × (file under {SMALL_INGEST_FILE >> 10} KiB + piece {PIECE_SIZE / MIB:.0f} MiB) "
             "(agent/archive/parallel.py)",
         ),
         Share(

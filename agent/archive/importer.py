@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent.archive.builder import CommitResult, SnapshotBuilder
 from agent.archive.files_cache import CachedFile, FilesCache, fingerprint
-from agent.archive.parallel import SMALL_FILE, bounded_map
+from agent.archive.parallel import SMALL_INGEST_FILE, bounded_map
 from agent.archive.partial_marker import is_marked_partial
 from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress
@@ -119,7 +119,7 @@ def _folder_udid(path: Path) -> str:
 
 
 def _small_file(item: tuple[FileRecord, str | None]) -> bool:
-    return item[0].size < SMALL_FILE
+    return item[0].size < SMALL_INGEST_FILE
 
 
 def _import(

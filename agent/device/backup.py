@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.archive.builder import CommitResult, SnapshotBuilder
-from agent.archive.parallel import SMALL_FILE, bounded_map
+from agent.archive.parallel import SMALL_INGEST_FILE, bounded_map
 from agent.archive.passwords import known_passwords
 from agent.archive.progress import Progress, estimate_device_total
 from agent.device.connect import lockdown_session, translate
@@ -94,7 +94,7 @@ class BackupOptions:
 
 
 def _small_file(item: tuple[FileRecord, BlobRef]) -> bool:
-    return item[0].size < SMALL_FILE
+    return item[0].size < SMALL_INGEST_FILE
 
 
 def _seed_mirror(udid: str, state: DeviceState | None) -> BackupMirror:
