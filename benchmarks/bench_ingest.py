@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -341,7 +342,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "floor": [
             dataclasses.asdict(floor) | {"throughput_mib_s": floor.throughput} for floor in benchmark.floors
         ],
-        "markdown": markdown(benchmark.runs) + floor_markdown(benchmark.floors, benchmark.runs),
+        "markdown": markdown(benchmark.runs)
+        + floor_markdown(benchmark.floors, benchmark.runs, os.cpu_count() or 1),
     }
 
 

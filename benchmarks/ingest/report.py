@@ -198,8 +198,9 @@ def best_floors(floors: list[FloorResult]) -> dict[str, FloorResult]:
     return best
 
 
-def floor_markdown(floors: list[FloorResult], runs: list[Run]) -> str:
-    """The floor's runs, then the best with its packs written against each tool's best full backup."""
+def floor_markdown(floors: list[FloorResult], runs: list[Run], cores: int) -> str:
+    """The floor's runs, then the best with its packs written against each tool's best full backup, and what
+    its CPU time allows on `cores` cores kept busy from end to end."""
     if not floors:
         return ""
     table = _table(
@@ -232,6 +233,15 @@ def floor_markdown(floors: list[FloorResult], runs: list[Run]) -> str:
                 f"- the floor is {written.throughput / run.net_throughput:.2f}× {tool}'s full backup "
                 f"({run.net_throughput:.1f} MiB/s net)"
             )
+    if written is not None:
+        bound = written.input_bytes / MIB / (written.cpu_seconds / cores)
+        peers = [run for (phase, tool), run in best_runs(runs).items() if phase == FULL and tool != REFERENCE]
+        faster = max(peers, key=lambda run: run.net_throughput, default=None)
+        versus = f" = {bound / faster.net_throughput:.2f}× {faster.tool}'s" if faster is not None else ""
+        lines.append(
+            f"- its {written.cpu_seconds:.2f} CPU-seconds on {cores} cores busy from end to end and nothing else "
+            f"done: {bound:.1f} MiB/s at most{versus}"
+        )
     for mode in (CPU_ONLY, DISK_ONLY):
         if mode in best:
             lines.append(f"- {mode}: {best[mode].throughput:.1f} MiB/s at best")

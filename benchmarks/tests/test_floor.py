@@ -115,14 +115,19 @@ def test_the_report_sets_the_best_floor_against_each_tools_best_full_backup() ->
         _floor(DISK_ONLY, 0.5),
     ]
     runs = [_full("coffer", 4.0), _full("coffer", 2.5, 2), _full("restic", 10.0), _full("borg", 8.0)]
-    report = floor_markdown(floors, runs)
+    report = floor_markdown(floors, runs, cores=2)
     assert "the floor is 5.00× restic's full backup (100.0 MiB/s net)" in report
     assert "the floor is 4.00× borg's full backup (125.0 MiB/s net)" in report
     assert "Coffer's full backup reaches 80% of the floor (400.0 MiB/s net)" in report
     assert "per-byte work, CPU only: 1000.0 MiB/s at best" in report
+    # The best floor took 3.0 CPU-seconds: 1.5 s on two cores, 666.7 MiB/s, 5.33x borg's 125 MiB/s.
+    assert (
+        "its 3.00 CPU-seconds on 2 cores busy from end to end and nothing else done: 666.7 MiB/s at most = 5.33× borg's"
+        in report
+    )
     assert "pack writes only: 2000.0 MiB/s at best" in report
     assert report.count("| per-byte work, packs written |") == 2
-    assert floor_markdown([], runs) == ""
+    assert floor_markdown([], runs, cores=2) == ""
 
 
 def test_the_floor_refuses_a_folder_that_is_not_a_backup(tmp_path: Path) -> None:
