@@ -135,12 +135,12 @@ class _Floor:
             for chunk in chunker.chunks(pieces, sqlite_hint=is_sqlite_name(record.relative_path)):
                 chunk_id = primitives.chunk_id(self.id_key, chunk)
                 if not self.is_new(chunk_id):
+                    first = False  # as in BlobWriter.store_file: only the file's first chunk decides
                     continue
                 payload, compressed = compression.compress(chunk) if compressible else (chunk, False)
                 if first and compressible and not compressed:
-                    compressible = (
-                        False  # the importer's rule: a first chunk that does not compress ends trying
-                    )
+                    # The importer's rule: a first chunk that does not compress ends trying.
+                    compressible = False
                 first = False
                 blob = pack.reserve(chunk_id, len(payload), raw_length=len(chunk))
                 pack.fill(blob, payload, compressed=compressed)
