@@ -4,11 +4,13 @@
 
 In one run: generate a seeded backup folder (benchmarks/datagen.py), warm every tool up on a small one, back
 the folder up with each tool into its own fresh repository (full), restore that backup into a new folder
-with each tool (restore: Coffer `export`, `restic restore`, `borg extract`), change the folder as a day of
-use would, back it up again (incremental), and, for restic and borg, once more into a copy of their
+with each tool (restore: Coffer `export`, `restic restore`, `borg extract`), measure the per-byte floor
+(benchmarks/ingest/floor.py: Coffer's components on the folder with no import around them), change the
+folder as a day of use would, back it up again (incremental), and, for restic and borg, once more into a copy of their
 post-full repository with their files cache off (incremental, re-read: what Coffer always does). Each
-backup and restore is measured for wall time, CPU time and peak RSS, and each repository for its size; just
-before each, the tool's start-up is measured (a command that only opens the repository), and throughput is
+backup and restore starts from the same machine state (`same_start`: nothing dirty, the page cache emptied,
+the input and the tool's home read back) and is measured for wall time, CPU time and peak RSS, and each
+repository for its size; just before each, the tool's start-up is measured (a command that only opens the repository), and throughput is
 reported gross and net of it. The full backup and its restore run `--rounds` times (each into new
 repositories), and the ratios take each tool's best round. The order of the tools rotates from phase
 to phase and from round to round. Prints a Markdown table with the figures and Coffer's ratios, and writes them as JSON (and the
