@@ -76,7 +76,7 @@ class BackupFolder:
     def blob_path(self, record: FileRecord) -> str:
         """Where a record's blob lies, as a string: a Path join parses both sides, and an import asks three
         times per file (a tenth of its time per file went into pathlib)."""
-        return f"{self._root}/{record.file_id[:2]}/{record.file_id}"
+        return f"{self._root}/{record.blob_name}"
 
     @classmethod
     def open(cls, path: Path, password: str | None = None) -> BackupFolder:
